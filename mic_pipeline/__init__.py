@@ -1,0 +1,1 @@
+"""MIC event pipeline: shared configuration, the `mic-pipeline` command and local infrastructure."""

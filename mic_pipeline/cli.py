@@ -1,0 +1,45 @@
+"""The `mic-pipeline` command: one entry point, subcommands registered by each package.
+
+Each package owns a `cli.py` with `register(subparsers)`; handlers take the parsed arguments and
+return the exit code. Heavy libraries (faust, Great Expectations, pyarrow) are imported inside the
+handlers, never at registration, so `mic-pipeline --help` and `validate` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from mic_pipeline.infra import cli as infra_cli
+
+Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+REGISTRARS: tuple[Registrar, ...] = (infra_cli.register,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every package's subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="mic-pipeline",
+        description="MIC platform event pipeline: Kafka, stream processing, warehouse sinks.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in REGISTRARS:
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; returns (and exits with) its exit code."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Local infrastructure: the Kafka broker, topics and the test PostgreSQL server."""

@@ -1,0 +1,1 @@
+"""Event contracts: typed models of CONTRACT.md, decoding with classified failures, topic names."""

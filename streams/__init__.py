@@ -1,0 +1,1 @@
+"""faust-streaming processors: validate, dead-letter, de-duplicate, enrich, lifecycles, live aggregates."""
