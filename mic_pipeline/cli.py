@@ -12,10 +12,20 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mic_pipeline.infra import cli as infra_cli
+from producers import cli as producers_cli
+from schemas import cli as schemas_cli
+from sinks import cli as sinks_cli
+from streams import cli as streams_cli
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-REGISTRARS: tuple[Registrar, ...] = (infra_cli.register,)
+REGISTRARS: tuple[Registrar, ...] = (
+    infra_cli.register,
+    schemas_cli.register,
+    producers_cli.register,
+    streams_cli.register,
+    sinks_cli.register,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,8 +6,8 @@ Every process of the pipeline reads its settings here and nowhere else:
 |---|---|---|
 | `MIC_KAFKA_BOOTSTRAP` | `127.0.0.1:9092` | Kafka bootstrap servers |
 | `MIC_DATABASE_URL` | `sqlite:///<warehouse>/warehouse.db` | SQLAlchemy URL of the SQL warehouse |
-| `MIC_WAREHOUSE_DIR` | `./warehouse` | root of the Parquet dataset (and of the default SQLite file) |
-| `MIC_TOPIC_PREFIX` | empty | prefix put before every topic name (isolates test runs; the contract's names have none) |
+| `MIC_WAREHOUSE_DIR` | `./warehouse` | Parquet dataset root and default SQLite file |
+| `MIC_TOPIC_PREFIX` | empty | prefix of every topic name (isolates test runs) |
 | `MIC_PARTITIONS` | `6` | partitions per topic created by `mic-pipeline topics create` |
 | `MIC_STATE_DIR` | `./.mic` | local state: broker data and logs, pid files, stream tables |
 | `MIC_CACHE_DIR` | `~/.cache/mic-pipeline` | downloaded artifacts (the Kafka broker's jars) |

@@ -5,10 +5,10 @@ Physical names get `Settings.topic_prefix` in front (`Settings.topic`); these ar
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Family(str, Enum):
+class Family(StrEnum):
     """An event family: the part of `event_type` before the dot."""
 
     MEMBER = "member"

@@ -1,0 +1,9 @@
+"""Subcommands of the `streams` package (to be filled in)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add this package's subcommands."""
