@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mic_pipeline.infra import cli as infra_cli
+from mic_pipeline.ops import cli as ops_cli
 from producers import cli as producers_cli
 from schemas import cli as schemas_cli
 from sinks import cli as sinks_cli
@@ -25,6 +26,7 @@ REGISTRARS: tuple[Registrar, ...] = (
     producers_cli.register,
     streams_cli.register,
     sinks_cli.register,
+    ops_cli.register,
 )
 
 
