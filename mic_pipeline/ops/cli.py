@@ -1,9 +1,282 @@
-"""Subcommands of the operator tools (to be filled in)."""
+"""Operator subcommands: `status`, `drain`, `deadletters list|replay`, `web`.
+
+Thresholds of `status` come from `MIC_STATUS_*` variables (see `mic_pipeline.ops.verdict`) and are
+overridden by the flags. Exit codes: `status` 0 OK / 1 DEGRADED / 2 FAILING; `drain` 0 drained /
+1 still lagging at the timeout (or broker unreachable); `deadletters` 0 (skipped replays are
+reported, not errors), 2 for bad arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterator
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the operator subcommands."""
+    status = subparsers.add_parser(
+        "status", help="consumer lag, throughput, dead letters, warehouse freshness and a verdict"
+    )
+    status.add_argument("--json", action="store_true", help="print the status document as JSON")
+    _add_groups(status)
+    _add_thresholds(status)
+    status.set_defaults(handler=run_status)
+
+    drain = subparsers.add_parser("drain", help="wait until every consumer group has caught up")
+    drain.add_argument("--timeout", type=float, required=True, metavar="S", help="give up after S seconds")
+    drain.add_argument(
+        "--settle", type=float, default=3.0, metavar="S", help="lag must stay zero this long (default 3)"
+    )
+    _add_groups(drain)
+    drain.set_defaults(handler=run_drain)
+
+    dead = subparsers.add_parser("deadletters", help="list or replay dead letters")
+    dead_commands = dead.add_subparsers(dest="deadletters_command", required=True, metavar="ACTION")
+    listing = dead_commands.add_parser("list", help="show dead letters")
+    _add_selection(listing)
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        metavar="N",
+        help="show the newest N that match (0: all; default 100)",
+    )
+    listing.set_defaults(handler=run_deadletters_list)
+    replay = dead_commands.add_parser("replay", help="re-publish dead letters to their original topic")
+    _add_selection(replay)
+    replay.add_argument("--dry-run", action="store_true", help="decide and report, publish nothing")
+    replay.add_argument("--force", action="store_true", help="replay even what still fails validation")
+    replay.set_defaults(handler=run_deadletters_replay)
+
+    web = subparsers.add_parser("web", help="serve the operators' live web page")
+    web.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080; 0 picks a free one)")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    web.add_argument(
+        "--streams-url",
+        help="the stream's aggregates URL (env MIC_STREAMS_URL; default http://127.0.0.1:"
+        "$MIC_STREAMS_WEB_PORT/aggregates, port 6066)",
+    )
+    web.add_argument(
+        "--refresh", type=float, default=3.0, metavar="S", help="page refresh interval (default 3 s)"
+    )
+    web.add_argument("--metrics-port", type=int, metavar="P", help="also serve Prometheus /metrics on P")
+    _add_groups(web)
+    _add_thresholds(web)
+    web.set_defaults(handler=run_web)
+
+
+def _add_groups(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--group",
+        action="append",
+        dest="groups",
+        metavar="G",
+        help="consumer group to watch (repeatable; default: every group with offsets on our topics)",
+    )
+
+
+def _add_selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reason", action="append", dest="reasons", metavar="R", help="only this reason (repeatable)"
+    )
+    parser.add_argument(
+        "--event-id", action="append", dest="event_ids", metavar="ID", help="only this event_id (repeatable)"
+    )
+    parser.add_argument("--since", metavar="T", help="failed at or after T: 15m, 2h, 7d or an ISO timestamp")
+
+
+def _add_thresholds(parser: argparse.ArgumentParser) -> None:
+    from mic_pipeline.ops.verdict import ENV_VARIABLES
+
+    helps = {
+        "max_lag_records": "DEGRADED above this many unprocessed records in a group",
+        "max_lag_seconds": "DEGRADED when a group's oldest unprocessed record is older (s)",
+        "failing_lag_seconds": "FAILING when a group's oldest unprocessed record is older (s)",
+        "max_freshness_seconds": "DEGRADED when a family's newest landed event is older (s)",
+        "max_dead_letters_per_hour": "DEGRADED above this many dead letters in the last hour",
+    }
+    for name, variable in ENV_VARIABLES.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            metavar="N",
+            help=f"{helps[name]}; 'off' disables (env {variable})",
+        )
+
+
+def thresholds_from_args(args: argparse.Namespace) -> Any:
+    """Environment thresholds with the flags given on the command line applied on top."""
+    from dataclasses import replace
+
+    from mic_pipeline.ops.verdict import ENV_VARIABLES, Thresholds, parse_threshold
+
+    thresholds = Thresholds.from_env()
+    overrides = {
+        name: parse_threshold(name, getattr(args, name), "--" + name.replace("_", "-"))
+        for name in ENV_VARIABLES
+        if getattr(args, name, None) is not None
+    }
+    return replace(thresholds, **overrides)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """`mic-pipeline status`."""
+    import orjson
+
+    from mic_pipeline.config import Settings
+    from mic_pipeline.ops.status import collect_status, render_text
+    from mic_pipeline.ops.verdict import evaluate, snapshot_to_json
+
+    try:
+        thresholds = thresholds_from_args(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    snapshot = collect_status(Settings.from_env(), args.groups)
+    assessment = evaluate(snapshot, thresholds)
+    if args.json:
+        document = snapshot_to_json(snapshot, assessment, thresholds)
+        print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(render_text(snapshot, assessment))
+    return assessment.verdict.exit_code
+
+
+def run_drain(args: argparse.Namespace) -> int:
+    """`mic-pipeline drain`."""
+    from kafka.errors import KafkaError
+
+    from mic_pipeline.config import Settings
+    from mic_pipeline.ops.drain import drain
+
+    try:
+        result = drain(Settings.from_env(), args.groups, args.timeout, settle_s=args.settle)
+    except KafkaError as error:
+        print(f"drain: broker unreachable: {error}", file=sys.stderr)
+        return 1
+    if result.drained:
+        print(f"drained: every consumer group is caught up (after {result.elapsed_s:.1f} s)")
+        return 0
+    print(f"not drained after {result.elapsed_s:.1f} s; still pending:", file=sys.stderr)
+    for line in result.pending:
+        print(f"  {line}", file=sys.stderr)
+    return 1
+
+
+def _selection(args: argparse.Namespace) -> Any:
+    from datetime import UTC, datetime
+
+    from mic_pipeline.ops.deadletters import DeadLetterFilter, parse_since
+
+    return DeadLetterFilter(
+        reasons=frozenset(args.reasons or ()),
+        event_ids=frozenset(args.event_ids or ()),
+        since=None if args.since is None else parse_since(args.since, datetime.now(UTC)),
+    )
+
+
+def run_deadletters_list(args: argparse.Namespace) -> int:
+    """`mic-pipeline deadletters list`: the newest `--limit` matches by `failed_at`, oldest first."""
+    import heapq
+
+    import orjson
+
+    from mic_pipeline.config import Settings
+    from mic_pipeline.ops.deadletter_io import iter_dead_letters
+    from mic_pipeline.ops.deadletters import DeadLetterView, format_letter
+
+    try:
+        selection = _selection(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    def newest_first(letter: DeadLetterView) -> tuple[float, tuple[int, int]]:
+        failed = float("-inf") if letter.failed_at is None else letter.failed_at.timestamp()
+        return failed, letter.position
+
+    counts: dict[str, int] = {}
+
+    def counted(letters: Iterator[DeadLetterView]) -> Iterator[DeadLetterView]:
+        for letter in letters:
+            counts[letter.reason] = counts.get(letter.reason, 0) + 1
+            yield letter
+
+    letters = counted(iter_dead_letters(Settings.from_env(), selection))
+    kept = heapq.nlargest(args.limit, letters, key=newest_first) if args.limit > 0 else list(letters)
+    kept.sort(key=newest_first)
+    for letter in kept:
+        print(orjson.dumps(letter.to_json()).decode() if args.json else format_letter(letter))
+    if not args.json:
+        summary = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items())) or "none"
+        print(f"{sum(counts.values())} dead letters matched ({summary}); showing {len(kept)}")
+    return 0
+
+
+def run_deadletters_replay(args: argparse.Namespace) -> int:
+    """`mic-pipeline deadletters replay`."""
+    from mic_pipeline.config import Settings
+    from mic_pipeline.ops.deadletter_io import iter_dead_letters, replay
+    from mic_pipeline.ops.deadletters import summarize_decisions
+
+    try:
+        selection = _selection(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    decisions = replay(
+        settings, list(iter_dead_letters(settings, selection)), force=args.force, dry_run=args.dry_run
+    )
+    for decision in decisions:
+        letter = decision.letter
+        action = "would replay" if args.dry_run else "replayed"
+        outcome = (
+            f"skipped ({decision.skip_reason})"
+            if decision.skip_reason
+            else f"{action} -> {decision.target_topic}"
+        )
+        print(f"{letter.reason:<20} {letter.event_id or '-':<36} {outcome}")
+    summary = summarize_decisions(decisions)
+    skipped = ", ".join(f"{reason}: {n}" for reason, n in summary["skipped"].items()) or "none"
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"{summary['selected']} selected, {verb} {summary['replayed']}, skipped {skipped}")
+    return 0
+
+
+def run_web(args: argparse.Namespace) -> int:
+    """`mic-pipeline web`: serve until interrupted."""
+    import os
+
+    from mic_pipeline.config import Settings
+    from mic_pipeline.ops.web import default_streams_url, make_server
+
+    try:
+        thresholds = thresholds_from_args(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    server = make_server(
+        Settings.from_env(),
+        thresholds=thresholds,
+        groups=args.groups,
+        streams_url=args.streams_url or default_streams_url(dict(os.environ)),
+        port=args.port,
+        host=args.host,
+        refresh_ms=int(args.refresh * 1000),
+    )
+    if args.metrics_port is not None:
+        from mic_pipeline import metrics
+
+        metrics.serve(args.metrics_port, host=args.host)
+    port = server.server_address[1]
+    print(f"operators' page on http://{args.host}:{port}/ (status: /api/status, aggregates: /api/aggregates)")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0

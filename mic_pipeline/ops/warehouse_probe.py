@@ -1,0 +1,128 @@
+"""Reading the SQL warehouse for `status`: freshness per family and the sinks' quality-gate records.
+
+Read-only, by table name (the sinks own the schema): `<family>_events.occurred_at`,
+`quarantined_batches` (one row per batch the quality gate kept out) and `quality_results` (one row
+per expectation of each `mic-pipeline check` run). A SQLite file or a table that does not exist yet
+means "nothing landed"; only a database that cannot be reached is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mic_pipeline.ops.verdict import FamilyFreshness, QualityGateStatus
+from schemas.topics import Family
+
+QUARANTINE_TABLE = "quarantined_batches"
+QUALITY_RESULTS_TABLE = "quality_results"
+MAX_QUALITY_DETAILS = 10
+
+
+def as_utc(value: Any) -> datetime | None:
+    """A database timestamp (datetime or ISO text; naive means UTC) as a tz-aware UTC datetime."""
+    if value is None:
+        return None
+    parsed = (
+        value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    )
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def freshness_of(family: Family, newest: Any, now: datetime) -> FamilyFreshness:
+    """A family's freshness from the newest `occurred_at` read from its table (None: no rows)."""
+    when = as_utc(newest)
+    age = None if when is None else max(0.0, (now - when).total_seconds())
+    return FamilyFreshness(family.value, family.table, when, age)
+
+
+@dataclass(frozen=True)
+class WarehouseReading:
+    """What the warehouse said: freshness per family, quality-gate status, or why it could not say."""
+
+    freshness: tuple[FamilyFreshness, ...]
+    quality: QualityGateStatus
+    error: str | None = None
+
+
+def _sqlite_file_missing(database_url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return False
+    return not Path(url.database).exists()
+
+
+def read_warehouse(database_url: str, now: datetime) -> WarehouseReading:
+    """Freshness and quality-gate status from the warehouse at `database_url` (never raises for a
+    missing or unreachable database: see `WarehouseReading.error`)."""
+    nothing = tuple(freshness_of(f, None, now) for f in Family)
+    if _sqlite_file_missing(database_url):
+        return WarehouseReading(nothing, QualityGateStatus(available=False))
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url, pool_pre_ping=False)
+    try:
+        with engine.connect() as connection:
+            tables = set(sa.inspect(connection).get_table_names())
+            freshness = tuple(
+                freshness_of(
+                    family,
+                    connection.execute(sa.text(f"SELECT max(occurred_at) FROM {family.table}")).scalar()
+                    if family.table in tables
+                    else None,
+                    now,
+                )
+                for family in Family
+            )
+            quality = _quality_status(connection, tables)
+    except sa.exc.SQLAlchemyError as error:
+        message = str(error.orig) if isinstance(error, sa.exc.DBAPIError) else str(error)
+        return WarehouseReading(nothing, QualityGateStatus(available=False), message.strip().splitlines()[0])
+    finally:
+        engine.dispose()
+    return WarehouseReading(freshness, quality)
+
+
+def _quality_status(connection: Any, tables: set[str]) -> QualityGateStatus:
+    """Quarantined batches (all kept ones) plus the failed expectations of the latest check run."""
+    import sqlalchemy as sa
+
+    if QUARANTINE_TABLE not in tables and QUALITY_RESULTS_TABLE not in tables:
+        return QualityGateStatus(available=False)
+    details: list[str] = []
+    failures = 0
+    if QUARANTINE_TABLE in tables:
+        rows = connection.execute(
+            sa.text(
+                f"SELECT table_name, topic, partition, first_offset, last_offset, reason "
+                f"FROM {QUARANTINE_TABLE} ORDER BY quarantined_at DESC"
+            )
+        ).all()
+        failures += len(rows)
+        details.extend(
+            f"quarantined {r.table_name} batch {r.topic}[{r.partition}] offsets "
+            f"{r.first_offset}-{r.last_offset}: {r.reason}"
+            for r in rows[:MAX_QUALITY_DETAILS]
+        )
+    if QUALITY_RESULTS_TABLE in tables:
+        latest = connection.execute(
+            sa.text(f"SELECT run_id FROM {QUALITY_RESULTS_TABLE} ORDER BY checked_at DESC LIMIT 1")
+        ).scalar()
+        if latest is not None:
+            failed = connection.execute(
+                sa.text(
+                    f"SELECT table_name, expectation, unexpected_count FROM {QUALITY_RESULTS_TABLE} "
+                    "WHERE run_id = :run AND NOT success ORDER BY table_name, expectation"
+                ),
+                {"run": latest},
+            ).all()
+            failures += len(failed)
+            details.extend(
+                f"check {r.table_name}: {r.expectation} failed ({r.unexpected_count} unexpected)"
+                for r in failed[:MAX_QUALITY_DETAILS]
+            )
+    return QualityGateStatus(available=True, failures=failures, details=tuple(details))

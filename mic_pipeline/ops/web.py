@@ -1,0 +1,149 @@
+"""`mic-pipeline web`: the operators' live page and its JSON endpoints (standard-library HTTP server).
+
+| path | answer |
+|---|---|
+| `/` | the self-contained page (`static/index.html`: inline CSS, JS and SVG charts, no external URL) |
+| `/api/status` | the `status --json` document (measured at most once per `status_ttl_s`, shared by clients) |
+| `/api/aggregates` | the stream's live aggregates from `streams_url`; 502 with `{"error"}` when down |
+| `/health/live` | 200 while the process runs |
+| `/health`, `/health/ready` | 200 once a status was measured with the broker reachable, else 503 |
+
+The page polls both APIs every `refresh_ms` and redraws; it keeps a short history in the browser for
+the trend charts. Measuring is done on request threads, one at a time (a lock), never concurrently.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+
+import orjson
+
+from mic_pipeline.config import Settings
+from mic_pipeline.ops.verdict import StatusSnapshot, Thresholds, evaluate, snapshot_to_json
+
+AGGREGATES_TIMEOUT_S = 3.0
+
+
+def default_streams_url(environ: dict[str, str]) -> str:
+    """`MIC_STREAMS_URL`, else the stream worker's aggregates view on its default port."""
+    explicit = environ.get("MIC_STREAMS_URL")
+    if explicit:
+        return explicit
+    return f"http://127.0.0.1:{environ.get('MIC_STREAMS_WEB_PORT', '6066')}/aggregates"
+
+
+def render_page(refresh_ms: int) -> bytes:
+    """The page with its refresh interval filled in."""
+    template = resources.files("mic_pipeline.ops").joinpath("static/index.html").read_text("utf-8")
+    return template.replace("__REFRESH_MS__", str(int(refresh_ms))).encode("utf-8")
+
+
+@dataclass
+class StatusSource:
+    """Measures the pipeline's status at most once per `ttl_s` and serves the cached document."""
+
+    measure: Callable[[], StatusSnapshot]
+    thresholds: Thresholds
+    ttl_s: float = 1.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _document: dict[str, Any] | None = None
+    _measured_at: float = float("-inf")
+    broker_reachable: bool = False
+
+    def document(self) -> dict[str, Any]:
+        """The latest status document, measured now when the cached one is older than `ttl_s`."""
+        with self._lock:
+            if self._document is None or time.monotonic() - self._measured_at >= self.ttl_s:
+                snapshot = self.measure()
+                assessment = evaluate(snapshot, self.thresholds)
+                self._document = snapshot_to_json(snapshot, assessment, self.thresholds)
+                self._measured_at = time.monotonic()
+                self.broker_reachable = snapshot.broker_error is None
+                if self.broker_reachable:
+                    from mic_pipeline.ops.status import record_lag_metrics
+
+                    record_lag_metrics(snapshot.groups)
+            return self._document
+
+
+def fetch_aggregates(url: str, timeout_s: float = AGGREGATES_TIMEOUT_S) -> tuple[int, bytes]:
+    """(HTTP status, JSON body) of the stream's aggregates; 502 with an `error` when unreachable."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            body = response.read()
+        orjson.loads(body)
+        return 200, body
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        return 502, orjson.dumps({"error": f"stream aggregates unavailable at {url}: {reason}"})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    status_source: StatusSource
+    streams_url: str
+    page: bytes
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/") or "/"
+        if path == "/":
+            self._send(200, self.page, "text/html; charset=utf-8")
+        elif path == "/api/status":
+            self._send(200, orjson.dumps(self.status_source.document()), "application/json")
+        elif path == "/api/aggregates":
+            status, body = fetch_aggregates(self.streams_url)
+            self._send(status, body, "application/json")
+        elif path == "/health/live":
+            self._send(200, b'{"status": "live"}', "application/json")
+        elif path in ("/health", "/health/ready"):
+            ready = self.status_source.broker_reachable
+            body = b'{"status": "ready"}' if ready else b'{"status": "not ready"}'
+            self._send(200 if ready else 503, body, "application/json")
+        else:
+            self._send(404, b"not found\n", "text/plain")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silence per-request logging: the page polls every few seconds."""
+
+
+def make_server(
+    settings: Settings,
+    *,
+    thresholds: Thresholds,
+    groups: Sequence[str] | None = None,
+    streams_url: str,
+    port: int = 8080,
+    host: str = "127.0.0.1",
+    refresh_ms: int = 3000,
+    status_ttl_s: float = 1.0,
+    kafka_timeout_ms: int = 5000,
+) -> ThreadingHTTPServer:
+    """The web server (not started: call `serve_forever`, or run it on a thread). Port 0 picks one."""
+    from mic_pipeline.ops.status import collect_status
+
+    source = StatusSource(
+        lambda: collect_status(settings, groups, timeout_ms=kafka_timeout_ms), thresholds, ttl_s=status_ttl_s
+    )
+    handler = type(
+        "OpsWebHandler",
+        (_Handler,),
+        {"status_source": source, "streams_url": streams_url, "page": render_page(refresh_ms)},
+    )
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server

@@ -1,0 +1,198 @@
+"""The verdict rules of `status`, its thresholds, lag arithmetic and the drain condition, without I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from mic_pipeline.ops.drain import still_pending
+from mic_pipeline.ops.kafka_probe import is_pipeline_topic, partition_lag
+from mic_pipeline.ops.verdict import (
+    FamilyFreshness,
+    GroupStatus,
+    PartitionLag,
+    QualityGateStatus,
+    StatusSnapshot,
+    Thresholds,
+    Verdict,
+    evaluate,
+    snapshot_to_json,
+)
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def group(name: str, *lags: tuple[int, float]) -> GroupStatus:
+    return GroupStatus(
+        name,
+        tuple(PartitionLag("p.mic.orders", i, 10, 10 + n, n, s) for i, (n, s) in enumerate(lags)),
+    )
+
+
+def test_healthy_snapshot_is_ok_with_no_reasons() -> None:
+    snapshot = StatusSnapshot(taken_at=NOW, groups=(group("g", (0, 0.0), (0, 0.0)),))
+    assessment = evaluate(snapshot, Thresholds())
+    assert assessment.verdict is Verdict.OK
+    assert assessment.reasons == ()
+    assert Verdict.OK.exit_code == 0
+
+
+def test_lag_over_record_threshold_degrades() -> None:
+    snapshot = StatusSnapshot(taken_at=NOW, groups=(group("sink", (6, 1.0), (5, 2.0)),))
+    assessment = evaluate(snapshot, Thresholds(max_lag_records=10, max_lag_seconds=None))
+    assert assessment.verdict is Verdict.DEGRADED
+    assert assessment.reasons == ("group sink: lag 11 records (> 10)",)
+    assert evaluate(snapshot, Thresholds(max_lag_records=11)).verdict is Verdict.OK
+    assert Verdict.DEGRADED.exit_code == 1
+
+
+def test_lag_age_degrades_then_fails() -> None:
+    thresholds = Thresholds(max_lag_records=None, max_lag_seconds=60, failing_lag_seconds=600)
+    old = StatusSnapshot(taken_at=NOW, groups=(group("g", (1, 61.0)),))
+    assert evaluate(old, thresholds).verdict is Verdict.DEGRADED
+    ancient = StatusSnapshot(taken_at=NOW, groups=(group("g", (1, 601.0)),))
+    assessment = evaluate(ancient, thresholds)
+    assert assessment.verdict is Verdict.FAILING
+    assert len(assessment.reasons) == 1 and "601 s old (> 600 s)" in assessment.reasons[0]
+    assert Verdict.FAILING.exit_code == 2
+
+
+def test_broker_unreachable_fails_and_lists_failing_reasons_first() -> None:
+    snapshot = StatusSnapshot(
+        taken_at=NOW,
+        broker_error="127.0.0.1:1: timeout",
+        quality=QualityGateStatus(available=True, failures=2),
+    )
+    assessment = evaluate(snapshot, Thresholds())
+    assert assessment.verdict is Verdict.FAILING
+    assert assessment.reasons[0].startswith("Kafka broker unreachable")
+    assert assessment.reasons[1] == "quality gate: 2 failed or quarantined batches"
+
+
+def test_any_quarantine_degrades() -> None:
+    snapshot = StatusSnapshot(taken_at=NOW, quality=QualityGateStatus(available=True, failures=1))
+    assert evaluate(snapshot, Thresholds()).verdict is Verdict.DEGRADED
+
+
+def test_freshness_and_dead_letters_only_when_thresholds_set() -> None:
+    snapshot = StatusSnapshot(
+        taken_at=NOW,
+        dead_letters_last_hour={"malformed": 3, "unknown_company": 2},
+        freshness=(FamilyFreshness("order", "order_events", NOW, 900.0),),
+    )
+    assert evaluate(snapshot, Thresholds()).verdict is Verdict.OK
+    strict = Thresholds(max_freshness_seconds=600, max_dead_letters_per_hour=4)
+    assessment = evaluate(snapshot, strict)
+    assert assessment.verdict is Verdict.DEGRADED
+    assert set(assessment.reasons) == {
+        "5 dead letters in the last hour (> 4)",
+        "order_events: newest event is 900 s old (> 600 s)",
+    }
+
+
+def test_missing_groups_and_topics_degrade() -> None:
+    snapshot = StatusSnapshot(taken_at=NOW, missing_groups=("sink-sql",), missing_topics=("p.mic.orders",))
+    assessment = evaluate(snapshot, Thresholds())
+    assert assessment.verdict is Verdict.DEGRADED
+    assert assessment.reasons == (
+        "group sink-sql: no committed offsets on the pipeline's topics",
+        "topics missing on the broker: p.mic.orders",
+    )
+
+
+def test_thresholds_from_env_parse_and_disable() -> None:
+    thresholds = Thresholds.from_env(
+        {
+            "MIC_STATUS_MAX_LAG_RECORDS": "5",
+            "MIC_STATUS_MAX_LAG_SECONDS": "off",
+            "MIC_STATUS_MAX_FRESHNESS_SECONDS": "30.5",
+        }
+    )
+    assert thresholds.max_lag_records == 5
+    assert thresholds.max_lag_seconds is None
+    assert thresholds.max_freshness_seconds == 30.5
+    assert thresholds.failing_lag_seconds == Thresholds().failing_lag_seconds
+    with pytest.raises(ValueError, match="MIC_STATUS_MAX_LAG_RECORDS must be an integer"):
+        Thresholds.from_env({"MIC_STATUS_MAX_LAG_RECORDS": "1.5"})
+    with pytest.raises(ValueError, match=">= 0"):
+        Thresholds.from_env({"MIC_STATUS_MAX_LAG_SECONDS": "-1"})
+
+
+def test_partition_lag_counts_from_committed_or_first_retained_offset() -> None:
+    now_ms = 1_000_000
+    lag = partition_lag(
+        "t", 0, committed=7, start=0, end=10, oldest_timestamp_ms=now_ms - 2500, now_ms=now_ms
+    )
+    assert (lag.lag_records, lag.lag_seconds) == (3, 2.5)
+    never = partition_lag("t", 1, committed=None, start=4, end=10, oldest_timestamp_ms=now_ms, now_ms=now_ms)
+    assert (never.lag_records, never.lag_seconds) == (6, 0.0)
+    expired = partition_lag("t", 2, committed=1, start=5, end=10, oldest_timestamp_ms=None, now_ms=now_ms)
+    assert expired.lag_records == 5
+    caught_up = partition_lag("t", 3, committed=10, start=0, end=10, oldest_timestamp_ms=0, now_ms=now_ms)
+    assert (caught_up.lag_records, caught_up.lag_seconds) == (0, 0.0)
+
+
+def test_pipeline_topics_are_the_prefixed_ones() -> None:
+    from mic_pipeline.config import Settings
+
+    prefixed = Settings(topic_prefix="run1.")
+    assert is_pipeline_topic("run1.mic.orders", prefixed)
+    assert is_pipeline_topic("run1.mic-streams-members-changelog", prefixed)
+    assert not is_pipeline_topic("run2.mic.orders", prefixed)
+    assert not is_pipeline_topic("run1.other", prefixed)
+    bare = Settings()
+    assert is_pipeline_topic("mic.deadletter", bare)
+    assert is_pipeline_topic("mic-streams-aggregates-changelog", bare)
+    assert not is_pipeline_topic("__consumer_offsets", bare)
+    assert not is_pipeline_topic("microservice-events", bare)
+
+
+def test_still_pending_names_lagging_partitions_missing_groups_and_unconsumed_topics() -> None:
+    groups = [group("streams", (0, 0.0), (2, 1.0))]
+    pending = still_pending(groups, ["sink-sql"], {"p.mic.orders": 12, "p.mic.orders.enriched": 3, "p.x": 0})
+    assert pending == [
+        "streams p.mic.orders[1]: 2 records behind (committed 10, end 12)",
+        "sink-sql: no committed offsets yet",
+        "p.mic.orders.enriched: 3 records but no consumer group has committed on it",
+    ]
+    assert still_pending([group("streams", (0, 0.0))], [], {"p.mic.orders": 5, "p.x": 0}) == []
+
+
+def test_json_document_carries_totals_verdict_and_thresholds() -> None:
+    snapshot = StatusSnapshot(
+        taken_at=NOW, groups=(group("g", (3, 1.25), (4, 0.5)),), dead_letters_last_hour={"malformed": 2}
+    )
+    thresholds = Thresholds(max_lag_records=5)
+    document = snapshot_to_json(snapshot, evaluate(snapshot, thresholds), thresholds)
+    assert document["verdict"] == "DEGRADED"
+    assert document["groups"][0]["lag_records"] == 7
+    assert document["groups"][0]["lag_seconds"] == 1.25
+    assert document["groups"][0]["partitions"][1] == {
+        "topic": "p.mic.orders",
+        "partition": 1,
+        "committed": 10,
+        "end": 14,
+        "lag_records": 4,
+        "lag_seconds": 0.5,
+    }
+    assert document["dead_letters_last_hour"] == {"malformed": 2}
+    assert document["thresholds"]["max_lag_records"] == 5
+
+
+def test_text_report_lists_verdict_groups_dead_letters_and_freshness() -> None:
+    from mic_pipeline.ops.status import render_text
+
+    snapshot = StatusSnapshot(
+        taken_at=NOW,
+        groups=(group("sink", (6, 12.0)),),
+        dead_letters_last_hour={"malformed": 2},
+        freshness=(FamilyFreshness("order", "order_events", None, None),),
+    )
+    text = render_text(snapshot, evaluate(snapshot, Thresholds(max_lag_records=5)))
+    lines = text.splitlines()
+    assert lines[:2] == ["verdict: DEGRADED", "  - group sink: lag 6 records (> 5)"]
+    assert "  sink: lag 6 records, oldest unprocessed 12.0 s" in lines
+    assert "dead letters (last hour): 2" in lines
+    assert any(line.startswith("  order_events") and line.endswith("nothing landed") for line in lines)
+    assert lines[-1] == "quality gate: no results recorded yet"
