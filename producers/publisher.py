@@ -1,0 +1,280 @@
+"""`EventPublisher`: contract events into Kafka, validated before sending, with no silent loss.
+
+The producer is kafka-python's `KafkaProducer` with `acks=all`, idempotence, lz4 compression and
+batching tuned for throughput (`linger_ms`, 256 KiB batches). The record key is the event's
+`company_id` (UTF-8) and the topic is the family's input topic with the run's prefix
+(`Settings.topic`). Topics are never auto-created: a missing topic is an error, not a topic with
+the broker's default layout.
+
+Errors reach the caller in two ways:
+
+- at `publish*` time, synchronously: `InvalidEventError` when the event breaks the contract (nothing
+  is sent), `PublishError` when the producer cannot accept the record (broker unreachable, topic
+  missing after `timeout_s`, record too large for the client);
+- at `flush()` (and therefore `close()` and the end of a `with` block): `DeliveryError` listing the
+  records the broker did not acknowledge. `raise_if_failed()` checks without waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from types import TracebackType
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError
+
+from mic_pipeline.config import Settings
+from schemas.decode import DecodeFailure, decode_event
+from schemas.encode import encode_event
+from schemas.events import Event
+
+log = logging.getLogger(__name__)
+
+#: Details kept of failed deliveries (all are counted).
+MAX_FAILURES_KEPT = 100
+#: Records handed to the producer but not yet acknowledged or failed, before `publish*` waits
+#: (kafka-python 3 has no `buffer_memory` bound of its own).
+DEFAULT_MAX_PENDING = 50_000
+
+
+class PublishError(RuntimeError):
+    """The producer could not take or deliver records."""
+
+
+class InvalidEventError(PublishError, ValueError):
+    """The event breaks the contract; it was not sent. `failure` says why (reason and detail)."""
+
+    def __init__(self, failure: DecodeFailure) -> None:
+        self.failure = failure
+        event = f" (event_id {failure.event_id})" if failure.event_id else ""
+        super().__init__(f"invalid event{event}: {failure.reason}: {failure.detail}")
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    """One record the broker did not acknowledge."""
+
+    topic: str
+    key: bytes | None
+    error: str
+
+
+class DeliveryError(PublishError):
+    """Records were not delivered: `failed` in total, `failures` the first `MAX_FAILURES_KEPT`."""
+
+    def __init__(self, failed: int, failures: list[DeliveryFailure]) -> None:
+        self.failed = failed
+        self.failures = failures
+        first = failures[0] if failures else None
+        example = f"; first: {first.topic} key={first.key!r}: {first.error}" if first else ""
+        super().__init__(f"{failed} record(s) not delivered{example}")
+
+
+def crc32c_accelerated() -> bool:
+    """Whether kafka-python builds record batches with the C `crc32c` (about 16x faster than its
+    pure-Python fallback)."""
+    from kafka.record import default_records, util
+
+    native = util.crc32c_c
+    defaults = util.calc_crc32c.__defaults__ or (None,)
+    return native is not None and default_records.calc_crc32c is util.calc_crc32c and defaults[0] is native
+
+
+def missing_topics(settings: Settings, logical_topics: list[str], *, timeout_s: float = 30.0) -> list[str]:
+    """The physical names of `logical_topics` that do not exist on the broker (`PublishError` if the
+    broker cannot be reached within `timeout_s`)."""
+    timeout_ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","),
+                                 bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms)
+        try:
+            existing = set(admin.list_topics())
+        finally:
+            admin.close()
+    except KafkaError as exc:
+        raise PublishError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+    physical = [settings.topic(name) for name in logical_topics]
+    return [name for name in physical if name not in existing]
+
+
+def producer_config(
+    settings: Settings, *, compression: str = "lz4", linger_ms: int = 10, batch_size: int = 256 * 1024,
+    timeout_s: float = 30.0, client_id: str = "mic-producer",
+) -> dict[str, Any]:
+    """The `KafkaProducer` configuration of the publisher (durable, idempotent, batched)."""
+    timeout_ms = int(timeout_s * 1000)
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap.split(","),
+        "client_id": client_id,
+        "acks": "all",
+        "enable_idempotence": True,
+        "compression_type": compression,
+        "linger_ms": linger_ms,
+        "batch_size": batch_size,
+        "max_in_flight_requests_per_connection": 5,
+        "allow_auto_create_topics": False,
+        "max_block_ms": timeout_ms,
+        "bootstrap_timeout_ms": timeout_ms,
+        "request_timeout_ms": max(timeout_ms, 1000),
+        "delivery_timeout_ms": max(2 * timeout_ms + linger_ms, 2000),
+    }
+
+
+def _forbid_topic_auto_creation(producer: Any) -> None:
+    """Make `allow_auto_create_topics=False` effective: kafka-python 3.0.12 does not pass it on to
+    the producer's cluster metadata, whose metadata requests then ask the broker to create any topic
+    they name (a typo'd topic would silently appear with the broker's default layout)."""
+    metadata = getattr(producer, "_metadata", None)
+    config = getattr(metadata, "config", None)
+    if isinstance(config, dict) and "allow_auto_create_topics" in config:
+        config["allow_auto_create_topics"] = False
+    else:
+        log.warning("cannot disable topic auto-creation on this kafka-python version")
+
+
+class EventPublisher:
+    """Publishes contract events (validated) or raw records to the pipeline's topics.
+
+    Use as a context manager: leaving the block flushes (raising `DeliveryError` on undelivered
+    records) and closes the producer. Not thread-safe for concurrent `publish` calls.
+
+    Memory stays bounded: with `max_pending` records unacknowledged, `publish*` waits until half of
+    them are settled (`PublishError` if that takes longer than the delivery timeout).
+    """
+
+    def __init__(
+        self, settings: Settings, *, timeout_s: float = 30.0, max_pending: int = DEFAULT_MAX_PENDING,
+        overrides: Mapping[str, Any] | None = None, **tuning: Any,
+    ) -> None:
+        if not crc32c_accelerated():
+            log.warning("kafka-python is computing CRC32C in pure Python: install the crc32c package")
+        self._settings = settings
+        self._timeout_s = timeout_s
+        self._max_pending = max_pending
+        config = producer_config(settings, timeout_s=timeout_s, **tuning)
+        config.update(overrides or {})
+        try:
+            self._producer = KafkaProducer(**config)
+        except KafkaError as exc:
+            raise PublishError(f"cannot connect to Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+        _forbid_topic_auto_creation(self._producer)
+        self._delivery_timeout_s = config["delivery_timeout_ms"] / 1000
+        self._settled = threading.Condition()
+        self._failures: list[DeliveryFailure] = []
+        self._failed = 0
+        self._failed_total = 0
+        self.sent = 0
+        self.delivered = 0
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def publish(self, event: Event) -> None:
+        """Encode `event`, check it against the contract, send it to its family's topic."""
+        family = event.family
+        value = encode_event(event)
+        outcome = decode_event(value, topic=family.topic)
+        if isinstance(outcome, DecodeFailure):
+            raise InvalidEventError(outcome)
+        self._send(family.topic, event.company_id.encode(), value)
+
+    def publish_encoded(self, value: bytes) -> Event:
+        """Send contract JSON bytes untouched if they are a valid event (else `InvalidEventError`),
+        keyed and routed by their content; returns the decoded event."""
+        outcome = decode_event(value)
+        if isinstance(outcome, DecodeFailure):
+            raise InvalidEventError(outcome)
+        self._send(outcome.family.topic, outcome.company_id.encode(), value)
+        return outcome
+
+    def publish_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Send bytes as they are, unchecked, to the logical `topic` (prefix applied)."""
+        self._send(topic, key, value)
+
+    def _send(self, logical_topic: str, key: bytes | None, value: bytes) -> None:
+        topic = self._settings.topic(logical_topic)
+        if self.pending >= self._max_pending:
+            self._wait_for_room()
+        try:
+            future = self._producer.send(topic, key=key, value=value)
+        except KafkaError as exc:
+            raise PublishError(f"cannot send to {topic}: {exc}") from exc
+        self.sent += 1
+        future.add_callback(self._on_delivered)
+        future.add_errback(partial(self._on_failed, topic, key))
+
+    def _wait_for_room(self) -> None:
+        with self._settled:
+            room = self._settled.wait_for(lambda: self.pending <= self._max_pending // 2,
+                                          timeout=self._delivery_timeout_s)
+        if not room:
+            raise PublishError(f"{self.pending} records unacknowledged after {self._delivery_timeout_s:.0f}s")
+
+    def _on_delivered(self, _metadata: object) -> None:
+        with self._settled:
+            self.delivered += 1
+            self._settled.notify()
+
+    def _on_failed(self, topic: str, key: bytes | None, error: BaseException) -> None:
+        with self._settled:
+            self._failed += 1
+            self._failed_total += 1
+            self._settled.notify()
+            if len(self._failures) < MAX_FAILURES_KEPT:
+                self._failures.append(DeliveryFailure(topic, key, f"{type(error).__name__}: {error}"))
+
+    # -- completion ------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Records handed to the producer and neither acknowledged nor failed yet."""
+        return self.sent - self.delivered - self._failed_total
+
+    @property
+    def failed(self) -> int:
+        """Records the broker did not acknowledge so far (reset by a raising flush)."""
+        return self._failed
+
+    def raise_if_failed(self) -> None:
+        """Raise `DeliveryError` for the failures seen so far (and forget them), without waiting."""
+        with self._settled:
+            failed, failures = self._failed, self._failures
+            self._failed, self._failures = 0, []
+        if failed:
+            raise DeliveryError(failed, failures)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until every record sent so far is acknowledged or failed; raise `DeliveryError` if
+        any failed, `PublishError` if they are still pending after the timeout (default: the
+        publisher's `timeout_s` plus the delivery timeout)."""
+        wait = timeout_s if timeout_s is not None else 3 * self._timeout_s + 10
+        try:
+            self._producer.flush(timeout=wait)
+        except KafkaTimeoutError as exc:
+            raise PublishError(f"{self.pending} record(s) still unacknowledged after {wait:.0f}s") from exc
+        self.raise_if_failed()
+
+    def close(self) -> None:
+        """Flush (raising on undelivered records) and close the producer."""
+        try:
+            self.flush()
+        finally:
+            self._producer.close(timeout=self._timeout_s)
+
+    def __enter__(self) -> EventPublisher:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except PublishError as delivery_problem:
+            log.error("while handling %s: %s", exc_type.__name__, delivery_problem)
