@@ -1,0 +1,69 @@
+"""Small helpers for the detached server processes we start (Linux: they read `/proc`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+
+class ProcessError(RuntimeError):
+    """A process could not be stopped."""
+
+
+def is_alive(pid: int) -> bool:
+    """True while `pid` runs; reaps it if it is our exited child, and treats zombies as gone."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X")
+
+
+def command_line(pid: int) -> list[str]:
+    """The arguments `pid` was started with; empty when it is gone."""
+    if not is_alive(pid):
+        return []
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return [argument.decode(errors="replace") for argument in raw.split(b"\0") if argument]
+
+
+def wait_for_exit(pid: int, timeout_s: float) -> bool:
+    """Wait until `pid` has exited; False if it still runs after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while is_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def terminate(pid: int, timeout_s: float) -> bool:
+    """SIGTERM `pid` and wait for it; SIGKILL it after `timeout_s`. True if it had to be killed.
+
+    Raises `ProcessError` if it survives SIGKILL for 10 s.
+    """
+    _signal(pid, signal.SIGTERM)
+    if wait_for_exit(pid, timeout_s):
+        return False
+    _signal(pid, signal.SIGKILL)
+    if not wait_for_exit(pid, 10.0):
+        raise ProcessError(f"process {pid} survived SIGKILL")
+    return True
+
+
+def _signal(pid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# The test command (README; .ci/run calls it). On a fresh machine it:
+#   1. creates .venv and installs the project (scripts/bootstrap.sh),
+#   2. fetches the Kafka broker's jars once (into MIC_CACHE_DIR) and starts a broker of its own
+#      with a fresh state directory under a temporary directory,
+#   3. starts a PostgreSQL server of its own (scripts/postgres.sh, installing it if absent) and
+#      installs Chromium for the browser test if absent (scripts/install_browser.sh),
+#   4. runs `ruff check .`, `mypy` and `pytest` with MIC_KAFKA_BOOTSTRAP, MIC_TEST_POSTGRES_URL
+#      and MIC_REQUIRE_INFRA=1 (a missing service fails a test instead of skipping it),
+#   5. stops everything it started, also on failure or interrupt.
+# Arguments are passed to pytest (e.g. `scripts/test.sh -k topics -x`).
+# Exit status: pytest's, or 1 if pytest passed but ruff or mypy did not.
+#
+# Environment: MIC_TEST_KAFKA_PORT (default 39092, or a free port if that is taken),
+# MIC_TEST_PG_PORT (default 55432, likewise), MIC_TEST_KEEP_LOGS=1 keeps the temporary
+# directory (broker and server logs) even when everything passed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+SECONDS=0
+log() { echo "test.sh [${SECONDS}s]: $*" >&2; }
+
+bash scripts/bootstrap.sh
+PY="$ROOT/.venv/bin/python"
+CLI="$ROOT/.venv/bin/mic-pipeline"
+
+# A port that is free now (with port+1 for the broker's controller), preferring $1.
+free_port() {
+    "$PY" - "$1" "$2" <<'PYTHON'
+import socket
+import sys
+
+preferred, width = int(sys.argv[1]), int(sys.argv[2])
+
+
+def free(port: int) -> bool:
+    for candidate in range(port, port + width):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                return False
+    return True
+
+
+port = preferred
+while not free(port):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    if port + width > 65535:
+        port = preferred + 10
+print(port)
+PYTHON
+}
+
+RUN_DIR="$(mktemp -d /tmp/mic-test.XXXXXX)"
+chmod 0755 "$RUN_DIR" # the postgres OS user must reach its data directory inside
+kafka_started=0
+postgres_started=0
+cleanup() {
+    local status=$?
+    set +e
+    trap - EXIT INT TERM
+    if [[ "$kafka_started" == 1 ]] && ! "$CLI" kafka stop >&2; then
+        # the CLI itself failed (e.g. an import error): stop the broker by its pid file
+        local pid_file="$MIC_STATE_DIR/kafka/broker.pid"
+        if [[ -f "$pid_file" ]]; then
+            local pid
+            pid="$(cat "$pid_file")"
+            kill "$pid" 2>/dev/null && timeout 30 tail --pid="$pid" -f /dev/null
+            kill -9 "$pid" 2>/dev/null
+            log "stopped the broker (pid $pid) by its pid file"
+        fi
+    fi
+    if [[ "$postgres_started" == 1 ]]; then
+        bash scripts/postgres.sh stop
+    fi
+    if [[ "$status" == 0 && "${MIC_TEST_KEEP_LOGS:-0}" != 1 ]]; then
+        rm -rf "$RUN_DIR"
+    else
+        rm -rf "$RUN_DIR"/state-*/kafka/data "$RUN_DIR"/postgres-*/data
+        log "logs kept in $RUN_DIR"
+    fi
+    log "done, exit status $status"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Start a service, choosing another free port when its port was taken in the meantime (other
+# runs and developers share this machine); any other failure ends the run at once.
+start_kafka() {
+    local attempt
+    for attempt in 1 2 3; do
+        export MIC_STATE_DIR="$RUN_DIR/state-$attempt"
+        export MIC_KAFKA_BOOTSTRAP="127.0.0.1:${MIC_TEST_KAFKA_PORT:-$(free_port 39092 2)}"
+        log "starting Kafka on $MIC_KAFKA_BOOTSTRAP (state $MIC_STATE_DIR)"
+        kafka_started=1
+        if "$CLI" kafka start 2>&1 | tee "$RUN_DIR/kafka-start.log" >&2; then # pipefail: start's status
+            return 0
+        fi
+        grep -q "already in use" "$RUN_DIR/kafka-start.log" && [[ -z "${MIC_TEST_KAFKA_PORT:-}" ]] || return 1
+    done
+    return 1
+}
+
+start_postgres() {
+    local attempt
+    for attempt in 1 2 3; do
+        export MIC_PG_PORT="${MIC_TEST_PG_PORT:-$(free_port 55432 1)}" MIC_PG_DIR="$RUN_DIR/postgres-$attempt"
+        log "starting PostgreSQL on 127.0.0.1:$MIC_PG_PORT"
+        postgres_started=1
+        if MIC_TEST_POSTGRES_URL="$(bash scripts/postgres.sh start 2>"$RUN_DIR/postgres-start.log")"; then
+            cat "$RUN_DIR/postgres-start.log" >&2
+            export MIC_TEST_POSTGRES_URL
+            return 0
+        fi
+        cat "$RUN_DIR/postgres-start.log" >&2
+        grep -q "already in use" "$RUN_DIR/postgres-start.log" && [[ -z "${MIC_TEST_PG_PORT:-}" ]] || return 1
+        bash scripts/postgres.sh destroy || true
+    done
+    return 1
+}
+
+start_kafka
+start_postgres
+if [[ -f scripts/install_browser.sh ]]; then
+    log "Chromium for the web page's browser test (scripts/install_browser.sh)"
+    bash scripts/install_browser.sh
+fi
+export MIC_REQUIRE_INFRA=1
+
+lint_status=0
+log "ruff check ."
+"$ROOT/.venv/bin/ruff" check . || lint_status=1
+log "mypy"
+"$ROOT/.venv/bin/mypy" || lint_status=1
+log "pytest $*"
+pytest_status=0
+"$PY" -m pytest "$@" || pytest_status=$?
+if [[ "$pytest_status" != 0 ]]; then
+    exit "$pytest_status"
+fi
+if [[ "$lint_status" != 0 ]]; then
+    log "pytest passed but ruff or mypy reported problems"
+    exit 1
+fi
+exit 0
