@@ -1,0 +1,153 @@
+"""Decoding of enriched records (`schemas/warehouse.py`) into typed warehouse rows.
+
+A row is a dict keyed by `column_names(family)` with Python values: `Decimal` (money, exactly two
+decimals, >= 0), `datetime.date`, tz-aware UTC `datetime`, `int`, `float` (rate) and `str`.
+Every key of the enriched object must be present (null allowed where the column is nullable) and no
+other key may appear. Anything else raises `TerminalRecordError`: `malformed` when the bytes are not
+a JSON object, `schema_violation` when the object does not have the enriched-record shape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from typing import Annotated, Any
+
+import msgspec
+import orjson
+
+from schemas.reasons import DeadLetterReason
+from schemas.topics import Family
+from schemas.warehouse import ColumnKind, columns
+from sinks.batch import Batch, Rejected, SourceRecord
+from sinks.errors import TerminalRecordError
+
+Row = dict[str, Any]
+
+MONEY_MAX = Decimal(10) ** 13
+
+_PYTHON_TYPES: dict[ColumnKind, Any] = {
+    "string": str,
+    "enum": str,
+    "int": int,
+    "money": Decimal,
+    "date": dt.date,
+    "timestamp": Annotated[dt.datetime, msgspec.Meta(tz=True)],
+    "rate": float,
+}
+
+
+@cache
+def _row_type(family: Family) -> type[msgspec.Struct]:
+    fields = []
+    for column in columns(family):
+        python_type = _PYTHON_TYPES[column.kind]
+        fields.append((column.name, python_type | None if column.nullable else python_type))
+    return msgspec.defstruct(
+        f"Enriched{family.name.title()}Row", fields, forbid_unknown_fields=True, kw_only=True
+    )
+
+
+@cache
+def _decoder(family: Family) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(_row_type(family))
+
+
+@cache
+def _money_columns(family: Family) -> tuple[str, ...]:
+    return tuple(c.name for c in columns(family) if c.kind == "money")
+
+
+@cache
+def _timestamp_columns(family: Family) -> tuple[str, ...]:
+    return tuple(c.name for c in columns(family) if c.kind == "timestamp")
+
+
+def check_money(name: str, value: Decimal) -> None:
+    """Raise `TerminalRecordError` unless `value` is a contract money amount with scale 2."""
+    exponent = value.as_tuple().exponent
+    if not value.is_finite() or exponent != -2 or value < 0 or value > MONEY_MAX:
+        raise TerminalRecordError(
+            DeadLetterReason.SCHEMA_VIOLATION,
+            f"enriched record: {name}={value} is not money (>= 0, <= 10^13, exactly 2 decimals)",
+        )
+
+
+def decode_row(family: Family, raw: bytes) -> Row:
+    """The typed row of one enriched record of `family`; raises `TerminalRecordError`."""
+    try:
+        struct = _decoder(family).decode(raw)
+    except msgspec.ValidationError as exc:
+        raise TerminalRecordError(
+            DeadLetterReason.SCHEMA_VIOLATION, f"enriched record of {family.table} does not match: {exc}"
+        ) from exc
+    except msgspec.DecodeError as exc:
+        raise TerminalRecordError(
+            DeadLetterReason.MALFORMED, f"enriched record of {family.table} is not JSON: {exc}"
+        ) from exc
+    row: Row = msgspec.structs.asdict(struct)
+    for name in _money_columns(family):
+        value = row[name]
+        if value is not None:
+            check_money(name, value)
+    for name in _timestamp_columns(family):
+        value = row[name]
+        if value is not None:
+            row[name] = value.astimezone(dt.UTC)
+    return row
+
+
+def event_date(row: Row) -> dt.date:
+    """The UTC calendar date of the row's `occurred_at` (the Parquet partition value)."""
+    occurred_at: dt.datetime = row["occurred_at"]
+    return occurred_at.astimezone(dt.UTC).date()
+
+
+def peek_identity(raw: bytes) -> tuple[str | None, str | None]:
+    """`event_id` and `event_type` of a record when they can be read at all (for dead letters)."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(value, dict):
+        return None, None
+    event_id, event_type = value.get("event_id"), value.get("event_type")
+    return (
+        event_id if isinstance(event_id, str) else None,
+        event_type if isinstance(event_type, str) else None,
+    )
+
+
+@dataclass(frozen=True)
+class DecodedBatch:
+    """A batch split into landable rows (first occurrence per `event_id`) and rejected records."""
+
+    rows: list[Row]
+    sources: list[SourceRecord]
+    rejected: list[Rejected]
+    duplicates: int
+
+
+def decode_batch(family: Family, batch: Batch) -> DecodedBatch:
+    """Decode every record of `batch`; undecodable ones become `Rejected`, repeats are dropped."""
+    rows: list[Row] = []
+    sources: list[SourceRecord] = []
+    rejected: list[Rejected] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for record in batch.records:
+        try:
+            row = decode_row(family, record.value)
+        except TerminalRecordError as exc:
+            event_id, event_type = peek_identity(record.value)
+            rejected.append(Rejected(record, exc.reason, exc.detail, event_id, event_type))
+            continue
+        if row["event_id"] in seen:
+            duplicates += 1
+            continue
+        seen.add(row["event_id"])
+        rows.append(row)
+        sources.append(record)
+    return DecodedBatch(rows, sources, rejected, duplicates)

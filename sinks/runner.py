@@ -1,0 +1,224 @@
+"""The sink runner: Kafka partitions in, durable batches out, offsets committed last.
+
+One `SinkRunner` owns a plain kafka-python consumer (auto-commit off, `read_committed`), a producer
+for dead letters and one `Sink`. Records are buffered per partition and a partition's buffer becomes
+a `Batch` when it holds `max_batch_rows` records or its oldest record has waited `max_batch_wait_s`
+(batching is the only place the wall clock is used; what a sink writes never depends on it).
+
+A batch is checkpointed in this order, and only in this order (see `_checkpoint`):
+  1. the sink writes the batch durably (rows landed / file renamed / quarantine kept) and returns
+     the records that can never be written;
+  2. those records are produced to the dead-letter topic and we wait for every acknowledgement;
+  3. only then is the partition's offset (last offset + 1) committed.
+A crash between any two steps replays the batch, which is harmless because every sink write is
+idempotent (SQL by `event_id`, Parquet by deterministic file names; dead letters are keyed by their
+original coordinates). Transient failures (`TransientSinkError`, broker errors) pause the assigned
+partitions and retry the step with exponential backoff, so nothing is lost or skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from mic_pipeline import metrics
+from mic_pipeline.config import Settings
+from schemas.deadletter import build_dead_letter
+from schemas.topics import DEADLETTER_TOPIC
+from sinks.batch import Batch, Rejected, Sink, SourceRecord
+from sinks.buffers import Buffers
+from sinks.errors import TransientSinkError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """Batching and retry knobs of a runner."""
+
+    group_id: str
+    max_batch_rows: int = 5000
+    max_batch_wait_s: float = 1.0
+    poll_timeout_ms: int = 200
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 10.0
+    ack_timeout_s: float = 30.0
+    session_timeout_ms: int = 10_000
+    """How soon a crashed sink's partitions move to another member (kafka-python defaults to 45 s)."""
+    max_poll_interval_ms: int = 300_000
+    instance_id: str | None = None
+    """Static group membership: a restarted sink with the same id gets its partitions back at once."""
+
+
+class Stopped(Exception):
+    """The runner was asked to stop while waiting to retry; the batch stays uncommitted."""
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Forwards assignment changes to the buffers (see `sinks.buffers` for why revoke keeps them).
+
+    Under the eager protocol `on_partitions_revoked` is only a notification: kafka-python keeps the
+    fetch position of every partition that is assigned again, so its buffer must be kept too.
+    """
+
+    def __init__(self, buffers: Buffers) -> None:
+        self._buffers = buffers
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        log.info("rebalance: %d partitions revoked; buffers kept until the new assignment", len(revoked))
+
+    def on_partitions_lost(self, lost: Sequence[TopicPartition]) -> None:
+        self._buffers.lost(lost)
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self._buffers.assigned(assigned)
+
+
+class SinkRunner:
+    """Consumes `topics` in group `config.group_id` and checkpoints batches into `sink`."""
+
+    def __init__(self, settings: Settings, sink: Sink, topics: Sequence[str], config: RunnerConfig) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.config = config
+        self.buffers = Buffers(config.max_batch_rows, config.max_batch_wait_s)
+        self._deadletter_topic = settings.topic(DEADLETTER_TOPIC)
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=config.group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            max_poll_records=config.max_batch_rows,
+            group_instance_id=config.instance_id,
+            session_timeout_ms=config.session_timeout_ms,
+            heartbeat_interval_ms=min(3_000, config.session_timeout_ms // 3),
+            max_poll_interval_ms=config.max_poll_interval_ms,
+        )
+        self._consumer.subscribe(list(topics), listener=_Rebalance(self.buffers))
+        self._producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+        self._should_stop: Callable[[], bool] = lambda: False
+        self.committed_batches = 0
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Poll, batch and checkpoint until `should_stop()`; then checkpoint what is buffered."""
+        self._should_stop = should_stop
+        try:
+            while not should_stop():
+                polled = self._consumer.poll(timeout_ms=self.config.poll_timeout_ms)
+                self._buffer(polled)
+                self._checkpoint_due(force=False)
+            self._checkpoint_due(force=True)
+        except Stopped:
+            log.info("stopped while retrying; uncommitted batches will be replayed")
+
+    def close(self) -> None:
+        """Close the consumer (leaving the group), the producer and the sink."""
+        self._consumer.close()
+        self._producer.close()
+        self.sink.close()
+
+    def _buffer(self, polled: dict[TopicPartition, list[Any]]) -> None:
+        now = time.monotonic()
+        for tp, messages in polled.items():
+            metrics.EVENTS_IN.labels(topic=tp.topic).inc(len(messages))
+            records = [SourceRecord(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
+            self.buffers.add(tp, records, now)
+
+    def _checkpoint_due(self, *, force: bool) -> None:
+        while (batch := self.buffers.next_due(time.monotonic(), force=force)) is not None:
+            if not self._checkpoint(TopicPartition(batch.topic, batch.partition), batch):
+                return  # partition revoked meanwhile: its new owner replays it from the committed offset
+            self.buffers.committed(batch, time.monotonic())
+
+    def _checkpoint(self, tp: TopicPartition, batch: Batch) -> bool:
+        """Make `batch` durable, then commit its offsets. False if the partition was revoked."""
+        # 1. Flush the sink: the batch is durable (or quarantined) before anything else happens.
+        started = time.perf_counter()
+        rejected = self._retrying("sink write", lambda: self.sink.write(batch))
+        metrics.BATCH_WRITE_SECONDS.labels(sink=self.sink.name).observe(time.perf_counter() - started)
+        # 2. Produce the dead letters and wait for all their acknowledgements.
+        if rejected:
+            self._retrying("dead-letter produce", lambda: self._produce_dead_letters(rejected))
+        # 3. Only now commit the offset after the batch's last record.
+        commit = {tp: OffsetAndMetadata(batch.last_offset + 1, "", -1)}
+        try:
+            self._retrying("offset commit", lambda: self._commit(commit))
+        except CommitFailedError:
+            log.warning("%s revoked before commit; the new owner replays it (idempotent)", tp)
+            return False
+        self.committed_batches += 1
+        return True
+
+    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        try:
+            self._consumer.commit(offsets=offsets)
+        except CommitFailedError:
+            raise
+        except KafkaError as exc:
+            raise TransientSinkError(f"offset commit failed: {exc}") from exc
+
+    def _produce_dead_letters(self, rejected: list[Rejected]) -> None:
+        failed_at = datetime.now(UTC)
+        futures = []
+        for item in rejected:
+            record = item.record
+            value = build_dead_letter(
+                reason=item.reason,
+                detail=item.detail,
+                original_topic=record.topic,
+                original_partition=record.partition,
+                original_offset=record.offset,
+                original_key=record.key,
+                original_value=record.value,
+                event_id=item.event_id,
+                event_type=item.event_type,
+                failed_at=failed_at,
+            )
+            futures.append(self._producer.send(self._deadletter_topic, key=record.key, value=value))
+        self._producer.flush(timeout=self.config.ack_timeout_s)
+        for future in futures:
+            if not future.is_done:
+                raise TransientSinkError("dead letter not acknowledged in time")
+            if future.failed():
+                raise TransientSinkError(f"dead letter not acknowledged: {future.exception}")
+        for item in rejected:
+            metrics.DEAD_LETTERS.labels(reason=item.reason.value).inc()
+            metrics.EVENTS_OUT.labels(topic=self._deadletter_topic).inc()
+
+    def _retrying(self, what: str, action: Callable[[], T]) -> T:
+        """Run `action`, retrying `TransientSinkError` with backoff while partitions are paused."""
+        delay = self.config.backoff_initial_s
+        while True:
+            try:
+                return action()
+            except TransientSinkError as exc:
+                log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+            self._wait_paused(delay)
+            delay = min(delay * 2, self.config.backoff_max_s)
+
+    def _wait_paused(self, seconds: float) -> None:
+        """Sleep `seconds` while staying in the group: pause fetching, keep polling."""
+        assigned = list(self._consumer.assignment())
+        self._consumer.pause(*assigned)
+        deadline = time.monotonic() + seconds
+        try:
+            while time.monotonic() < deadline:
+                if self._should_stop():
+                    raise Stopped
+                remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
+                polled = self._consumer.poll(timeout_ms=min(remaining_ms, 200))
+                self._buffer(polled)
+        finally:
+            self._consumer.resume(*[tp for tp in assigned if tp in self._consumer.assignment()])
