@@ -1,0 +1,320 @@
+"""The faust application: thin agents around `streams.processor.EventProcessor`.
+
+Topology (all topics have the same partition count, so faust assigns partition `p` of every input,
+of the waiting topic and of both table changelogs to the same worker):
+
+    mic.membership|orders|patents|factoring --(input agent)--> decide --> mic.<family>.enriched
+                                                   |                   --> mic.deadletter
+                                                   +--> <app>-waiting (same p) --(waiting agent)--> decide
+    state table   (changelog, partition p): de-duplication markers, entity lifecycles, member states
+    aggregates    (changelog, partition p): event-time counters with last applied offsets
+    <app>-members  (compacted): member states, replicated to every worker (`streams.replica`)
+    <app>-partials (compacted): each partition's aggregates, replicated to every worker
+    mic.aggregates (compacted): the merged aggregates document, one record per section
+
+Rule 1 waits without blocking: an event whose member is not active is forwarded to the waiting topic
+(same partition) and acknowledged; the waiting agent re-checks each record at most every
+`recheck_s` and decides it as soon as the member is active, or as `unknown_company` once
+`member_wait_s` of waiting (time the worker was running) has passed. Only the waiting topic is ever
+slowed down by the re-check pacing.
+
+Agents receive raw bytes; any exception while deciding a record is caught, logged and turned into
+a dead letter, so no record can stop a partition. Processing guarantee: see `streams/README.md`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from mic_pipeline import metrics
+from schemas.deadletter import build_dead_letter
+from schemas.reasons import DeadLetterReason
+from schemas.topics import AGGREGATES_TOPIC, DEADLETTER_TOPIC, Family, family_of_topic
+from streams.aggregates import render
+from streams.processor import DEAD_LETTER_VALUE_BYTES, EventProcessor, Outcome, Position, SourceRecord
+from streams.replica import MemberReplica, PartialsReplica, follow_topics, member_handler, partials_handler
+from streams.settings import StreamSettings
+
+log = logging.getLogger(__name__)
+WAITING = "waiting"
+"""Topic name used for records processed from the waiting topic (in offsets guards)."""
+
+SESSION_TIMEOUT_S = 10.0
+"""Consumer-group session timeout: how long a killed worker's partitions stay unassigned."""
+REPLICA_WAIT_S = 30.0
+"""Longest time agents wait at start-up for the member replica to catch up."""
+MAX_WAIT_STEP_S = 2.0
+"""Most a single re-check adds to an event's waiting time (see `Waiting`)."""
+_encode = msgspec.json.Encoder(decimal_format="string")
+_decode = msgspec.json.Decoder()
+
+
+class Waiting(msgspec.Struct, frozen=True):
+    """A record waiting for its member: the original record, seconds waited, wall-clock last check.
+
+    `waited` grows by the time between two checks, at most `MAX_WAIT_STEP_S` per check: time in
+    which the worker did not run (restart, rebalance) does not count against the wait.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str
+    waited: float
+    checked: float
+
+    def record(self) -> SourceRecord:
+        key = base64.b64decode(self.key) if self.key is not None else None
+        return SourceRecord(self.topic, self.partition, self.offset, key, base64.b64decode(self.value))
+
+
+def waiting_for(record: SourceRecord, waited: float, checked: float) -> Waiting:
+    key = base64.b64encode(record.key).decode() if record.key is not None else None
+    return Waiting(
+        record.topic,
+        record.partition,
+        record.offset,
+        key,
+        base64.b64encode(record.value).decode(),
+        waited,
+        checked,
+    )
+
+
+async def _drain_producer_buffer(buffer: Any) -> None:
+    """Flush faust's producer buffer until it is empty.
+
+    faust's own `ProducerBuffer.flush` gives up after 0.1 s without progress although the consumer
+    commits offsets right after it: table changelog writes still in the buffer were then lost by a
+    kill -9 while their input offsets were committed (seen in our kill -9 test: decisions with no
+    state). Draining completely restores "outputs and state durable before the offset commit".
+    """
+    while buffer.size:
+        await buffer.flush_atmost(None)
+        if buffer.size:
+            await asyncio.sleep(0.005)
+
+
+def _make_commit_safe() -> None:
+    from faust.transport.producer import ProducerBuffer
+
+    ProducerBuffer.flush = _drain_producer_buffer  # type: ignore[method-assign,assignment]
+
+
+def build_app(settings: StreamSettings) -> Any:
+    """The configured faust app with its agents, timer, tasks and web views."""
+    import faust
+
+    _make_commit_safe()
+
+    pipeline = settings.pipeline
+    partitions = pipeline.partitions
+    datadir = Path(pipeline.state_dir) / "streams" / f"{settings.app_id}-{settings.web_port}"
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    app: Any = faust.App(
+        settings.app_id,
+        broker=f"kafka://{pipeline.kafka_bootstrap}",
+        store="memory://",
+        datadir=str(datadir),
+        web_host="127.0.0.1",
+        web_port=settings.web_port,
+        topic_partitions=partitions,
+        topic_replication_factor=1,
+        processing_guarantee=settings.guarantee,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=SESSION_TIMEOUT_S / 4,
+        autodiscover=False,
+        web_enabled=True,
+    )
+    json_schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
+    state = app.Table("state", partitions=partitions, schema=json_schema)
+    aggregates = app.Table("aggregates", partitions=partitions, schema=json_schema)
+    members = MemberReplica()
+    partials = PartialsReplica()
+    processor = EventProcessor(
+        state, aggregates, members, member_wait_s=settings.member_wait_s, dedupe_days=settings.dedupe_days
+    )
+
+    def topic(*names: str, **options: Any) -> Any:
+        return app.topic(*names, key_serializer="raw", value_serializer="raw", **options)
+
+    logical = {pipeline.topic(f.topic): f.topic for f in Family}
+    inputs = topic(*logical)
+    waiting = topic(settings.retry_topic, partitions=partitions)
+    enriched = {f: topic(pipeline.topic(f.enriched_topic)) for f in Family}
+    deadletters = topic(pipeline.topic(DEADLETTER_TOPIC))
+    members_out = topic(settings.members_topic)
+    partials_out = topic(settings.partials_topic)
+    snapshots = topic(pipeline.topic(AGGREGATES_TOPIC))
+
+    async def send(outcome: Outcome, record: SourceRecord, partition: int) -> None:
+        for family, key, value in outcome.enriched:
+            await enriched[family].send(key=key.encode(), value=value)
+            metrics.EVENTS_OUT.labels(topic=family.enriched_topic).inc()
+        for dl_key, value, reason in outcome.dead_letters:
+            await deadletters.send(key=dl_key, value=value)
+            metrics.DEAD_LETTERS.labels(reason=reason).inc()
+            metrics.EVENTS_OUT.labels(topic=DEADLETTER_TOPIC).inc()
+        for company_id, member in outcome.members:
+            await members_out.send(key=company_id.encode(), value=_encode.encode(member))
+        if outcome.duplicate:
+            source = family_of_topic(record.topic)
+            metrics.DUPLICATES.labels(family=source.value if source else record.topic).inc()
+
+    def decide(record: SourceRecord, position: Position, waited: float | None) -> Outcome:
+        try:
+            return processor.process(record, position, waited_s=waited)
+        except Exception as exc:  # a bug must not stop the partition: the record becomes a dead letter
+            log.exception("failed to process %s", record.origin)
+            outcome = Outcome()
+            value = build_dead_letter(
+                reason=DeadLetterReason.SCHEMA_VIOLATION,
+                detail=f"processing error: {exc!r}"[:500],
+                original_topic=record.topic,
+                original_partition=record.partition,
+                original_offset=record.offset,
+                original_key=record.key,
+                original_value=record.value,
+                event_id=None,
+                event_type=None,
+                failed_at=processor.clock(),
+                max_value_bytes=DEAD_LETTER_VALUE_BYTES,
+            )
+            outcome.dead_letters.append((record.key, value, DeadLetterReason.SCHEMA_VIOLATION.value))
+            return outcome
+
+    async def decide_inputs(stream: Any) -> None:
+        await wait_for_replicas()
+        async for event in stream.events():
+            message = event.message
+            record = SourceRecord(
+                logical[message.topic], message.partition, message.offset, message.key, event.value or b""
+            )
+            metrics.EVENTS_IN.labels(topic=record.topic).inc()
+            outcome = decide(record, Position(record.topic, message.partition, message.offset), None)
+            if outcome.wait:
+                parked = waiting_for(record, 0.0, time.time())
+                await waiting.send(value=_encode.encode(parked), partition=message.partition)
+            await send(outcome, record, message.partition)
+
+    async def decide_waiting(stream: Any) -> None:
+        await wait_for_replicas()
+        async for event in stream.events():
+            message = event.message
+            try:
+                parked = msgspec.json.decode(event.value, type=Waiting)
+            except msgspec.DecodeError:
+                log.exception("unreadable waiting record at %s/%s", message.partition, message.offset)
+                continue
+            record = parked.record()
+            position = Position(WAITING, message.partition, message.offset)
+            pause = parked.checked + settings.recheck_s - time.time()
+            waited = parked.waited + min(max(time.time() - parked.checked, 0.0), max_step)
+            outcome = decide(record, position, waited)
+            if outcome.wait and pause > 0:
+                await asyncio.sleep(pause)
+                waited = parked.waited + min(time.time() - parked.checked, max_step)
+                outcome = decide(record, position, waited)
+            if outcome.wait:
+                again = waiting_for(record, waited, time.time())
+                await waiting.send(value=_encode.encode(again), partition=message.partition)
+            await send(outcome, record, message.partition)
+
+    max_step = max(MAX_WAIT_STEP_S, 2 * settings.recheck_s)
+    first_input = next(iter(logical))
+    published: dict[int, Any] = {}
+    last_document: dict[str, Any] = {}
+
+    indexed_for: list[frozenset[int]] = [frozenset()]
+
+    def owned_partitions() -> set[int]:
+        """Partitions this worker owns and has recovered (empty while recovering)."""
+        if not app.tables.recovery.completed.is_set() or app.rebalancing:
+            indexed_for[0] = frozenset()
+            return set()
+        owned = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == first_input)
+        if owned != indexed_for[0]:  # a rebalance: re-index the recovered entities on next use
+            for p in range(partitions):
+                processor.forget_partition(p)
+            indexed_for[0] = owned
+        return set(owned)
+
+    def current_partials() -> list[Any]:
+        owned = owned_partitions()
+        local = [processor.partial(p) for p in owned]
+        others = [entries for p, entries in partials.partials.items() if p not in owned]
+        return [*local, *others]
+
+    def document() -> dict[str, Any]:
+        return render(current_partials(), members.active_profiles())
+
+    async def publish_snapshots() -> None:
+        for p in sorted(owned_partitions()):
+            entries = processor.partial(p)
+            if published.get(p) != entries:
+                await partials_out.send(key=str(p).encode(), value=_encode.encode(entries), partition=p)
+                published[p] = entries
+        if 0 in owned_partitions():
+            doc = document()
+            for section, data in doc.items():
+                if last_document.get(section) != data:
+                    value = {"section": section, "as_of": time.time(), "data": data}
+                    await snapshots.send(key=section.encode(), value=_encode.encode(value))
+                    last_document[section] = data
+
+    stopped = asyncio.Event()
+    replicas_ready = asyncio.Event()
+
+    async def wait_for_replicas() -> None:
+        """Let agents start once the member replica caught up (at most `REPLICA_WAIT_S`: rule 1 waits)."""
+        try:
+            await asyncio.wait_for(replicas_ready.wait(), REPLICA_WAIT_S)
+        except TimeoutError:
+            log.warning("member replica not caught up after %s s; processing anyway", REPLICA_WAIT_S)
+
+    async def follow_replicas() -> None:
+        handlers = {
+            settings.members_topic: member_handler(members),
+            settings.partials_topic: partials_handler(partials),
+        }
+        try:
+            await follow_topics(pipeline.kafka_bootstrap, handlers, stopped=stopped, ready=replicas_ready)
+        except Exception:
+            log.exception("replica follower failed")
+            raise
+
+    async def aggregates_view(web: Any, request: Any) -> Any:
+        return web.json(document())
+
+    async def health_view(web: Any, request: Any) -> Any:
+        return web.json({"replicas_ready": replicas_ready.is_set(), "partitions": sorted(owned_partitions())})
+
+    async def metrics_view(web: Any, request: Any) -> Any:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    async def stop_followers(app: Any, **kwargs: Any) -> None:
+        stopped.set()
+
+    app.agent(inputs, name="decide_inputs")(decide_inputs)
+    app.agent(waiting, name="decide_waiting")(decide_waiting)
+    app.page("/aggregates")(aggregates_view)
+    app.page("/health")(health_view)
+    app.page("/metrics")(metrics_view)
+    app.timer(interval=settings.snapshot_s)(publish_snapshots)
+    app.task(follow_replicas)
+    app.on_before_shutdown.connect(stop_followers)
+
+    return app

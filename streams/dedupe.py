@@ -1,0 +1,76 @@
+"""Event-time retention of the de-duplication markers (contract rule 3), with bounded memory.
+
+The stream remembers each decided `event_id` as a marker in its state table. This index says which
+markers to forget: per input topic-partition (a "stream", e.g. `mic.orders/2`) it tracks the
+markers by event day (UTC date of `occurred_at`, as a day ordinal) and a watermark, the latest
+event day seen in that stream (capped at tomorrow by wall clock, so one event from the far future
+cannot expire everything). Markers whose day is more than `retention_days` before the watermark
+are returned for deletion. Watermarks are per topic, not per partition number: one topic may lag
+another by days of event time, and its markers must not expire because the other ran ahead.
+
+A day's markers are also kept until `grace_s` of wall-clock time passed since that day was last
+written, so a replay never misses a marker however fast event time runs (see `REPLAY_GRACE_S`).
+
+Memory bound: per stream, the markers of events whose event day lies within `retention_days`
+of the watermark (plus the current day), plus those written in the last `grace_s` seconds. An
+event older than the horizon is processed normally and its marker dropped after the grace, so its
+de-duplication is best effort -- the retention is the documented limit of rule 3.
+The index itself is rebuilt from the recovered table after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+REPLAY_GRACE_S = 600.0
+"""A marker is kept at least this long (wall clock) after its day was last written: a record
+replayed after a crash (one commit interval back) or waiting for its member must find its marker,
+however fast event time runs (a replay of simulated months in seconds)."""
+
+
+class DedupeRetention:
+    """Which de-duplication markers have fallen out of the event-time retention window."""
+
+    def __init__(self, retention_days: int, *, grace_s: float = REPLAY_GRACE_S) -> None:
+        if retention_days < 1:
+            raise ValueError(f"retention_days must be >= 1, got {retention_days}")
+        self.retention_days = retention_days
+        self.grace_s = grace_s
+        self._keys: dict[str, dict[int, set[str]]] = {}
+        self._written: dict[str, dict[int, float]] = {}
+        self._watermark: dict[str, int] = {}
+
+    def knows(self, stream: str) -> bool:
+        """Whether the stream's markers were loaded (or noted) in this process."""
+        return stream in self._keys
+
+    def load(self, stream: str, markers: Iterable[tuple[str, int]], now: float) -> None:
+        """Index existing markers `(key, day)` of a stream (after recovery), replacing what was known."""
+        days: dict[int, set[str]] = {}
+        for key, day in markers:
+            days.setdefault(day, set()).add(key)
+        self._keys[stream] = days
+        self._written[stream] = dict.fromkeys(days, now)
+        if days:
+            self._watermark[stream] = max(days)
+
+    def note(self, stream: str, key: str, day: int, now: float) -> list[str]:
+        """Record a new marker written at wall-clock `now`; returns the keys that have now expired."""
+        days = self._keys.setdefault(stream, {})
+        days.setdefault(day, set()).add(key)
+        written = self._written.setdefault(stream, {})
+        written[day] = now
+        tomorrow = int(now // 86400) + date(1970, 1, 1).toordinal() + 1
+        watermark = min(max(self._watermark.get(stream, day), day), tomorrow)
+        self._watermark[stream] = watermark
+        horizon = watermark - self.retention_days
+        expired: list[str] = []
+        for old_day in [d for d in days if d < horizon and written[d] < now - self.grace_s]:
+            expired.extend(sorted(days.pop(old_day)))
+            del written[old_day]
+        return expired
+
+    def size(self, stream: str) -> int:
+        """Markers currently indexed for a stream."""
+        return sum(len(keys) for keys in self._keys.get(stream, {}).values())

@@ -1,0 +1,118 @@
+"""Enriched records: an `Event` plus company profiles -> the flat JSON of `schemas.warehouse`.
+
+Pure functions. Every key of `column_names(family)` is present, null where it does not apply;
+values are encoded as `schemas.warehouse` says (UTC `Z` timestamps, `YYYY-MM-DD` dates, money as
+strings with exactly two decimals, `fee_rate` as a number).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from schemas.events import Event, MemberUpdated
+from schemas.topics import Family
+from schemas.warehouse import PROFILE_FIELDS, columns
+
+Profile = Mapping[str, str | None]
+"""A member's profile: `name`, `kind` and the `PROFILE_FIELDS`, as stored in the member state."""
+
+PROFILE_KEYS: tuple[str, ...] = ("name", "kind", *PROFILE_FIELDS)
+
+RELATED_COMPANY_FIELD: dict[Family, tuple[str, str] | None] = {
+    Family.MEMBER: None,
+    Family.ORDER: ("manufacturer_id", "manufacturer_"),
+    Family.PATENT: ("buyer_id", "buyer_"),
+    Family.FACTORING: ("debtor_id", "debtor_"),
+}
+"""The other company an event of the family may name, and the prefix of its enrichment columns."""
+
+_JSON = msgspec.json.Encoder(decimal_format="string")
+
+
+def utc_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with a `Z` suffix (microseconds only when present)."""
+    text = moment.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return f"{text}Z"
+
+
+def event_day(event: Event) -> str:
+    """The event-time day of aggregates: the UTC date of `occurred_at`."""
+    return event.occurred_at.astimezone(UTC).date().isoformat()
+
+
+def money_text(amount: Decimal) -> str:
+    """Money as the warehouse string with exactly two decimals."""
+    return f"{amount:.2f}"
+
+
+def _encode_value(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "money":
+        return money_text(Decimal(value))
+    if kind == "date" and isinstance(value, date):
+        return value.isoformat()
+    if kind == "rate":
+        return float(value)
+    return value
+
+
+def related_company(event: Event) -> str | None:
+    """The `manufacturer_id` / `buyer_id` / `debtor_id` of the event, if its type has one."""
+    spec = RELATED_COMPANY_FIELD[event.family]
+    if spec is None:
+        return None
+    value = getattr(event.payload, spec[0], None)
+    return value if isinstance(value, str) else None
+
+
+def enriched_record(event: Event, company: Profile | None, related: Profile | None = None) -> dict[str, Any]:
+    """The flat warehouse row of `event`.
+
+    `company` is the profile of `company_id` (for member events: the profile as of this event);
+    `related` the profile of the manufacturer/buyer/debtor when that company is an active member.
+    """
+    family = event.family
+    payload = msgspec.structs.asdict(event.payload)
+    row: dict[str, Any] = {
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "schema_version": event.schema_version,
+        "occurred_at": utc_timestamp(event.occurred_at),
+        "source": event.source,
+        "company_id": event.company_id,
+        "trace_id": event.trace_id,
+    }
+    spec = RELATED_COMPANY_FIELD[family]
+    prefix = spec[1] if spec else None
+    for column in columns(family)[len(row) :]:
+        name = column.name
+        if prefix and name.startswith(prefix) and name[len(prefix) :] in PROFILE_FIELDS:
+            value = related.get(name[len(prefix) :]) if related else None
+        elif name in PROFILE_KEYS and (family is Family.MEMBER or name in PROFILE_FIELDS):
+            value = company.get(name) if company else None
+        elif name == "changed_fields":
+            value = changed_fields(event)
+        else:
+            value = payload.get(name)
+        if isinstance(value, msgspec.UnsetType):
+            value = None
+        row[name] = _encode_value(column.kind, value)
+    return row
+
+
+def changed_fields(event: Event) -> str | None:
+    """Comma-separated sorted names of the fields a `member.updated` changed (None otherwise)."""
+    if isinstance(event.payload, MemberUpdated):
+        return ",".join(sorted(event.payload.changes()))
+    return None
+
+
+def encode_record(row: Mapping[str, Any]) -> bytes:
+    """The JSON bytes of an enriched record."""
+    return _JSON.encode(row)

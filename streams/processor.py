@@ -1,0 +1,412 @@
+"""The per-record decision of the stream: decode, de-duplicate, rule 1 (wait for members), rule 2
+(lifecycles), enrichment and aggregate increments -- as plain code over two mutable mappings.
+
+The faust agents hand every record to `EventProcessor.process` with the record's coordinates and
+then send what the returned `Outcome` lists; the mappings are the faust tables in the worker and
+plain dicts in unit tests. Nothing here raises on bad input: every failure is a dead letter.
+
+State table keys (all written while processing input partition `p`, so they share changelog
+partition `p` and reach it in processing order):
+- `e:<event_id>`: the de-duplication marker `[event_day, origin, position, outcome]`, written
+  last for an event; `origin` = `topic/partition/offset` of the input record, `position` = where it
+  was processed (the input or the waiting topic), `outcome` = `"ok"` or the dead-letter reason;
+- `m:<company_id>`, `o:<company>:<order_id>`, `p:<company>:<patent_id>`, `f:<company>:<request_id>`:
+  entity states (`streams.rules`), each with `applied`: the last event ids applied to it and the
+  origin of each, so a replayed record is recognised (same origin) and so is a duplicate whose
+  marker already expired (another origin);
+- `q:<origin>`: this input record's dead letter or duplicate was counted;
+- `w:<entity key>`: the event ids of the entity waiting (rule 1), oldest first. A later event of
+  the same entity waits behind them, so lifecycles are applied in order even when an earlier event
+  waited for its member (a `member.joined` never waits: it is what the others wait for).
+
+Replays after a crash: a record whose marker has the same `origin` is not a duplicate but a replay
+(or a second copy of a waiting record): its decision is repeated -- the enriched record or dead
+letter is sent again, with the same `event_id`. Business aggregates are derived from entity states
+(`streams.aggregates.entity_deltas`), so a repeat cannot count twice; dead letters and duplicates
+are counted once per input record (`q:<origin>` keys, see `_count_once`). A record without a marker
+is decided afresh; entity states already holding its event id are not changed again.
+Entities remember only their last `APPLIED_REMEMBERED` events: a replay reaches back one commit
+interval, and a duplicate arrives within the retention window of the markers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from schemas.deadletter import build_dead_letter
+from schemas.decode import DecodeFailure, decode_event
+from schemas.events import Event, MemberJoined, OrderAccepted
+from schemas.reasons import DeadLetterReason
+from schemas.topics import Family
+from streams.aggregates import (
+    DUPLICATE_DELTA,
+    Delta,
+    apply_deltas,
+    delta_for_dead_letter,
+    entities_partial,
+    partition_partial,
+)
+from streams.dedupe import DedupeRetention
+from streams.enrich import Profile, encode_record, enriched_record, related_company
+from streams.rules import Violation, apply_event, entity_key, is_active_member
+
+OK = "ok"
+BUSINESS_PREFIXES = frozenset({"o:", "p:", "f:"})
+APPLIED_REMEMBERED = 32
+"""Event ids (with their origin) remembered per entity: enough for any replay or late duplicate."""
+DEAD_LETTER_VALUE_BYTES = 512 * 1024
+"""Original values longer than this are cut in the dead letter (it must fit Kafka's 1 MB record limit)."""
+
+
+class MemberDirectory(Protocol):
+    """Every worker's view of all members (replicated), for rule 1 and enrichment lookups."""
+
+    def active_profile(self, company_id: str, at: datetime | None = None) -> Profile | None:
+        """The profile of an active member (or of one that was active at `at`), else None."""
+        ...
+
+    def apply(self, company_id: str, member: dict[str, Any]) -> None:
+        """Record a member state decided by this worker (read-your-writes before replication)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """An input record: logical topic name, coordinates, key and value bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+    @property
+    def origin(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a record is processed now: its input topic, or the waiting topic for a parked record."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def text(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass
+class Outcome:
+    """What to send for one record, and whether it must wait for its member."""
+
+    enriched: list[tuple[Family, str, bytes]] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, bytes, str]] = field(default_factory=list)
+    members: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    wait: bool = False
+    duplicate: bool = False
+
+
+def _day_ordinal(event: Event) -> int:
+    return event.occurred_at.astimezone(UTC).date().toordinal()
+
+
+class EventProcessor:
+    """Decides records against the state of the partitions this worker owns."""
+
+    def __init__(
+        self,
+        state: MutableMapping[str, Any],
+        aggregates: MutableMapping[str, Any],
+        directory: MemberDirectory,
+        *,
+        member_wait_s: float,
+        dedupe_days: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.state = state
+        self.aggregates = aggregates
+        self.directory = directory
+        self.member_wait_s = member_wait_s
+        self.retention = DedupeRetention(dedupe_days)
+        self._entities: dict[int, set[str]] = {}
+        self._versions: dict[int, int] = {}
+        self._cache: dict[int, tuple[int, dict[str, Any]]] = {}
+        self.clock = clock
+
+    def process(self, record: SourceRecord, position: Position, *, waited_s: float | None = None) -> Outcome:
+        """Decide one record. `waited_s`: how long it has waited for its member (None = first pass)."""
+        outcome = Outcome()
+        decoded = decode_event(record.value, topic=record.topic)
+        if isinstance(decoded, DecodeFailure):
+            self._dead_letter(
+                outcome,
+                record,
+                position,
+                decoded.reason,
+                decoded.detail,
+                decoded.event_id,
+                decoded.event_type,
+                count=True,
+            )
+            return outcome
+        event = decoded
+        marker = self.state.get(f"e:{event.event_id}")
+        if marker is not None:
+            if marker[1] != record.origin:
+                outcome.duplicate = True
+                self._count_once(record, position, DUPLICATE_DELTA)
+                return outcome
+            self._repeat(
+                outcome, event, record, position, decision=marker[3], count=marker[2] == position.text
+            )
+            return outcome
+        key = entity_key(event)
+        queue = self.state.get(f"w:{key}") or []
+        behind = bool(queue) and queue[0] != event.event_id and not isinstance(event.payload, MemberJoined)
+        if behind and waited_s is not None and waited_s >= self.member_wait_s:
+            behind = False  # the events ahead did not resolve in time: decide this one on its own
+        missing = self._missing_members(event)
+        if behind or missing:
+            if behind or waited_s is None or waited_s < self.member_wait_s:
+                if event.event_id not in queue:
+                    self.state[f"w:{key}"] = [*queue, event.event_id]
+                outcome.wait = True
+                return outcome
+            detail = f"not an active member after {self.member_wait_s:g} s: {', '.join(missing)}"
+            self._decide_dead_letter(
+                outcome, event, record, position, DeadLetterReason.UNKNOWN_COMPANY, detail
+            )
+            return outcome
+        entity = self.state.get(key)
+        applied_from = (entity or {}).get("applied", {}).get(event.event_id)
+        if applied_from is not None and applied_from != record.origin:
+            # a duplicate whose marker has already expired (it waited longer than the retention)
+            self._dequeue(event)
+            outcome.duplicate = True
+            self._count_once(record, position, DUPLICATE_DELTA)
+            return outcome
+        if applied_from is not None:
+            new_state = entity  # a replay of a record whose entity write landed but not its marker
+        else:
+            region = None
+            if isinstance(event.payload, OrderAccepted):
+                maker = self.directory.active_profile(event.payload.manufacturer_id, event.occurred_at)
+                region = maker.get("region_code") if maker else None
+            result = apply_event(entity, event, manufacturer_region=region)
+            if isinstance(result, Violation):
+                self._decide_dead_letter(outcome, event, record, position, result.reason, result.detail)
+                return outcome
+            applied = {**result.get("applied", {}), event.event_id: record.origin}
+            new_state = {**result, "applied": dict(list(applied.items())[-APPLIED_REMEMBERED:])}
+            new_state["p"] = position.partition
+            self.state[key] = new_state
+            self._entity_changed(position.partition, key)
+        assert new_state is not None
+        self._valid(outcome, event, new_state)
+        self._mark(event, record, position, OK)
+        return outcome
+
+    # --- decisions -------------------------------------------------------------------------------
+
+    def _missing_members(self, event: Event) -> list[str]:
+        payload = event.payload
+        if isinstance(payload, MemberJoined):
+            return []
+        missing: list[str] = []
+        if event.family is Family.MEMBER:
+            if not is_active_member(self.state.get(f"m:{event.company_id}")):
+                missing.append(event.company_id)
+        elif self.directory.active_profile(event.company_id, event.occurred_at) is None:
+            missing.append(event.company_id)
+        at = event.occurred_at
+        if (
+            isinstance(payload, OrderAccepted)
+            and self.directory.active_profile(payload.manufacturer_id, at) is None
+        ):
+            missing.append(payload.manufacturer_id)
+        return missing
+
+    def _valid(self, outcome: Outcome, event: Event, entity: dict[str, Any]) -> None:
+        family = event.family
+        if family is Family.MEMBER:
+            member = {
+                "s": entity["s"],
+                "profile": entity["profile"],
+                "seq": entity["seq"],
+                "left_at": entity.get("left_at"),
+            }
+            self.directory.apply(event.company_id, member)
+            outcome.members.append((event.company_id, member))
+            company: Profile | None = entity["profile"]
+            related: Profile | None = None
+        else:
+            company = self.directory.active_profile(event.company_id, event.occurred_at)
+            other = related_company(event)
+            related = self.directory.active_profile(other, event.occurred_at) if other else None
+        row = enriched_record(event, company, related)
+        outcome.enriched.append((family, event.company_id, encode_record(row)))
+
+    def _repeat(
+        self,
+        outcome: Outcome,
+        event: Event,
+        record: SourceRecord,
+        position: Position,
+        *,
+        decision: str,
+        count: bool,
+    ) -> None:
+        """Send again what an earlier pass decided for this record."""
+        if decision == OK:
+            entity = self.state.get(entity_key(event))
+            if entity is not None:
+                self._valid(outcome, event, entity)
+            return
+        self._dead_letter(
+            outcome,
+            record,
+            position,
+            DeadLetterReason(decision),
+            "decision repeated after a replay",
+            event.event_id,
+            event.event_type,
+            count=count,
+        )
+
+    def _decide_dead_letter(
+        self,
+        outcome: Outcome,
+        event: Event,
+        record: SourceRecord,
+        position: Position,
+        reason: DeadLetterReason,
+        detail: str,
+    ) -> None:
+        self._dead_letter(
+            outcome, record, position, reason, detail, event.event_id, event.event_type, count=True
+        )
+        self._mark(event, record, position, reason.value)
+
+    def _dead_letter(
+        self,
+        outcome: Outcome,
+        record: SourceRecord,
+        position: Position,
+        reason: DeadLetterReason,
+        detail: str,
+        event_id: str | None,
+        event_type: str | None,
+        *,
+        count: bool,
+    ) -> None:
+        value = build_dead_letter(
+            reason=reason,
+            detail=detail,
+            original_topic=record.topic,
+            original_partition=record.partition,
+            original_offset=record.offset,
+            original_key=record.key,
+            original_value=record.value,
+            event_id=event_id,
+            event_type=event_type,
+            failed_at=self.clock(),
+            max_value_bytes=DEAD_LETTER_VALUE_BYTES,
+        )
+        outcome.dead_letters.append((record.key, value, reason.value))
+        if count:
+            self._count_once(record, position, delta_for_dead_letter(reason.value))
+
+    def _mark(self, event: Event, record: SourceRecord, position: Position, decision: str) -> None:
+        """Write the de-duplication marker (last write of a decision) and expire old markers."""
+        stream = f"{record.topic}/{record.partition}/"
+        if not self.retention.knows(stream):
+            self.retention.load(stream, self._markers_of(stream), self.clock().timestamp())
+        self._dequeue(event)
+        key = f"e:{event.event_id}"
+        day = _day_ordinal(event)
+        self.state[key] = [day, record.origin, position.text, decision]
+        for expired in self.retention.note(stream, key, day, self.clock().timestamp()):
+            self.state.pop(expired, None)
+
+    # --- live aggregates ---------------------------------------------------------------------------
+
+    def _entity_keys(self, partition: int) -> set[str]:
+        keys = self._entities.get(partition)
+        if keys is None:
+            keys = {
+                key
+                for key, value in list(self.state.items())
+                if key[:2] in BUSINESS_PREFIXES and value.get("p") == partition
+            }
+            self._entities[partition] = keys
+        return keys
+
+    def _entity_changed(self, partition: int, key: str) -> None:
+        if key[:2] in BUSINESS_PREFIXES:
+            self._entity_keys(partition).add(key)
+            self._versions[partition] = self._versions.get(partition, 0) + 1
+
+    def forget_partition(self, partition: int) -> None:
+        """Drop the in-memory index of a partition this worker no longer owns (rebuilt on return)."""
+        self._entities.pop(partition, None)
+        self._cache.pop(partition, None)
+
+    def partial(self, partition: int) -> dict[str, Any]:
+        """The aggregate entries of one owned partition: derived from its entities, plus its counters."""
+        version = self._versions.get(partition, 0)
+        cached = self._cache.get(partition)
+        if cached is None or cached[0] != version:
+            keys = self._entity_keys(partition)
+            entries = entities_partial((key, self.state[key]) for key in keys if key in self.state)
+            cached = (version, entries)
+            self._cache[partition] = cached
+        return {**cached[1], **partition_partial(self.aggregates, partition)}
+
+    def _count_once(self, record: SourceRecord, position: Position, delta: Delta) -> None:
+        """Count a dead letter or duplicate once per input record, however often it is processed.
+
+        A record is processed more than once after a crash (replay) and when it waited (copies in
+        the waiting topic); `q:<origin>` in the state table says it was counted. Those keys expire
+        after the retention (wall-clock days): a replay only reaches back one commit interval.
+        """
+        key = f"q:{record.origin}"
+        if key in self.state:
+            return
+        apply_deltas(self.aggregates, position.partition, position.topic, position.offset, [delta])
+        today = self.clock().date().toordinal()
+        stream = f"counted/{position.partition}/"
+        if not self.retention.knows(stream):
+            self.retention.load(stream, self._counted_of(position.partition), self.clock().timestamp())
+        self.state[key] = [today, position.partition]
+        for expired in self.retention.note(stream, key, today, self.clock().timestamp()):
+            self.state.pop(expired, None)
+
+    def _counted_of(self, partition: int) -> list[tuple[str, int]]:
+        return [
+            (key, value[0])
+            for key, value in list(self.state.items())
+            if key.startswith("q:") and value[1] == partition
+        ]
+
+    def _dequeue(self, event: Event) -> None:
+        queue_key = f"w:{entity_key(event)}"
+        queue = self.state.get(queue_key)
+        if queue and event.event_id in queue:
+            rest = [eid for eid in queue if eid != event.event_id]
+            if rest:
+                self.state[queue_key] = rest
+            else:
+                self.state.pop(queue_key, None)
+
+    def _markers_of(self, stream: str) -> list[tuple[str, int]]:
+        return [
+            (key, value[0])
+            for key, value in list(self.state.items())
+            if key.startswith("e:") and value[1].startswith(stream)
+        ]

@@ -1,0 +1,145 @@
+"""State every worker needs about every partition: member profiles and per-partition aggregates.
+
+Why not co-partitioning alone: an order names its manufacturer, a patent deal its buyer, a factoring
+request its debtor -- other companies, whose `member.*` events live on other partitions, possibly
+owned by another worker. Why not faust's GlobalTable: its own docstring warns of endless recovery
+loops with several workers, and it recovers everything before any agent starts. So the design is:
+
+- the authoritative member state (rule 2 for membership) lives in the partitioned state table, next
+  to the `member.*` events of the same key;
+- every decided member state is also sent to a compacted internal topic (`<app>-members`, key =
+  company_id, with a per-company sequence number); every worker runs a plain consumer (no group)
+  over all its partitions into a `MemberReplica`, used for rule 1 and for enrichment lookups. The
+  deciding worker applies its own writes at once (read-your-writes); other workers see them after
+  replication -- an event arriving earlier than its member's profile simply waits (rule 1);
+- each worker snapshots the aggregates of the partitions it owns to `<app>-partials` (key = the
+  partition); every worker reads all of them, so `/aggregates` is the same whichever worker answers.
+
+Replicas apply a member state only when its sequence number is newer, so an old record read late
+never overwrites a newer local write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from streams.enrich import Profile
+
+log = logging.getLogger(__name__)
+_decode = msgspec.json.Decoder()
+
+
+class MemberReplica:
+    """Company id -> `{"s": "active"|"left", "profile": {...}, "seq": n, "left_at": epoch|None}`.
+
+    The newest sequence number wins.
+    """
+
+    def __init__(self) -> None:
+        self.members: dict[str, dict[str, Any]] = {}
+
+    def apply(self, company_id: str, member: dict[str, Any]) -> None:
+        """Take `member` unless a newer (or the same) state of the company is already known."""
+        current = self.members.get(company_id)
+        if current is None or member["seq"] > current["seq"]:
+            self.members[company_id] = member
+
+    def active_profile(self, company_id: str, at: datetime | None = None) -> Profile | None:
+        """The profile of `company_id` if it is an active member -- or, with `at`, was one at `at`.
+
+        Events are judged by their own time against a departure: an order that happened before its
+        customer left is still valid when it is processed after the `member.left`.
+        """
+        member = self.members.get(company_id)
+        if member is None:
+            return None
+        if member["s"] != "active" and (at is None or at.timestamp() > (member.get("left_at") or 0)):
+            return None
+        profile: Profile = member["profile"]
+        return profile
+
+    def active_profiles(self) -> list[Profile]:
+        """Profiles of all active members."""
+        return [m["profile"] for m in self.members.values() if m["s"] == "active"]
+
+
+class PartialsReplica:
+    """Partition -> its latest aggregate entries, as last published by the partition's owner."""
+
+    def __init__(self) -> None:
+        self.partials: dict[int, Mapping[str, Any]] = {}
+
+    def apply(self, partition: int, entries: Mapping[str, Any]) -> None:
+        self.partials[partition] = entries
+
+
+async def follow_topics(
+    bootstrap: str,
+    handlers: Mapping[str, Callable[[bytes, bytes], None]],
+    *,
+    stopped: asyncio.Event,
+    ready: asyncio.Event,
+) -> None:
+    """Read every partition of `handlers`' topics from the beginning, calling `handler(key, value)`.
+
+    Sets `ready` once the end offsets seen at start-up are reached; runs until `stopped` is set.
+    Tombstones (null values) are skipped. Uses read_committed, so it also works under exactly_once.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        partitions: list[TopicPartition] = []
+        for topic in handlers:
+            numbers = consumer.partitions_for_topic(topic)
+            while not numbers:
+                await consumer._client.force_metadata_update()
+                numbers = consumer.partitions_for_topic(topic)
+            partitions.extend(TopicPartition(topic, n) for n in sorted(numbers))
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        targets = await consumer.end_offsets(partitions)
+        while not stopped.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, messages in batches.items():
+                handler = handlers[tp.topic]
+                for message in messages:
+                    if message.value is not None:
+                        try:
+                            handler(message.key or b"", message.value)
+                        except (msgspec.DecodeError, KeyError, ValueError, TypeError):
+                            log.exception("skipping unreadable replica record %s/%s", tp, message.offset)
+            if not ready.is_set():
+                positions = {tp: await consumer.position(tp) for tp in partitions}
+                if all(positions[tp] >= targets[tp] for tp in partitions):
+                    log.info("replicas caught up with %s", sorted(handlers))
+                    ready.set()
+    finally:
+        await consumer.stop()
+
+
+def member_handler(replica: MemberReplica) -> Callable[[bytes, bytes], None]:
+    def handle(key: bytes, value: bytes) -> None:
+        replica.apply(key.decode(), _decode.decode(value))
+
+    return handle
+
+
+def partials_handler(replica: PartialsReplica) -> Callable[[bytes, bytes], None]:
+    def handle(key: bytes, value: bytes) -> None:
+        replica.apply(int(key.decode()), _decode.decode(value))
+
+    return handle

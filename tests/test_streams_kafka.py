@@ -1,0 +1,186 @@
+"""The stream processor on the real broker: dead letters, enriched outputs and live aggregates
+against the simulator's ground truth, through kill -9, restart and a second worker."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streams_kafka import Outputs, Workers, dead_letter_identity, produce, read_outputs, wait_until
+
+from mic_pipeline.config import Settings
+from producers.ground_truth import DUPLICATE, VALID
+from producers.simulator import SimRecord, SimulationConfig, generate
+from schemas.decode import DecodeFailure, decode_event
+from streams.processor import DEAD_LETTER_VALUE_BYTES
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def workers(pipeline_topics: Settings, tmp_path: Path) -> Iterator[Workers]:
+    started = Workers(pipeline_topics, tmp_path)
+    try:
+        yield started
+    finally:
+        started.kill_all()
+
+
+class Expected:
+    """What the stream must make of the records sent so far (from the ground truth)."""
+
+    def __init__(self) -> None:
+        self.valid: set[str] = set()
+        self.dead_letters: dict[str, str] = {}
+        self.duplicates = 0
+
+    def add(self, records: list[SimRecord]) -> list[tuple[str, bytes | None, bytes]]:
+        for record in records:
+            truth = record.truth
+            if truth.expected == VALID:
+                assert truth.event_id is not None
+                self.valid.add(truth.event_id)
+            elif truth.expected == DUPLICATE:
+                self.duplicates += 1
+            else:
+                identity = dead_letter_identity(truth.event_id, record.value, False, len(record.value))
+                self.dead_letters[identity] = truth.expected
+        return [(r.truth.topic, r.key, r.value) for r in records]
+
+    def add_poison(self, topic: str, value: bytes) -> tuple[str, bytes | None, bytes]:
+        failure = decode_event(value, topic=topic)
+        assert isinstance(failure, DecodeFailure)
+        truncated = len(value) > DEAD_LETTER_VALUE_BYTES
+        kept = value[:DEAD_LETTER_VALUE_BYTES] if truncated else value
+        self.dead_letters[dead_letter_identity(failure.event_id, kept, truncated, len(value))] = (
+            failure.reason.value
+        )
+        return topic, b"poison", value
+
+    def complete(self, outputs: Outputs) -> bool:
+        return set(outputs.row_counts) >= self.valid and len(outputs.dead_letters) >= len(self.dead_letters)
+
+    def check(self, outputs: Outputs) -> None:
+        assert set(outputs.row_counts) == self.valid
+        assert dict(outputs.dead_letters.values()) == self.dead_letters
+        assert len(outputs.dead_letters) == len(self.dead_letters)
+
+
+def _poison_pills(expected: Expected) -> list[tuple[str, bytes | None, bytes]]:
+    huge_number = (
+        b'{"event_id": "3f1c2d4e-0000-4000-8000-000000000001", "schema_version": ' + b"9" * 200_000 + b"}"
+    )
+    return [
+        expected.add_poison("mic.orders", b'{"event_id": "\xff\xfe"}'),
+        expected.add_poison("mic.orders", b"x" * 10_000_000),
+        expected.add_poison("mic.patents", b"[" * 100_000 + b"]" * 100_000),
+        expected.add_poison("mic.factoring", huge_number),
+        expected.add_poison("mic.membership", b'{"event_id": "a", "event_id": "b"}'),
+    ]
+
+
+def _allow_big_records(settings: Settings) -> None:
+    from kafka.admin._configs import ConfigResource, ConfigResourceType
+
+    from mic_pipeline.infra.topics import admin_client
+
+    with admin_client(settings.kafka_bootstrap) as admin:
+        admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC,
+                    settings.topic("mic.orders"),
+                    configs={"max.message.bytes": str(12 * 1024 * 1024)},
+                )
+            ]
+        )
+
+
+def _converged(workers: list[Any], expected: Expected, settings: Settings, timeout_s: float) -> Outputs:
+    """Wait until every valid event and dead letter is out and every worker serves the offline aggregates."""
+    state: dict[str, Outputs] = {}
+
+    def done() -> bool:
+        outputs = read_outputs(settings)
+        state["outputs"] = outputs
+        if not expected.complete(outputs):
+            return False
+        offline = outputs.offline(expected.duplicates)
+        return all(worker.aggregates() == offline for worker in workers)
+
+    try:
+        wait_until(done, timeout_s, "outputs and aggregates did not converge", interval_s=1.0)
+    except AssertionError as timeout:
+        outputs = state["outputs"]
+        missing = expected.valid - set(outputs.row_counts)
+        live = workers[0].aggregates()
+        offline = outputs.offline(expected.duplicates)
+        repeated = sum(n > 1 for n in outputs.row_counts.values())
+        raise AssertionError(
+            f"missing {len(missing)} valid, {repeated} repeated; {len(outputs.dead_letters)}/"
+            f"{len(expected.dead_letters)} dead letters; live vs offline: {_diff(live, offline)[:40]}"
+        ) from timeout
+    return state["outputs"]
+
+
+def _diff(live: Any, offline: Any, path: str = "") -> list[str]:
+    if isinstance(live, dict) and isinstance(offline, dict):
+        return [
+            line
+            for key in sorted(set(live) | set(offline))
+            for line in _diff(live.get(key), offline.get(key), f"{path}/{key}")
+        ]
+    return [] if live == offline else [f"{path}: {live} != {offline}"]
+
+
+def test_mixed_stream_yields_exact_dead_letters_rows_and_aggregates(workers: Workers) -> None:
+    settings = workers.settings
+    _allow_big_records(settings)
+    expected = Expected()
+    records = list(itertools.islice(generate(SimulationConfig(seed=11, invalid_fraction=0.12)), 1500))
+    produce(settings, expected.add(records) + _poison_pills(expected))
+    assert set(expected.dead_letters.values()) >= {
+        "malformed",
+        "unknown_event_type",
+        "unsupported_version",
+        "schema_violation",
+        "unknown_company",
+        "invalid_transition",
+    }
+    worker = workers.start()
+    outputs = _converged([worker], expected, settings, timeout_s=60)
+    expected.check(outputs)
+    assert max(outputs.row_counts.values()) == 1  # no crash here: every valid event exactly once
+    assert outputs.offline(expected.duplicates)["quality"]["duplicates_dropped"] == expected.duplicates > 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect: after kill -9 + restart + a second worker, some entity wait queues keep a head "
+    "whose waiting record was consumed but whose decision never reached the state changelog; the "
+    "events behind it then wait out member_wait_s and are decided out of order (streams/README.md)",
+)
+def test_kill_restart_and_second_worker_lose_and_double_count_nothing(workers: Workers) -> None:
+    settings = workers.settings
+    workers.env["MIC_STREAMS_MEMBER_WAIT_S"] = "10"  # longer than a rebalance or a catch-up after restart
+    expected = Expected()
+    stream = generate(SimulationConfig(seed=23, invalid_fraction=0.05))
+    produce(settings, expected.add(list(itertools.islice(stream, 6000))))
+    first = workers.start()
+    wait_until(lambda: len(read_outputs(settings).rows) > 1000, 60, "no progress before the kill")
+    first.kill()  # kill -9 mid-stream
+    restarted = workers.start()
+    second = workers.start()  # joins while the restarted worker is catching up
+    produce(settings, expected.add(list(itertools.islice(stream, 2000))))
+    outputs = _converged([restarted, second], expected, settings, timeout_s=120)
+    expected.check(outputs)
+
+    produce(settings, expected.add(list(itertools.islice(stream, 2000))))
+    restarted.stop()  # its partitions move to the second worker
+    outputs = _converged([second], expected, settings, timeout_s=90)
+    expected.check(outputs)
+    repeated = {event_id: n for event_id, n in outputs.row_counts.items() if n > 1}
+    print(f"rows {len(outputs.rows)}, distinct {len(outputs.row_counts)}, repeated: {len(repeated)}")

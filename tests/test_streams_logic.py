@@ -1,0 +1,314 @@
+"""Unit tests of the stream's decisions, without Kafka: rules, dedupe, waiting, enrichment, aggregates."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from streams_fixtures import (
+    CUSTOMER,
+    MAKER_MOSCOW,
+    MAKER_REGION,
+    STRANGER,
+    SUPPLIER,
+    event,
+    factoring_story,
+    joined,
+    order_story,
+    patent_story,
+    wire,
+)
+
+from schemas.deadletter import parse_dead_letter
+from schemas.events import FactoringFunded, MemberUpdated, OrderCompleted, PatentDealClosed
+from schemas.topics import Family
+from schemas.warehouse import column_names
+from streams.dedupe import DedupeRetention
+from streams.offline import offline_aggregates
+from streams.processor import EventProcessor, Outcome, Position, SourceRecord
+from streams.replica import MemberReplica
+
+NOW = datetime(2020, 9, 25, 12, 0, tzinfo=UTC)
+
+
+class Harness:
+    """An EventProcessor over dicts, feeding records with increasing offsets like one partition."""
+
+    def __init__(self, *, wait_s: float = 10.0) -> None:
+        self.state: dict[str, Any] = {}
+        self.aggregates: dict[str, Any] = {}
+        self.members = MemberReplica()
+        self.now = NOW
+        self.processor = EventProcessor(
+            self.state,
+            self.aggregates,
+            self.members,
+            member_wait_s=wait_s,
+            dedupe_days=7,
+            clock=lambda: self.now,
+        )
+        self.offsets: dict[str, int] = {}
+        self.rows: list[dict[str, Any]] = []
+        self.reasons: list[str] = []
+        self.duplicates = 0
+
+    def feed(
+        self,
+        value: bytes,
+        topic: str = "mic.orders",
+        *,
+        offset: int | None = None,
+        waited: float | None = None,
+        position: Position | None = None,
+    ) -> Outcome:
+        if offset is None:
+            offset = self.offsets.get(topic, -1) + 1
+            self.offsets[topic] = offset
+        record = SourceRecord(topic, 0, offset, b"k", value)
+        outcome = self.processor.process(record, position or Position(topic, 0, offset), waited_s=waited)
+        self.rows.extend(json.loads(v) for _, _, v in outcome.enriched)
+        self.reasons.extend(reason for _, _, reason in outcome.dead_letters)
+        self.duplicates += outcome.duplicate
+        return outcome
+
+    def feed_events(self, *events: Any) -> list[Outcome]:
+        return [self.feed(wire(e), e.family.topic) for e in events]
+
+    def live(self) -> dict[str, Any]:
+        from streams.aggregates import render
+
+        return render([self.processor.partial(0)], self.members.active_profiles())
+
+
+def _members(h: Harness) -> None:
+    h.feed_events(
+        joined(CUSTOMER),
+        joined(MAKER_MOSCOW),
+        joined(MAKER_REGION, region="66", size="large"),
+        joined(SUPPLIER, region="50", size="medium", corporation="rostec"),
+    )
+
+
+def test_valid_stories_are_enriched_with_exact_columns_and_aggregated() -> None:
+    h = Harness()
+    _members(h)
+    h.feed_events(*order_story(CUSTOMER, MAKER_REGION, "O-1"), *order_story(CUSTOMER, MAKER_MOSCOW, "O-2"))
+    h.feed_events(*patent_story(CUSTOMER, STRANGER, "P-1"), *factoring_story(SUPPLIER, CUSTOMER, "F-1"))
+    assert h.reasons == []
+    for row in h.rows:
+        family = Family(row["event_type"].partition(".")[0])
+        assert tuple(row) == column_names(family)
+    accepted = next(r for r in h.rows if r["event_type"] == "order.accepted")
+    assert accepted["manufacturer_region_code"] == "66" and accepted["region_code"] == "77"
+    completed = next(r for r in h.rows if r["event_type"] == "order.completed")
+    assert completed["amount_rub"] == "1500.50" and completed["occurred_at"] == "2020-09-24T07:02:00Z"
+    deal = next(r for r in h.rows if r["event_type"] == "patent.deal_closed")
+    assert deal["buyer_id"] == STRANGER and deal["buyer_region_code"] is None
+    live = h.live()
+    day = live["orders"]["per_day"]["2020-09-24"]["metal_processing"]
+    assert day == {
+        "placed": 2,
+        "accepted": 2,
+        "completed": 2,
+        "cancelled": 0,
+        "completed_amount_rub": "3001.00",
+    }
+    assert live["orders"]["accepted_outside_moscow_share"] == 0.5
+    assert live["factoring"]["outstanding_rub"] == "0.00"
+    assert live["members"]["active_total"] == 4 and live["members"]["sme_share"] == 0.75
+    assert live["members"]["by_state_corporation"] == {"none": 3, "rostec": 1}
+    assert live == offline_aggregates(h.rows, h.reasons, h.duplicates)
+
+
+def test_invalid_transitions_and_advance_above_invoice_are_dead_letters() -> None:
+    h = Harness()
+    _members(h)
+    placed, _accepted, completed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")
+    h.feed_events(placed, completed)  # completed before accepted
+    requested = factoring_story(SUPPLIER, CUSTOMER, "F-1")[0]
+    too_much = event(
+        SUPPLIER, FactoringFunded(request_id="F-1", advance_rub=Decimal("1000.01"), fee_rate=0.1)
+    )
+    h.feed_events(requested, too_much, joined(CUSTOMER))  # and a second join of an active member
+    assert h.reasons == ["invalid_transition", "schema_violation", "invalid_transition"]
+    live = h.live()
+    assert live["quality"]["dead_letters"] == {"invalid_transition": 2, "schema_violation": 1}
+    assert live == offline_aggregates(h.rows, h.reasons, h.duplicates)
+
+
+def test_licenses_repeat_but_nothing_follows_a_sale() -> None:
+    h = Harness()
+    _members(h)
+    listed, license_deal, _ = patent_story(CUSTOMER, STRANGER, "P-1")
+    sale = event(
+        CUSTOMER, PatentDealClosed(patent_id="P-1", buyer_id=STRANGER, deal="sale", amount_rub=Decimal(9))
+    )
+    again = event(
+        CUSTOMER, PatentDealClosed(patent_id="P-1", buyer_id=STRANGER, deal="license", amount_rub=Decimal(1))
+    )
+    h.feed_events(
+        listed,
+        license_deal,
+        license_deal.__class__(**{**_asdict(license_deal), "event_id": _uuid()}),
+        sale,
+        again,
+    )
+    assert h.reasons == ["invalid_transition"]
+    assert h.live()["patents"]["per_day"]["2020-09-24"]["invention"]["deals"] == 3
+
+
+def _asdict(e: Any) -> dict[str, Any]:
+    import msgspec
+
+    return msgspec.structs.asdict(e)
+
+
+def _uuid() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+def test_duplicates_are_dropped_and_counted_but_replays_are_not_duplicates() -> None:
+    h = Harness()
+    _members(h)
+    placed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")[0]
+    h.feed(wire(placed))
+    h.feed(wire(placed))  # same id, another offset: a duplicate
+    replay = h.feed(wire(placed), offset=0)  # the same record again (after a crash): repeated, not counted
+    assert h.duplicates == 1
+    assert len(replay.enriched) == 1 and not replay.duplicate
+    live = h.live()
+    assert live["quality"]["duplicates_dropped"] == 1
+    assert live["orders"]["per_day"]["2020-09-24"]["metal_processing"]["placed"] == 1
+
+
+def test_event_waits_for_its_member_then_proceeds_or_expires() -> None:
+    h = Harness(wait_s=10)
+    placed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")[0]
+    first = h.feed(wire(placed))
+    assert first.wait and not first.enriched and not first.dead_letters
+    h.feed_events(joined(CUSTOMER))
+    released = h.feed(wire(placed), offset=0, waited=1.0, position=Position("waiting", 0, 0))
+    assert len(released.enriched) == 1
+
+    orphan = event(STRANGER, MemberUpdated(size="large"))
+    assert h.feed(wire(orphan), "mic.membership").wait
+    still = h.feed(wire(orphan), "mic.membership", offset=0, waited=1.0, position=Position("waiting", 0, 1))
+    assert still.wait
+    expired = h.feed(
+        wire(orphan), "mic.membership", offset=0, waited=10.0, position=Position("waiting", 0, 2)
+    )
+    letter = parse_dead_letter(expired.dead_letters[0][1])
+    assert letter.reason == "unknown_company" and letter.event_id == orphan.event_id
+
+
+def test_accepted_order_waits_for_the_manufacturer() -> None:
+    h = Harness()
+    h.feed_events(joined(CUSTOMER))
+    placed, accepted, _ = order_story(CUSTOMER, MAKER_REGION, "O-1")
+    h.feed_events(placed)
+    assert h.feed(wire(accepted)).wait
+    h.feed_events(joined(MAKER_REGION, region="66"))
+    assert len(h.feed(wire(accepted), offset=1, waited=1.0, position=Position("waiting", 0, 0)).enriched) == 1
+
+
+def test_member_updates_carry_the_profile_as_of_the_event() -> None:
+    h = Harness()
+    h.feed_events(
+        joined(CUSTOMER, size="small"), event(CUSTOMER, MemberUpdated(size="large", state_corporation=None))
+    )
+    row = h.rows[-1]
+    assert (
+        row["size"] == "large"
+        and row["region_code"] == "77"
+        and row["changed_fields"] == "size,state_corporation"
+    )
+    assert h.members.active_profile(CUSTOMER) is not None
+
+
+def test_decode_failures_become_dead_letters_with_original_coordinates() -> None:
+    h = Harness()
+    poison = [
+        b"\xff\xfe",
+        b"[" * 100_000,
+        b'{"a": ' + b"9" * 1_000_000 + b"}",
+        b'{"a":1,"a":2}',
+        b"x" * 10_000_000,
+    ]
+    for value in poison:
+        h.feed(value)
+    assert all(reason == "malformed" or reason == "schema_violation" for reason in h.reasons)
+    assert len(h.reasons) == len(poison)
+    assert h.live()["quality"]["dead_letters"]["malformed"] >= 3
+
+
+def test_replayed_record_is_not_counted_twice_when_only_part_of_its_state_landed() -> None:
+    h = Harness()
+    _members(h)
+    placed, accepted, _ = order_story(CUSTOMER, MAKER_REGION, "O-1")
+    h.feed_events(placed, accepted)
+    # simulate a crash that lost the marker of `accepted` but kept its entity and aggregate writes
+    del h.state[f"e:{accepted.event_id}"]
+    again = h.feed(wire(accepted), offset=1)
+    assert len(again.enriched) == 1 and not again.dead_letters
+    assert h.live()["orders"]["accepted_total"] == 1
+
+
+def test_retention_forgets_markers_older_than_the_window() -> None:
+    retention = DedupeRetention(7, grace_s=60)
+    today = NOW.date().toordinal()
+    now = NOW.timestamp()
+    assert retention.note("mic.orders/0/", "e:a", today - 10, now) == []
+    assert retention.note("mic.orders/0/", "e:b", today - 2, now) == []  # e:a is within the grace
+    assert retention.note("mic.orders/0/", "e:c", today - 2, now + 61) == ["e:a"]
+    assert retention.note("mic.orders/0/", "e:far-future", today + 400, now + 61) == []  # capped
+    assert retention.size("mic.orders/0/") == 3
+    assert retention.note("mic.patents/0/", "e:late", today - 30, now) == []  # its own watermark
+    with pytest.raises(ValueError):
+        DedupeRetention(0)
+
+
+def test_offline_ignores_repeated_rows() -> None:
+    h = Harness()
+    _members(h)
+    h.feed_events(*order_story(CUSTOMER, MAKER_MOSCOW, "O-1"))
+    assert offline_aggregates(h.rows + h.rows, [], 0) == h.live()
+
+
+def test_money_totals_are_exact() -> None:
+    h = Harness()
+    _members(h)
+    for i in range(3):
+        placed, accepted, _ = order_story(CUSTOMER, MAKER_MOSCOW, f"O-{i}")
+        done = event(CUSTOMER, OrderCompleted(order_id=f"O-{i}", amount_rub=Decimal("0.10")), minutes=3)
+        h.feed_events(placed, accepted, done)
+    assert h.live()["orders"]["per_day"]["2020-09-24"]["metal_processing"]["completed_amount_rub"] == "0.30"
+
+
+def test_later_events_of_an_entity_wait_behind_a_waiting_one() -> None:
+    h = Harness()
+    placed, accepted, completed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")
+    h.feed_events(joined(MAKER_MOSCOW))
+    assert h.feed(wire(placed)).wait  # customer not a member yet
+    h.feed_events(joined(CUSTOMER))
+    assert h.feed(wire(accepted)).wait  # customer fine now, but placed is still waiting
+    assert h.feed(wire(accepted), offset=1, waited=1.0, position=Position("waiting", 0, 0)).wait
+    assert len(h.feed(wire(placed), offset=0, waited=1.0, position=Position("waiting", 0, 1)).enriched) == 1
+    assert len(h.feed(wire(accepted), offset=1, waited=1.0, position=Position("waiting", 0, 2)).enriched) == 1
+    h.feed_events(completed)
+    assert h.reasons == [] and not any(key.startswith("w:") for key in h.state)
+
+
+def test_duplicate_is_recognised_even_after_its_marker_expired() -> None:
+    h = Harness()
+    _members(h)
+    placed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")[0]
+    h.feed(wire(placed))
+    del h.state[f"e:{placed.event_id}"]  # as if the retention dropped it while the duplicate waited
+    late = h.feed(wire(placed))
+    assert late.duplicate and not late.enriched
+    assert h.live()["quality"]["duplicates_dropped"] == 1
