@@ -59,6 +59,10 @@ class RunnerConfig:
     max_poll_interval_ms: int = 300_000
     instance_id: str | None = None
     """Static group membership: a restarted sink with the same id gets its partitions back at once."""
+    metadata_timeout_s: float = 30.0
+    """How long to wait, before joining the group, for the topics' partition metadata."""
+    assignment_timeout_s: float = 20.0
+    """A member left without partitions this long rejoins with a new consumer (see `_ensure_assigned`)."""
 
 
 class Stopped(Exception):
@@ -94,8 +98,23 @@ class SinkRunner:
         self.config = config
         self.buffers = Buffers(config.max_batch_rows, config.max_batch_wait_s)
         self._deadletter_topic = settings.topic(DEADLETTER_TOPIC)
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+        self._topics = list(topics)
+        self._consumer = self._subscribed_consumer()
+        self._unassigned_since: float | None = time.monotonic()
+        self._producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+        self._should_stop: Callable[[], bool] = lambda: False
+        self.committed_batches = 0
+
+    def _subscribed_consumer(self) -> KafkaConsumer:
+        """A new consumer that joins the group only once every topic's partitions are known.
+
+        Joining before the metadata arrives (topics created a moment ago) makes the range assignor
+        hand out nothing ("No partition metadata"), and kafka-python 3.0 was seen to stay in the
+        group with no partitions after the follow-up rebalance; waiting first avoids that join.
+        """
+        config = self.config
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=config.group_id,
             enable_auto_commit=False,
             isolation_level="read_committed",
@@ -106,10 +125,39 @@ class SinkRunner:
             heartbeat_interval_ms=min(3_000, config.session_timeout_ms // 3),
             max_poll_interval_ms=config.max_poll_interval_ms,
         )
-        self._consumer.subscribe(list(topics), listener=_Rebalance(self.buffers))
-        self._producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
-        self._should_stop: Callable[[], bool] = lambda: False
-        self.committed_batches = 0
+        deadline = time.monotonic() + config.metadata_timeout_s
+        missing = list(self._topics)
+        while missing and time.monotonic() < deadline:
+            missing = [topic for topic in missing if not consumer.partitions_for_topic(topic)]
+            if missing:
+                time.sleep(0.2)
+        if missing:
+            log.warning("no partition metadata yet for %s; joining anyway", ", ".join(missing))
+        consumer.subscribe(self._topics, listener=_Rebalance(self.buffers))
+        return consumer
+
+    def _ensure_assigned(self) -> None:
+        """Rejoin with a new consumer when this member has had no partitions for too long.
+
+        A member without partitions commits nothing and shows as lag; with 30 partitions per group
+        that only happens when the group join went wrong, so starting over is the cure. Nothing is
+        buffered without an assignment, so nothing is lost by closing the old consumer.
+        """
+        now = time.monotonic()
+        if self._consumer.assignment():
+            self._unassigned_since = None
+            return
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+        elif now - self._unassigned_since > self.config.assignment_timeout_s:
+            log.warning(
+                "no partitions assigned for %.0f s; rejoining group %s with a new consumer",
+                now - self._unassigned_since,
+                self.config.group_id,
+            )
+            self._consumer.close(autocommit=False)
+            self._consumer = self._subscribed_consumer()
+            self._unassigned_since = time.monotonic()
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Poll, batch and checkpoint until `should_stop()`; then checkpoint what is buffered."""
@@ -119,6 +167,7 @@ class SinkRunner:
                 polled = self._consumer.poll(timeout_ms=self.config.poll_timeout_ms)
                 self._buffer(polled)
                 self._checkpoint_due(force=False)
+                self._ensure_assigned()
             self._checkpoint_due(force=True)
         except Stopped:
             log.info("stopped while retrying; uncommitted batches will be replayed")
