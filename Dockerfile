@@ -22,5 +22,7 @@ USER mic
 ENV MIC_WAREHOUSE_DIR=/data/warehouse \
     MIC_STATE_DIR=/data/state
 VOLUME ["/data"]
+# stream worker (faust web: /aggregates, /health, /metrics), operators' web page, sinks' /metrics
+EXPOSE 6066 8080 9101 9102
 ENTRYPOINT ["mic-pipeline"]
 CMD ["--help"]

@@ -1,4 +1,4 @@
-"""Operator subcommands: `status`, `drain`, `deadletters list|replay`, `web`.
+"""Operator subcommands: `status`, `drain`, `deadletters list|replay`, `web`, `run`, `demo`, `report`.
 
 Thresholds of `status` come from `MIC_STATUS_*` variables (see `mic_pipeline.ops.verdict`) and are
 overridden by the flags. Exit codes: `status` 0 OK / 1 DEGRADED / 2 FAILING; `drain` 0 drained /
@@ -66,6 +66,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_groups(web)
     _add_thresholds(web)
     web.set_defaults(handler=run_web)
+
+    from mic_pipeline.ops import demo_cli
+
+    demo_cli.register(subparsers)
 
 
 def _add_groups(parser: argparse.ArgumentParser) -> None:
@@ -248,8 +252,10 @@ def run_deadletters_replay(args: argparse.Namespace) -> int:
 
 
 def run_web(args: argparse.Namespace) -> int:
-    """`mic-pipeline web`: serve until interrupted."""
+    """`mic-pipeline web`: serve until interrupted (SIGINT) or SIGTERM (then exit 0)."""
     import os
+    import signal
+    import threading
 
     from mic_pipeline.config import Settings
     from mic_pipeline.ops.web import default_streams_url, make_server
@@ -275,6 +281,12 @@ def run_web(args: argparse.Namespace) -> int:
     port = server.server_address[1]
     print(f"operators' page on http://{args.host}:{port}/ (status: /api/status, aggregates: /api/aggregates)")
     sys.stdout.flush()
+
+    def stop_serving(signum: int, _frame: object) -> None:
+        # serve_forever() runs on this thread: shutdown() must be called from another one
+        threading.Thread(target=server.shutdown, name="web-shutdown").start()
+
+    signal.signal(signal.SIGTERM, stop_serving)
     try:
         server.serve_forever()
     finally:
