@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 
 from mic_pipeline import metrics
@@ -207,13 +207,19 @@ class SinkRunner:
         except CommitFailedError:
             log.warning("%s revoked before commit; the new owner replays it (idempotent)", tp)
             return False
+        except RebalanceInProgressError:
+            # The group is rebalancing: only the main loop's (unpaused) poll completes the rejoin.
+            # The batch stays buffered; if the partition is still ours it is written again
+            # (idempotent) and committed, else its new owner replays it from the committed offset.
+            log.info("%s: rebalance in progress at commit; checkpointing again after it", tp)
+            return False
         self.committed_batches += 1
         return True
 
     def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         try:
             self._consumer.commit(offsets=offsets)
-        except CommitFailedError:
+        except (CommitFailedError, RebalanceInProgressError):
             raise
         except KafkaError as exc:
             raise TransientSinkError(f"offset commit failed: {exc}") from exc
