@@ -1,5 +1,6 @@
-"""`mic-pipeline demo --quick` end to end on the real broker and SQLite: it must reconcile, write the
-report, and leave no topic, consumer group or process of its run behind."""
+"""`mic-pipeline demo --quick` end to end (simulate -> streams -> both sinks) on the real broker, with
+the SQLite default and with a fresh database on the real PostgreSQL server: it must reconcile, write
+the report, and leave no topic, consumer group or process of its run behind."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import os
 import re
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from kafka import KafkaAdminClient
 
 from mic_pipeline.infra.processes import is_alive
@@ -18,6 +22,40 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def test_quick_demo_reconciles_and_cleans_up(kafka_bootstrap: str, tmp_path: Path) -> None:
+    run_quick_demo(kafka_bootstrap, tmp_path, database_url=None)
+
+
+@pytest.fixture
+def empty_postgres_database(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the test PostgreSQL server (the demo refuses a non-empty one)."""
+    name = f"demo_{uuid.uuid4().hex[:10]}"
+    server = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
+
+
+@pytest.mark.postgres
+def test_quick_demo_reconciles_on_postgres(
+    kafka_bootstrap: str, empty_postgres_database: str, tmp_path: Path
+) -> None:
+    run_quick_demo(kafka_bootstrap, tmp_path, database_url=empty_postgres_database)
+    engine = sa.create_engine(empty_postgres_database)
+    try:
+        with engine.connect() as connection:
+            landed = connection.execute(sa.text("SELECT count(DISTINCT event_id) FROM order_events")).scalar()
+    finally:
+        engine.dispose()
+    assert landed and landed > 0
+
+
+def run_quick_demo(kafka_bootstrap: str, tmp_path: Path, *, database_url: str | None) -> None:
+    """Run `demo --quick` and check its reconciliation, report and clean-up."""
     environment = {**os.environ, "MIC_KAFKA_BOOTSTRAP": kafka_bootstrap}
     environment.pop("MIC_DATABASE_URL", None)
     command = [
@@ -30,6 +68,7 @@ def test_quick_demo_reconciles_and_cleans_up(kafka_bootstrap: str, tmp_path: Pat
         str(tmp_path),
         "--web-port",
         "0",
+        *(["--database-url", database_url] if database_url else []),
     ]
     finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=150)
     output = finished.stdout + finished.stderr
