@@ -11,6 +11,7 @@ Every process of the pipeline reads its settings here and nowhere else:
 | `MIC_PARTITIONS` | `6` | partitions per topic created by `mic-pipeline topics create` |
 | `MIC_STATE_DIR` | `./.mic` | local state: broker data and logs, pid files, stream tables |
 | `MIC_CACHE_DIR` | `~/.cache/mic-pipeline` | downloaded artifacts (the Kafka broker's jars) |
+| `MIC_BIND_HOST` | `127.0.0.1` | address the HTTP endpoints (metrics, health, aggregates) listen on |
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Settings:
     partitions: int = 6
     state_dir: Path = Path(".mic")
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "mic-pipeline")
+    bind_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -57,6 +59,7 @@ class Settings:
             partitions=partitions,
             state_dir=Path(env.get("MIC_STATE_DIR", str(defaults.state_dir))),
             cache_dir=Path(env.get("MIC_CACHE_DIR", str(defaults.cache_dir))),
+            bind_host=env.get("MIC_BIND_HOST", defaults.bind_host),
         )
 
     def topic(self, name: str) -> str:

@@ -67,7 +67,7 @@ def _run_sink(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, _request_stop)
     if args.metrics_port is not None:
-        metrics.serve(args.metrics_port)
+        metrics.serve(args.metrics_port, host=settings.bind_host)
     config = RunnerConfig(
         group_id=args.group_id or DEFAULT_GROUP_IDS[kind],
         max_batch_rows=args.max_batch_rows,
