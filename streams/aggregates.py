@@ -10,7 +10,8 @@ Pure code. Two sources, both replay-safe:
 - quality counters (dead letters per reason, duplicates dropped) are counted per record in the
   aggregates table: one entry per (input partition, key) -- `"<p>|quality"` -- with `c` (counters),
   `m` (money, unused there) and `at`, the last applied offset per processing topic of the
-  partition. `apply_deltas` skips an entry whose `at` already covers the record's offset.
+  partition. `apply_deltas` skips an entry whose `at` already covers the record's offset. The
+  processor also keeps its `q:<origin>` keys (record already counted) in that table.
 
 Members come from the replicated member states. The HTTP view merges every partition's entries
 (`merge_partials`) and `render`s the document; `streams.offline` recomputes the same document from
@@ -106,6 +107,43 @@ def entities_partial(entities: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[
         key: {"c": dict(entry["c"]), "m": {name: str(amount) for name, amount in entry["m"].items()}}
         for key, entry in store.items()
     }
+
+
+class EntitySums:
+    """Running sums of `entity_deltas` over the entities of one partition.
+
+    Equal to `entities_partial` over the same entities, but kept up to date entity by entity
+    (`replace` subtracts an entity's old contribution and adds its new one), so a snapshot costs
+    the number of aggregate entries, not the number of entities.
+    """
+
+    def __init__(self, entities: Iterable[tuple[str, Mapping[str, Any]]] = ()) -> None:
+        self._entries: dict[str, tuple[Counter[str], dict[str, Decimal]]] = {}
+        for key, entity in entities:
+            self._add(key, entity, 1)
+
+    def replace(self, key: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> None:
+        """Entity `key` changed from `old` (None = new entity) to `new`."""
+        if old is not None:
+            self._add(key, old, -1)
+        self._add(key, new, 1)
+
+    def _add(self, key: str, entity: Mapping[str, Any], sign: int) -> None:
+        for delta in entity_deltas(key, entity):
+            counts, money = self._entries.setdefault(delta.key, (Counter(), {}))
+            for name, n in delta.counts.items():
+                counts[name] = counts.get(name, 0) + sign * n
+            for name, amount in delta.money.items():
+                money[name] = money.get(name, Decimal(0)) + sign * amount
+            if not any(counts.values()) and not any(money.values()):
+                del self._entries[delta.key]
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """The entries in `entities_partial`'s format."""
+        return {
+            key: {"c": dict(counts), "m": {name: str(amount) for name, amount in money.items()}}
+            for key, (counts, money) in self._entries.items()
+        }
 
 
 def delta_for_dead_letter(reason: str) -> Delta:

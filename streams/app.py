@@ -28,6 +28,7 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,16 @@ from mic_pipeline import metrics
 from schemas.deadletter import build_dead_letter
 from schemas.reasons import DeadLetterReason
 from schemas.topics import AGGREGATES_TOPIC, DEADLETTER_TOPIC, Family, family_of_topic
+from streams import delivery
 from streams.aggregates import render
-from streams.processor import DEAD_LETTER_VALUE_BYTES, EventProcessor, Outcome, Position, SourceRecord
+from streams.processor import (
+    DEAD_LETTER_VALUE_BYTES,
+    REPLAY_HEADER,
+    EventProcessor,
+    Outcome,
+    Position,
+    SourceRecord,
+)
 from streams.replica import MemberReplica, PartialsReplica, follow_topics, member_handler, partials_handler
 from streams.settings import StreamSettings
 
@@ -70,10 +79,12 @@ class Waiting(msgspec.Struct, frozen=True):
     value: str
     waited: float
     checked: float
+    replayed: bool = False
 
     def record(self) -> SourceRecord:
         key = base64.b64decode(self.key) if self.key is not None else None
-        return SourceRecord(self.topic, self.partition, self.offset, key, base64.b64decode(self.value))
+        value = base64.b64decode(self.value)
+        return SourceRecord(self.topic, self.partition, self.offset, key, value, self.replayed)
 
 
 def waiting_for(record: SourceRecord, waited: float, checked: float) -> Waiting:
@@ -86,34 +97,23 @@ def waiting_for(record: SourceRecord, waited: float, checked: float) -> Waiting:
         base64.b64encode(record.value).decode(),
         waited,
         checked,
+        record.replayed,
     )
 
 
-async def _drain_producer_buffer(buffer: Any) -> None:
-    """Flush faust's producer buffer until it is empty.
-
-    faust's own `ProducerBuffer.flush` gives up after 0.1 s without progress although the consumer
-    commits offsets right after it: table changelog writes still in the buffer were then lost by a
-    kill -9 while their input offsets were committed (seen in our kill -9 test: decisions with no
-    state). Draining completely restores "outputs and state durable before the offset commit".
-    """
-    while buffer.size:
-        await buffer.flush_atmost(None)
-        if buffer.size:
-            await asyncio.sleep(0.005)
-
-
-def _make_commit_safe() -> None:
-    from faust.transport.producer import ProducerBuffer
-
-    ProducerBuffer.flush = _drain_producer_buffer  # type: ignore[method-assign,assignment]
+def is_replayed(headers: Any) -> bool:
+    """Whether a record's headers (pairs or a mapping, as faust passes them) mark a dead-letter replay."""
+    if not headers:
+        return False
+    names = headers.keys() if isinstance(headers, Mapping) else (name for name, _ in headers)
+    return REPLAY_HEADER in names
 
 
 def build_app(settings: StreamSettings) -> Any:
     """The configured faust app with its agents, timer, tasks and web views."""
     import faust
 
-    _make_commit_safe()
+    delivery.install()
 
     pipeline = settings.pipeline
     partitions = pipeline.partitions
@@ -125,6 +125,7 @@ def build_app(settings: StreamSettings) -> Any:
         store="memory://",
         datadir=str(datadir),
         web_host="127.0.0.1",
+        web_bind=pipeline.bind_host,
         web_port=settings.web_port,
         topic_partitions=partitions,
         topic_replication_factor=1,
@@ -158,16 +159,20 @@ def build_app(settings: StreamSettings) -> Any:
     partials_out = topic(settings.partials_topic)
     snapshots = topic(pipeline.topic(AGGREGATES_TOPIC))
 
+    async def produce(channel: Any, **message: Any) -> None:
+        """Send, and have the next commit wait for the broker's acknowledgement (`streams.delivery`)."""
+        delivery.TRACKER.track(await channel.send(**message))
+
     async def send(outcome: Outcome, record: SourceRecord, partition: int) -> None:
         for family, key, value in outcome.enriched:
-            await enriched[family].send(key=key.encode(), value=value)
+            await produce(enriched[family], key=key.encode(), value=value)
             metrics.EVENTS_OUT.labels(topic=family.enriched_topic).inc()
         for dl_key, value, reason in outcome.dead_letters:
-            await deadletters.send(key=dl_key, value=value)
+            await produce(deadletters, key=dl_key, value=value)
             metrics.DEAD_LETTERS.labels(reason=reason).inc()
             metrics.EVENTS_OUT.labels(topic=DEADLETTER_TOPIC).inc()
         for company_id, member in outcome.members:
-            await members_out.send(key=company_id.encode(), value=_encode.encode(member))
+            await produce(members_out, key=company_id.encode(), value=_encode.encode(member))
         if outcome.duplicate:
             source = family_of_topic(record.topic)
             metrics.DUPLICATES.labels(family=source.value if source else record.topic).inc()
@@ -199,13 +204,18 @@ def build_app(settings: StreamSettings) -> Any:
         async for event in stream.events():
             message = event.message
             record = SourceRecord(
-                logical[message.topic], message.partition, message.offset, message.key, event.value or b""
+                logical[message.topic],
+                message.partition,
+                message.offset,
+                message.key,
+                event.value or b"",
+                is_replayed(message.headers),
             )
             metrics.EVENTS_IN.labels(topic=record.topic).inc()
             outcome = decide(record, Position(record.topic, message.partition, message.offset), None)
             if outcome.wait:
                 parked = waiting_for(record, 0.0, time.time())
-                await waiting.send(value=_encode.encode(parked), partition=message.partition)
+                await produce(waiting, value=_encode.encode(parked), partition=message.partition)
             await send(outcome, record, message.partition)
 
     async def decide_waiting(stream: Any) -> None:
@@ -228,12 +238,14 @@ def build_app(settings: StreamSettings) -> Any:
                 outcome = decide(record, position, waited)
             if outcome.wait:
                 again = waiting_for(record, waited, time.time())
-                await waiting.send(value=_encode.encode(again), partition=message.partition)
+                await produce(waiting, value=_encode.encode(again), partition=message.partition)
             await send(outcome, record, message.partition)
 
     max_step = max(MAX_WAIT_STEP_S, 2 * settings.recheck_s)
     first_input = next(iter(logical))
-    published: dict[int, Any] = {}
+    published: dict[int, int] = {}
+    """Partition -> processor version of its last sent partial."""
+    document_inputs: list[Any] = [None]
     last_document: dict[str, Any] = {}
 
     indexed_for: list[frozenset[int]] = [frozenset()]
@@ -247,6 +259,7 @@ def build_app(settings: StreamSettings) -> Any:
         if owned != indexed_for[0]:  # a rebalance: re-index the recovered entities on next use
             for p in range(partitions):
                 processor.forget_partition(p)
+            published.clear()
             indexed_for[0] = owned
         return set(owned)
 
@@ -260,12 +273,26 @@ def build_app(settings: StreamSettings) -> Any:
         return render(current_partials(), members.active_profiles())
 
     async def publish_snapshots() -> None:
-        for p in sorted(owned_partitions()):
-            entries = processor.partial(p)
-            if published.get(p) != entries:
+        """Send the partials of owned partitions that changed, and the document when anything changed.
+
+        Cost: the aggregate entries of the changed partitions (kept as running sums by the
+        processor), and one merge of all partials when the document's inputs changed.
+        """
+        owned = owned_partitions()
+        for p in sorted(owned):
+            version = processor.version(p)
+            if published.get(p) != version:
+                entries = processor.partial(p)
                 await partials_out.send(key=str(p).encode(), value=_encode.encode(entries), partition=p)
-                published[p] = entries
-        if 0 in owned_partitions():
+                published[p] = version
+        inputs = (
+            frozenset(owned),
+            tuple(published.get(p) for p in sorted(owned)),
+            members.version,
+            partials.version,
+        )
+        if 0 in owned and inputs != document_inputs[0]:
+            document_inputs[0] = inputs
             doc = document()
             for section, data in doc.items():
                 if last_document.get(section) != data:

@@ -14,7 +14,6 @@ partition `p` and reach it in processing order):
   entity states (`streams.rules`), each with `applied`: the last event ids applied to it and the
   origin of each, so a replayed record is recognised (same origin) and so is a duplicate whose
   marker already expired (another origin);
-- `q:<origin>`: this input record's dead letter or duplicate was counted;
 - `w:<entity key>`: the event ids of the entity waiting (rule 1), oldest first. A later event of
   the same entity waits behind them, so lifecycles are applied in order even when an earlier event
   waited for its member (a `member.joined` never waits: it is what the others wait for).
@@ -23,8 +22,12 @@ Replays after a crash: a record whose marker has the same `origin` is not a dupl
 (or a second copy of a waiting record): its decision is repeated -- the enriched record or dead
 letter is sent again, with the same `event_id`. Business aggregates are derived from entity states
 (`streams.aggregates.entity_deltas`), so a repeat cannot count twice; dead letters and duplicates
-are counted once per input record (`q:<origin>` keys, see `_count_once`). A record without a marker
-is decided afresh; entity states already holding its event id are not changed again.
+are counted once per input record (`q:<origin>` keys of the aggregates table, see
+`_count_once`). A record without a marker is decided afresh; entity states already holding its
+event id are not changed again.
+Exception: a record re-published from a dead letter (`REPLAY_HEADER`) whose marker holds a
+dead-letter decision is decided again against the current state (that is what a replay is for);
+once one copy is accepted, the marker says `ok` and every other copy is a duplicate.
 Entities remember only their last `APPLIED_REMEMBERED` events: a replay reaches back one commit
 interval, and a duplicate arrives within the retention window of the markers.
 """
@@ -44,9 +47,9 @@ from schemas.topics import Family
 from streams.aggregates import (
     DUPLICATE_DELTA,
     Delta,
+    EntitySums,
     apply_deltas,
     delta_for_dead_letter,
-    entities_partial,
     partition_partial,
 )
 from streams.dedupe import DedupeRetention
@@ -59,6 +62,9 @@ APPLIED_REMEMBERED = 32
 """Event ids (with their origin) remembered per entity: enough for any replay or late duplicate."""
 DEAD_LETTER_VALUE_BYTES = 512 * 1024
 """Original values longer than this are cut in the dead letter (it must fit Kafka's 1 MB record limit)."""
+REPLAY_HEADER = "mic-replayed-from"
+"""Header `mic-pipeline deadletters replay` puts on a re-published dead letter
+(`mic_pipeline.ops.deadletter_io.REPLAY_HEADER`): the record is a retry of a failed event."""
 
 
 class MemberDirectory(Protocol):
@@ -82,6 +88,8 @@ class SourceRecord:
     offset: int
     key: bytes | None
     value: bytes
+    replayed: bool = False
+    """Re-published from a dead letter (`REPLAY_HEADER`): may be decided again if it had failed."""
 
     @property
     def origin(self) -> str:
@@ -134,9 +142,8 @@ class EventProcessor:
         self.directory = directory
         self.member_wait_s = member_wait_s
         self.retention = DedupeRetention(dedupe_days)
-        self._entities: dict[int, set[str]] = {}
+        self._sums: dict[int, EntitySums] = {}
         self._versions: dict[int, int] = {}
-        self._cache: dict[int, tuple[int, dict[str, Any]]] = {}
         self.clock = clock
 
     def process(self, record: SourceRecord, position: Position, *, waited_s: float | None = None) -> Outcome:
@@ -157,14 +164,12 @@ class EventProcessor:
             return outcome
         event = decoded
         marker = self.state.get(f"e:{event.event_id}")
-        if marker is not None:
-            if marker[1] != record.origin:
-                outcome.duplicate = True
-                self._count_once(record, position, DUPLICATE_DELTA)
-                return outcome
-            self._repeat(
-                outcome, event, record, position, decision=marker[3], count=marker[2] == position.text
-            )
+        if marker is not None and marker[1] != record.origin and (marker[3] == OK or not record.replayed):
+            outcome.duplicate = True
+            self._count_once(record, position, DUPLICATE_DELTA)
+            return outcome
+        if marker is not None and marker[1] == record.origin:
+            self._repeat(outcome, event, record, position, decision=marker[3])
             return outcome
         key = entity_key(event)
         queue = self.state.get(f"w:{key}") or []
@@ -206,7 +211,7 @@ class EventProcessor:
             new_state = {**result, "applied": dict(list(applied.items())[-APPLIED_REMEMBERED:])}
             new_state["p"] = position.partition
             self.state[key] = new_state
-            self._entity_changed(position.partition, key)
+            self._entity_changed(position.partition, key, entity, new_state)
         assert new_state is not None
         self._valid(outcome, event, new_state)
         self._mark(event, record, position, OK)
@@ -260,9 +265,13 @@ class EventProcessor:
         position: Position,
         *,
         decision: str,
-        count: bool,
     ) -> None:
-        """Send again what an earlier pass decided for this record."""
+        """Send again what an earlier pass decided for this record.
+
+        A repeated dead letter is counted unless its record was (`_count_once`): a crash may have
+        kept the decision's marker but lost its count, and the replay may come from another
+        position (a new waiting copy of the record).
+        """
         if decision == OK:
             entity = self.state.get(entity_key(event))
             if entity is not None:
@@ -276,7 +285,7 @@ class EventProcessor:
             "decision repeated after a replay",
             event.event_id,
             event.event_type,
-            count=count,
+            count=True,
         )
 
     def _decide_dead_letter(
@@ -336,61 +345,69 @@ class EventProcessor:
 
     # --- live aggregates ---------------------------------------------------------------------------
 
-    def _entity_keys(self, partition: int) -> set[str]:
-        keys = self._entities.get(partition)
-        if keys is None:
-            keys = {
-                key
+    def _entity_sums(self, partition: int) -> EntitySums:
+        sums = self._sums.get(partition)
+        if sums is None:  # first use since start-up or a rebalance: index the recovered entities
+            sums = EntitySums(
+                (key, value)
                 for key, value in list(self.state.items())
                 if key[:2] in BUSINESS_PREFIXES and value.get("p") == partition
-            }
-            self._entities[partition] = keys
-        return keys
+            )
+            self._sums[partition] = sums
+        return sums
 
-    def _entity_changed(self, partition: int, key: str) -> None:
+    def _entity_changed(
+        self, partition: int, key: str, old: dict[str, Any] | None, new: dict[str, Any]
+    ) -> None:
+        """Keep the partition's running sums current (when indexed; else they are built on use)."""
         if key[:2] in BUSINESS_PREFIXES:
-            self._entity_keys(partition).add(key)
-            self._versions[partition] = self._versions.get(partition, 0) + 1
+            sums = self._sums.get(partition)
+            if sums is not None:
+                sums.replace(key, old, new)
+            self._changed(partition)
+
+    def _changed(self, partition: int) -> None:
+        self._versions[partition] = self._versions.get(partition, 0) + 1
 
     def forget_partition(self, partition: int) -> None:
-        """Drop the in-memory index of a partition this worker no longer owns (rebuilt on return)."""
-        self._entities.pop(partition, None)
-        self._cache.pop(partition, None)
+        """Drop the in-memory sums of a partition this worker may no longer own (rebuilt on use)."""
+        self._sums.pop(partition, None)
+        self._changed(partition)
+
+    def version(self, partition: int) -> int:
+        """Grows whenever `partial(partition)` may have changed."""
+        return self._versions.get(partition, 0)
 
     def partial(self, partition: int) -> dict[str, Any]:
         """The aggregate entries of one owned partition: derived from its entities, plus its counters."""
-        version = self._versions.get(partition, 0)
-        cached = self._cache.get(partition)
-        if cached is None or cached[0] != version:
-            keys = self._entity_keys(partition)
-            entries = entities_partial((key, self.state[key]) for key in keys if key in self.state)
-            cached = (version, entries)
-            self._cache[partition] = cached
-        return {**cached[1], **partition_partial(self.aggregates, partition)}
+        return {**self._entity_sums(partition).entries(), **partition_partial(self.aggregates, partition)}
 
     def _count_once(self, record: SourceRecord, position: Position, delta: Delta) -> None:
         """Count a dead letter or duplicate once per input record, however often it is processed.
 
         A record is processed more than once after a crash (replay) and when it waited (copies in
-        the waiting topic); `q:<origin>` in the state table says it was counted. Those keys expire
-        after the retention (wall-clock days): a replay only reaches back one commit interval.
+        the waiting topic); `q:<origin>` says it was counted. It lives in the aggregates table,
+        written after the counter to the same changelog partition, so a crash cannot keep the key
+        and lose the count. Those keys expire after the retention (wall-clock days): a replay only
+        reaches back one commit interval.
         """
         key = f"q:{record.origin}"
-        if key in self.state:
+        if key in self.aggregates:
             return
         apply_deltas(self.aggregates, position.partition, position.topic, position.offset, [delta])
+        self._changed(position.partition)
         today = self.clock().date().toordinal()
         stream = f"counted/{position.partition}/"
         if not self.retention.knows(stream):
             self.retention.load(stream, self._counted_of(position.partition), self.clock().timestamp())
-        self.state[key] = [today, position.partition]
+        self.aggregates[key] = [today, position.partition]
         for expired in self.retention.note(stream, key, today, self.clock().timestamp()):
-            self.state.pop(expired, None)
+            self.aggregates.pop(expired, None)
 
     def _counted_of(self, partition: int) -> list[tuple[str, int]]:
         return [
             (key, value[0])
-            for key, value in list(self.state.items())
+            for key, value in list(self.aggregates.items())
             if key.startswith("q:") and value[1] == partition
         ]
 

@@ -43,12 +43,15 @@ class MemberReplica:
 
     def __init__(self) -> None:
         self.members: dict[str, dict[str, Any]] = {}
+        self.version = 0
+        """Grows with every state taken (tells snapshots whether the members changed)."""
 
     def apply(self, company_id: str, member: dict[str, Any]) -> None:
         """Take `member` unless a newer (or the same) state of the company is already known."""
         current = self.members.get(company_id)
         if current is None or member["seq"] > current["seq"]:
             self.members[company_id] = member
+            self.version += 1
 
     def active_profile(self, company_id: str, at: datetime | None = None) -> Profile | None:
         """The profile of `company_id` if it is an active member -- or, with `at`, was one at `at`.
@@ -74,9 +77,12 @@ class PartialsReplica:
 
     def __init__(self) -> None:
         self.partials: dict[int, Mapping[str, Any]] = {}
+        self.version = 0
+        """Grows with every snapshot taken."""
 
     def apply(self, partition: int, entries: Mapping[str, Any]) -> None:
         self.partials[partition] = entries
+        self.version += 1
 
 
 async def follow_topics(

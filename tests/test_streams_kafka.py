@@ -158,10 +158,10 @@ def test_mixed_stream_yields_exact_dead_letters_rows_and_aggregates(workers: Wor
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="known defect: after kill -9 + restart + a second worker, some entity wait queues keep a head "
-    "whose waiting record was consumed but whose decision never reached the state changelog; the "
-    "events behind it then wait out member_wait_s and are decided out of order (streams/README.md)",
+    strict=False,  # passes in some runs since commits wait for delivery (streams.delivery): not reliable yet
+    reason="known defect: after kill -9 + restart + a second worker, an entity's waiting event may never "
+    "be decided (no decision, marker or re-forward of its waiting record); the events behind it then "
+    "wait out member_wait_s and are decided out of order (streams/README.md)",
 )
 def test_kill_restart_and_second_worker_lose_and_double_count_nothing(workers: Workers) -> None:
     settings = workers.settings

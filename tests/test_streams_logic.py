@@ -63,11 +63,12 @@ class Harness:
         offset: int | None = None,
         waited: float | None = None,
         position: Position | None = None,
+        replayed: bool = False,
     ) -> Outcome:
         if offset is None:
             offset = self.offsets.get(topic, -1) + 1
             self.offsets[topic] = offset
-        record = SourceRecord(topic, 0, offset, b"k", value)
+        record = SourceRecord(topic, 0, offset, b"k", value, replayed)
         outcome = self.processor.process(record, position or Position(topic, 0, offset), waited_s=waited)
         self.rows.extend(json.loads(v) for _, _, v in outcome.enriched)
         self.reasons.extend(reason for _, _, reason in outcome.dead_letters)
@@ -312,3 +313,79 @@ def test_duplicate_is_recognised_even_after_its_marker_expired() -> None:
     late = h.feed(wire(placed))
     assert late.duplicate and not late.enriched
     assert h.live()["quality"]["duplicates_dropped"] == 1
+
+
+def test_dead_letter_replayed_twice_lands_once() -> None:
+    """`deadletters replay` re-publishes a failed event (twice after a restart dead-lettered it twice):
+    the first copy is decided again against the current state, the second is a duplicate."""
+    h = Harness(wait_s=10)
+    placed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")[0]
+    assert h.feed(wire(placed)).wait
+    h.feed(wire(placed), offset=0, waited=10.0, position=Position("waiting", 0, 0))
+    assert h.reasons == ["unknown_company"]
+    h.feed_events(joined(CUSTOMER))
+    first = h.feed(wire(placed), offset=10, replayed=True)
+    second = h.feed(wire(placed), offset=11, replayed=True)
+    assert len(first.enriched) == 1 and not first.duplicate
+    assert second.duplicate and not second.enriched and not second.dead_letters
+    again = h.feed(wire(placed), offset=10, replayed=True)  # the first copy replayed after a crash
+    assert len(again.enriched) == 1 and not again.duplicate
+    live = h.live()
+    assert live["orders"]["per_day"]["2020-09-24"]["metal_processing"]["placed"] == 1
+    assert live["quality"]["duplicates_dropped"] == 1
+    assert live["quality"]["dead_letters"] == {"unknown_company": 1}
+
+
+def test_replayed_copy_of_an_accepted_event_and_plain_repeat_of_a_failed_one_are_duplicates() -> None:
+    h = Harness()
+    _members(h)
+    placed, accepted, completed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")
+    h.feed_events(placed, completed)  # completed before accepted: invalid_transition
+    assert h.reasons == ["invalid_transition"]
+    assert h.feed(wire(completed)).duplicate  # not a replay: another copy of the same failed event
+    assert h.feed(wire(placed), replayed=True).duplicate  # accepted already
+    h.feed_events(accepted)
+    retried = h.feed(wire(completed), replayed=True)
+    assert len(retried.enriched) == 1 and h.reasons == ["invalid_transition"]
+    assert h.feed(wire(completed), replayed=True).duplicate
+    assert h.live() == offline_aggregates(h.rows, h.reasons, h.duplicates)
+
+
+def test_replay_header_matches_the_operator_command() -> None:
+    from mic_pipeline.ops.deadletter_io import REPLAY_HEADER as OPS_HEADER
+    from streams.app import is_replayed
+    from streams.processor import REPLAY_HEADER
+
+    assert REPLAY_HEADER == OPS_HEADER
+    assert is_replayed([(OPS_HEADER, b"mic.deadletter:0:5")]) and is_replayed({OPS_HEADER: b"x"})
+    assert not is_replayed(None) and not is_replayed([("trace", b"1")])
+
+
+def test_running_sums_follow_each_change_like_a_full_recomputation() -> None:
+    from streams.aggregates import entities_partial
+
+    h = Harness()
+    _members(h)
+    assert h.live()["orders"]["accepted_total"] == 0  # indexes the partition before the changes below
+    version = h.processor.version(0)
+    h.feed_events(*order_story(CUSTOMER, MAKER_REGION, "O-1"), *factoring_story(SUPPLIER, CUSTOMER, "F-1"))
+    h.feed_events(*factoring_story(SUPPLIER, CUSTOMER, "F-2")[:2], *patent_story(CUSTOMER, STRANGER, "P-1"))
+    assert h.processor.version(0) > version
+    entities = [(k, v) for k, v in h.state.items() if k[:2] in ("o:", "p:", "f:")]
+    partial = h.processor.partial(0)
+    assert {k: v for k, v in partial.items() if k != "quality"} == entities_partial(entities)
+    live = h.live()
+    assert live["factoring"]["outstanding_rub"] == "800.00"  # F-1 repaid (removed), F-2 funded
+    assert live == offline_aggregates(h.rows, h.reasons, h.duplicates)
+
+
+def test_dead_letter_count_lost_in_a_crash_is_restored_once_by_a_replay_from_another_position() -> None:
+    h = Harness()
+    _members(h)
+    placed, _accepted, completed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")
+    h.feed_events(placed, completed)  # completed before accepted: invalid_transition at mic.orders/0/1
+    h.aggregates.clear()  # a crash kept the decision's marker but lost its count (aggregates changelog)
+    for position in (Position("waiting", 0, 5), Position("waiting", 0, 6)):
+        again = h.feed(wire(completed), offset=1, position=position)
+        assert [reason for _, _, reason in again.dead_letters] == ["invalid_transition"]
+    assert h.live()["quality"]["dead_letters"] == {"invalid_transition": 1}

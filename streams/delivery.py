@@ -1,0 +1,111 @@
+"""Commit only after every effect of the records being committed is acknowledged by the broker.
+
+faust commits an input offset right after `Producer.flush()`, which calls `ProducerBuffer.flush`
+(table changelog writes queued by `send_soon`) and then aiokafka's `flush`. Both leave holes:
+
+- `ProducerBuffer.flush` gives up after 0.1 s without progress, and even its complete drain only
+  waits until the buffer's *queue* is empty -- the message its sender task has just taken from the
+  queue may still be on its way into aiokafka's accumulator (suspended in `producer.send`), so
+  aiokafka's `flush` does not wait for it either;
+- a send that fails (its future holds an exception) is only logged by faust; the offset is
+  committed anyway.
+
+Either way a kill -9 right after the commit lost a changelog write (a decision, a `w:` queue
+update) whose input offset was already committed: the waiting record that carried an event was
+consumed and committed, while the state still listed the event at the head of its entity's queue.
+
+`DeliveryTracker` records the future of every message produced for a record -- changelog writes
+(`ProducerBuffer.put`) and the agents' own sends -- and `drain` waits until each is acknowledged,
+raising the first delivery error from faust's commit, which then does not happen (the records are
+processed again after a restart or rebalance).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+DRAIN_POLL_S = 0.1
+"""How often `drain` re-checks whether the producer is still running while it waits."""
+
+
+class DeliveryError(RuntimeError):
+    """A message produced for a record was not delivered: its input offset must not be committed."""
+
+
+class DeliveryTracker:
+    """Futures of produced messages not yet acknowledged by the broker."""
+
+    def __init__(self) -> None:
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._failed: list[BaseException] = []
+
+    def track(self, future: asyncio.Future[Any]) -> None:
+        """Remember `future` until it is done; a failure is kept for the next `drain`."""
+        if future.done():
+            self._settled(future)
+            return
+        self._pending.add(future)
+        future.add_done_callback(self._settled)
+
+    def _settled(self, future: asyncio.Future[Any]) -> None:
+        self._pending.discard(future)
+        if future.cancelled():
+            self._failed.append(asyncio.CancelledError("produce cancelled"))
+        elif future.exception() is not None:
+            exc = future.exception()
+            assert exc is not None
+            self._failed.append(exc)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def drain(self, producing: Callable[[], bool]) -> None:
+        """Wait until every message tracked so far is delivered; raise `DeliveryError` if one failed.
+
+        Messages tracked while waiting belong to records acknowledged after the offsets being
+        committed were chosen, so they are left to the next drain (else a busy worker never commits).
+
+        `producing()` says whether the producer still runs: waiting on a stopped producer would
+        never end, so that is an error too.
+        """
+        waiting = set(self._pending)
+        while waiting:
+            self._raise_failures()
+            if not producing():
+                raise DeliveryError(f"producer stopped with {len(waiting)} messages undelivered")
+            await asyncio.wait(waiting, timeout=DRAIN_POLL_S)
+            waiting = {future for future in waiting if not future.done()}
+        self._raise_failures()
+
+    def _raise_failures(self) -> None:
+        if self._failed:
+            first = self._failed[0]
+            self._failed.clear()
+            raise DeliveryError(f"a message was not delivered: {first!r}") from first
+
+
+TRACKER = DeliveryTracker()
+"""The worker process's tracker (one faust app per process)."""
+
+
+def install(tracker: DeliveryTracker = TRACKER) -> None:
+    """Make faust's producer buffer track its messages and drain them completely on flush."""
+    from faust.transport.producer import ProducerBuffer
+
+    if getattr(ProducerBuffer, "_mic_tracked", False):
+        return
+    original_put = ProducerBuffer.put
+
+    def put(self: Any, fut: Any) -> None:
+        tracker.track(fut)
+        original_put(self, fut)
+
+    async def flush(self: Any) -> None:
+        await tracker.drain(lambda: self.state == "running" or not self.size)
+
+    ProducerBuffer.put = put  # type: ignore[method-assign]
+    ProducerBuffer.flush = flush  # type: ignore[method-assign]
+    ProducerBuffer._mic_tracked = True  # type: ignore[attr-defined]
