@@ -45,7 +45,8 @@ def _committed(bootstrap: str, group: str, topics: list[str]) -> int:
 
 
 def _baseline(records: list[tuple[str, bytes | None, bytes]]) -> float:
-    from streams.processor import EventProcessor, Position, SourceRecord
+    from streams.processor import EventProcessor
+    from streams.records import Position, SourceRecord
     from streams.replica import MemberReplica
 
     state: dict[str, Any] = {}

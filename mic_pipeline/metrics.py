@@ -30,6 +30,7 @@ EVENTS_IN = Counter("mic_events_in_total", "Records consumed", ["topic"])
 EVENTS_OUT = Counter("mic_events_out_total", "Records produced", ["topic"])
 DEAD_LETTERS = Counter("mic_dead_letters_total", "Dead letters produced", ["reason"])
 DUPLICATES = Counter("mic_duplicates_total", "Repeated event_ids dropped", ["family"])
+PARKED = Gauge("mic_streams_parked_records", "Records waiting for their member (rule 1)", ["partition"])
 CONSUMER_LAG = Gauge(
     "mic_consumer_lag_records", "End offset minus committed offset", ["group", "topic", "partition"]
 )

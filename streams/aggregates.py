@@ -7,11 +7,9 @@ Pure code. Two sources, both replay-safe:
   transitions (`streams.rules`), and `entity_deltas` turns one entity into its contribution.
   A replayed record cannot count twice, because it cannot change an entity twice; a rebalance
   moves the entities with their partition. `entities_partial` sums the entities of one partition;
-- quality counters (dead letters per reason, duplicates dropped) are counted per record in the
-  aggregates table: one entry per (input partition, key) -- `"<p>|quality"` -- with `c` (counters),
-  `m` (money, unused there) and `at`, the last applied offset per processing topic of the
-  partition. `apply_deltas` skips an entry whose `at` already covers the record's offset. The
-  processor also keeps its `q:<origin>` keys (record already counted) in that table.
+- quality counters (dead letters per reason, duplicates dropped) are counted once per input
+  record: the key `q:<origin>` of the aggregates table is the count (`streams.tallies`), and each
+  partition's partial carries their sums under the key `quality`.
 
 Members come from the replicated member states. The HTTP view merges every partition's entries
 (`merge_partials`) and `render`s the document; `streams.offline` recomputes the same document from
@@ -146,49 +144,29 @@ class EntitySums:
         }
 
 
+QUALITY = "quality"
+"""Aggregate key of the dead-letter and duplicate counters."""
+
+
 def delta_for_dead_letter(reason: str) -> Delta:
     """The increment of one dead letter."""
-    return Delta("quality", {f"dead_letters.{reason}": 1})
+    return Delta(QUALITY, {f"dead_letters.{reason}": 1})
 
 
-DUPLICATE_DELTA = Delta("quality", {"duplicates_dropped": 1})
+DUPLICATE_DELTA = Delta(QUALITY, {"duplicates_dropped": 1})
 
 
-def apply_deltas(
-    store: MutableMapping[str, Any], partition: int, topic: str, offset: int, deltas: Iterable[Delta]
-) -> int:
-    """Add `deltas` to `store` for a record at (`topic`, `partition`, `offset`); returns entries changed.
-
-    An entry whose last applied offset for `topic` is >= `offset` already holds this record and is
-    skipped. Records of one topic-partition must be applied in offset order (they are: a stream
-    processes a partition in order).
-    """
-    changed = 0
+def add_deltas(store: MutableMapping[str, Any], deltas: Iterable[Delta]) -> None:
+    """Add `deltas` to the entries `{"c": counts, "m": money}` of `store`, keyed by delta key."""
     for delta in deltas:
-        key = f"{partition}|{delta.key}"
-        entry = store.get(key)
-        if entry is not None and entry["at"].get(topic, -1) >= offset:
-            continue
+        entry = store.get(delta.key)
         counts: dict[str, int] = dict(entry["c"]) if entry else {}
         money: dict[str, str] = dict(entry["m"]) if entry else {}
         for name, n in delta.counts.items():
             counts[name] = counts.get(name, 0) + n
         for name, amount in delta.money.items():
             money[name] = str(Decimal(money.get(name, "0")) + amount)
-        applied = {**(entry["at"] if entry else {}), topic: offset}
-        store[key] = {"c": counts, "m": money, "at": applied}
-        changed += 1
-    return changed
-
-
-def partition_partial(store: Mapping[str, Any], partition: int) -> dict[str, dict[str, Any]]:
-    """The entries of one partition (partition prefix and offsets removed): what replicas carry."""
-    prefix = f"{partition}|"
-    return {
-        key[len(prefix) :]: {"c": value["c"], "m": value["m"]}
-        for key, value in store.items()
-        if key.startswith(prefix)
-    }
+        store[delta.key] = {"c": counts, "m": money}
 
 
 def merge_partials(

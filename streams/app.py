@@ -1,22 +1,25 @@
 """The faust application: thin agents around `streams.processor.EventProcessor`.
 
 Topology (all topics have the same partition count, so faust assigns partition `p` of every input,
-of the waiting topic and of both table changelogs to the same worker):
+of the recheck topic and of both table changelogs to the same worker):
 
     mic.membership|orders|patents|factoring --(input agent)--> decide --> mic.<family>.enriched
                                                    |                   --> mic.deadletter
-                                                   +--> <app>-waiting (same p) --(waiting agent)--> decide
-    state table   (changelog, partition p): de-duplication markers, entity lifecycles, member states
+                                                   +--> parked in the state table (rule 1)
+    timer --tick--> <app>-recheck (partition p) --(recheck agent)--> decide p's parked records
+    state table   (changelog, partition p): de-duplication markers, entity lifecycles, member states,
+                  parked records (`streams.parking`)
     aggregates    (changelog, partition p): event-time counters with last applied offsets
     <app>-members  (compacted): member states, replicated to every worker (`streams.replica`)
     <app>-partials (compacted): each partition's aggregates, replicated to every worker
     mic.aggregates (compacted): the merged aggregates document, one record per section
 
-Rule 1 waits without blocking: an event whose member is not active is forwarded to the waiting topic
-(same partition) and acknowledged; the waiting agent re-checks each record at most every
-`recheck_s` and decides it as soon as the member is active, or as `unknown_company` once
-`member_wait_s` of waiting (time the worker was running) has passed. Only the waiting topic is ever
-slowed down by the re-check pacing.
+Rule 1 waits without blocking: an event whose member is not active is parked in the state table
+(same changelog partition) and its input record acknowledged. Every `recheck_s` the worker sends a
+tick to each owned partition of the recheck topic that has parked records; the recheck agent
+re-decides them, sends the outcomes, waits for their acknowledgement and only then un-parks them.
+The topic is only a clock: the records are in the changelogged state, so a lost or replayed tick
+loses or repeats nothing (`streams.parking`).
 
 Agents receive raw bytes; any exception while deciding a record is caught, logged and turned into
 a dead letter, so no record can stop a partition. Processing guarantee: see `streams/README.md`.
@@ -25,7 +28,6 @@ a dead letter, so no record can stop a partition. Processing guarantee: see `str
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Mapping
@@ -38,67 +40,21 @@ from mic_pipeline import metrics
 from schemas.deadletter import build_dead_letter
 from schemas.reasons import DeadLetterReason
 from schemas.topics import AGGREGATES_TOPIC, DEADLETTER_TOPIC, Family, family_of_topic
-from streams import delivery
+from streams import delivery, seeking
 from streams.aggregates import render
-from streams.processor import (
-    DEAD_LETTER_VALUE_BYTES,
-    REPLAY_HEADER,
-    EventProcessor,
-    Outcome,
-    Position,
-    SourceRecord,
-)
+from streams.processor import DEAD_LETTER_VALUE_BYTES, REPLAY_HEADER, EventProcessor, Outcome
+from streams.records import RECHECK, Position, SourceRecord
 from streams.replica import MemberReplica, PartialsReplica, follow_topics, member_handler, partials_handler
 from streams.settings import StreamSettings
 
 log = logging.getLogger(__name__)
-WAITING = "waiting"
-"""Topic name used for records processed from the waiting topic (in offsets guards)."""
-
 SESSION_TIMEOUT_S = 10.0
 """Consumer-group session timeout: how long a killed worker's partitions stay unassigned."""
 REPLICA_WAIT_S = 30.0
 """Longest time agents wait at start-up for the member replica to catch up."""
 MAX_WAIT_STEP_S = 2.0
-"""Most a single re-check adds to an event's waiting time (see `Waiting`)."""
+"""Most one re-check tick adds to the waiting time of parked records (or 2 x `recheck_s` if that is more)."""
 _encode = msgspec.json.Encoder(decimal_format="string")
-_decode = msgspec.json.Decoder()
-
-
-class Waiting(msgspec.Struct, frozen=True):
-    """A record waiting for its member: the original record, seconds waited, wall-clock last check.
-
-    `waited` grows by the time between two checks, at most `MAX_WAIT_STEP_S` per check: time in
-    which the worker did not run (restart, rebalance) does not count against the wait.
-    """
-
-    topic: str
-    partition: int
-    offset: int
-    key: str | None
-    value: str
-    waited: float
-    checked: float
-    replayed: bool = False
-
-    def record(self) -> SourceRecord:
-        key = base64.b64decode(self.key) if self.key is not None else None
-        value = base64.b64decode(self.value)
-        return SourceRecord(self.topic, self.partition, self.offset, key, value, self.replayed)
-
-
-def waiting_for(record: SourceRecord, waited: float, checked: float) -> Waiting:
-    key = base64.b64encode(record.key).decode() if record.key is not None else None
-    return Waiting(
-        record.topic,
-        record.partition,
-        record.offset,
-        key,
-        base64.b64encode(record.value).decode(),
-        waited,
-        checked,
-        record.replayed,
-    )
 
 
 def is_replayed(headers: Any) -> bool:
@@ -144,38 +100,49 @@ def build_app(settings: StreamSettings) -> Any:
     members = MemberReplica()
     partials = PartialsReplica()
     processor = EventProcessor(
-        state, aggregates, members, member_wait_s=settings.member_wait_s, dedupe_days=settings.dedupe_days
+        state,
+        aggregates,
+        members,
+        member_wait_s=settings.member_wait_s,
+        dedupe_days=settings.dedupe_days,
+        max_wait_step_s=max(MAX_WAIT_STEP_S, 2 * settings.recheck_s),
     )
 
     def topic(*names: str, **options: Any) -> Any:
         return app.topic(*names, key_serializer="raw", value_serializer="raw", **options)
 
     logical = {pipeline.topic(f.topic): f.topic for f in Family}
+    seeking.install([*logical, settings.recheck_topic])
     inputs = topic(*logical)
-    waiting = topic(settings.retry_topic, partitions=partitions)
+    recheck = topic(settings.recheck_topic, partitions=partitions)
     enriched = {f: topic(pipeline.topic(f.enriched_topic)) for f in Family}
     deadletters = topic(pipeline.topic(DEADLETTER_TOPIC))
     members_out = topic(settings.members_topic)
     partials_out = topic(settings.partials_topic)
     snapshots = topic(pipeline.topic(AGGREGATES_TOPIC))
 
-    async def produce(channel: Any, **message: Any) -> None:
+    async def produce(channel: Any, **message: Any) -> Any:
         """Send, and have the next commit wait for the broker's acknowledgement (`streams.delivery`)."""
-        delivery.TRACKER.track(await channel.send(**message))
+        future = await channel.send(**message)
+        delivery.TRACKER.track(future)
+        return future
 
-    async def send(outcome: Outcome, record: SourceRecord, partition: int) -> None:
+    async def send(outcome: Outcome, record: SourceRecord) -> list[Any]:
+        """Send what `outcome` lists; returns the futures of the sends (resolved on acknowledgement)."""
+        sent = []
         for family, key, value in outcome.enriched:
-            await produce(enriched[family], key=key.encode(), value=value)
+            sent.append(await produce(enriched[family], key=key.encode(), value=value))
             metrics.EVENTS_OUT.labels(topic=family.enriched_topic).inc()
         for dl_key, value, reason in outcome.dead_letters:
-            await produce(deadletters, key=dl_key, value=value)
+            sent.append(await produce(deadletters, key=dl_key, value=value))
             metrics.DEAD_LETTERS.labels(reason=reason).inc()
             metrics.EVENTS_OUT.labels(topic=DEADLETTER_TOPIC).inc()
         for company_id, member in outcome.members:
-            await produce(members_out, key=company_id.encode(), value=_encode.encode(member))
+            sent.append(await produce(members_out, key=company_id.encode(), value=_encode.encode(member)))
         if outcome.duplicate:
             source = family_of_topic(record.topic)
             metrics.DUPLICATES.labels(family=source.value if source else record.topic).inc()
+        return sent
 
     def decide(record: SourceRecord, position: Position, waited: float | None) -> Outcome:
         try:
@@ -213,35 +180,35 @@ def build_app(settings: StreamSettings) -> Any:
             )
             metrics.EVENTS_IN.labels(topic=record.topic).inc()
             outcome = decide(record, Position(record.topic, message.partition, message.offset), None)
-            if outcome.wait:
-                parked = waiting_for(record, 0.0, time.time())
-                await produce(waiting, value=_encode.encode(parked), partition=message.partition)
-            await send(outcome, record, message.partition)
+            await send(outcome, record)
 
-    async def decide_waiting(stream: Any) -> None:
+    async def recheck_parked(stream: Any) -> None:
+        """On a tick of partition p: re-decide p's parked records; un-park them once acknowledged."""
         await wait_for_replicas()
         async for event in stream.events():
-            message = event.message
-            try:
-                parked = msgspec.json.decode(event.value, type=Waiting)
-            except msgspec.DecodeError:
-                log.exception("unreadable waiting record at %s/%s", message.partition, message.offset)
+            partition = event.message.partition
+            position = Position(RECHECK, partition, event.message.offset)
+            decided: list[str] = []
+            sent: list[Any] = []
+            for parked in processor.parked(partition):
+                outcome = decide(parked.record, position, parked.waited_s)
+                if not outcome.wait:
+                    sent.extend(await send(outcome, parked.record))
+                    decided.append(parked.key)
+            acks = await asyncio.gather(*sent, return_exceptions=True)
+            failures = [ack for ack in acks if isinstance(ack, BaseException)]
+            if failures:  # keep them parked: the next tick decides them again (same markers)
+                log.error("outputs of %d parked records not acknowledged: %r", len(decided), failures[0])
                 continue
-            record = parked.record()
-            position = Position(WAITING, message.partition, message.offset)
-            pause = parked.checked + settings.recheck_s - time.time()
-            waited = parked.waited + min(max(time.time() - parked.checked, 0.0), max_step)
-            outcome = decide(record, position, waited)
-            if outcome.wait and pause > 0:
-                await asyncio.sleep(pause)
-                waited = parked.waited + min(time.time() - parked.checked, max_step)
-                outcome = decide(record, position, waited)
-            if outcome.wait:
-                again = waiting_for(record, waited, time.time())
-                await produce(waiting, value=_encode.encode(again), partition=message.partition)
-            await send(outcome, record, message.partition)
+            processor.release(partition, decided)
+            metrics.PARKED.labels(partition=str(partition)).set(processor.parking.count(partition))
 
-    max_step = max(MAX_WAIT_STEP_S, 2 * settings.recheck_s)
+    async def send_ticks() -> None:
+        """Tick every owned partition that has parked records (the recheck topic is only a clock)."""
+        for p in sorted(owned_partitions()):
+            if processor.parking.has_parked(p):
+                await recheck.send(key=b"tick", value=b"", partition=p)
+
     first_input = next(iter(logical))
     published: dict[int, int] = {}
     """Partition -> processor version of its last sent partial."""
@@ -265,7 +232,7 @@ def build_app(settings: StreamSettings) -> Any:
 
     def current_partials() -> list[Any]:
         owned = owned_partitions()
-        local = [processor.partial(p) for p in owned]
+        local = [processor.tallies.partial(p) for p in owned]
         others = [entries for p, entries in partials.partials.items() if p not in owned]
         return [*local, *others]
 
@@ -280,9 +247,9 @@ def build_app(settings: StreamSettings) -> Any:
         """
         owned = owned_partitions()
         for p in sorted(owned):
-            version = processor.version(p)
+            version = processor.tallies.version(p)
             if published.get(p) != version:
-                entries = processor.partial(p)
+                entries = processor.tallies.partial(p)
                 await partials_out.send(key=str(p).encode(), value=_encode.encode(entries), partition=p)
                 published[p] = version
         inputs = (
@@ -335,13 +302,20 @@ def build_app(settings: StreamSettings) -> Any:
     async def stop_followers(app: Any, **kwargs: Any) -> None:
         stopped.set()
 
+    async def forget_indexes(app: Any, revoked: Any, **kwargs: Any) -> None:
+        """A rebalance starts: in-memory indexes of the partitions are rebuilt from recovered state."""
+        for p in range(partitions):
+            processor.forget_partition(p)
+
     app.agent(inputs, name="decide_inputs")(decide_inputs)
-    app.agent(waiting, name="decide_waiting")(decide_waiting)
+    app.agent(recheck, name="recheck_parked")(recheck_parked)
     app.page("/aggregates")(aggregates_view)
     app.page("/health")(health_view)
     app.page("/metrics")(metrics_view)
     app.timer(interval=settings.snapshot_s)(publish_snapshots)
+    app.timer(interval=settings.recheck_s)(send_ticks)
     app.task(follow_replicas)
     app.on_before_shutdown.connect(stop_followers)
+    app.on_partitions_revoked.connect(forget_indexes)
 
     return app

@@ -49,9 +49,7 @@ def ensure_internal_topics(settings: object) -> None:
     compacted = {"cleanup.policy": "compact"}
     specs = [
         *pipeline_topic_specs(pipeline),
-        TopicSpec(
-            settings.retry_topic, n, {"cleanup.policy": "delete", "retention.ms": str(24 * 3600 * 1000)}
-        ),
+        TopicSpec(settings.recheck_topic, n, {"cleanup.policy": "delete", "retention.ms": str(3600 * 1000)}),
         TopicSpec(settings.members_topic, n, compacted),
         TopicSpec(settings.partials_topic, n, compacted),
     ]

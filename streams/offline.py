@@ -20,7 +20,7 @@ from typing import Any
 from streams.aggregates import (
     DUPLICATE_DELTA,
     Delta,
-    apply_deltas,
+    add_deltas,
     delta_for_dead_letter,
     render,
 )
@@ -126,11 +126,8 @@ def offline_aggregates(
             active = kind != "member.left"
             members[str(row["company_id"])] = {k: row[k] for k in PROFILE_KEYS} if active else None
     store: dict[str, Any] = {}
-    for offset, row in enumerate(unique.values()):
-        apply_deltas(store, 0, "rows", offset, _row_deltas(row, industries, kinds, advances))
-    for offset, reason in enumerate(dead_letter_reasons):
-        apply_deltas(store, 0, "dead_letters", offset, [delta_for_dead_letter(reason)])
-    for offset in range(duplicates_dropped):
-        apply_deltas(store, 0, "dups", offset, [DUPLICATE_DELTA])
-    partial = {key.partition("|")[2]: value for key, value in store.items()}
-    return render([partial], [profile for profile in members.values() if profile is not None])
+    for row in unique.values():
+        add_deltas(store, _row_deltas(row, industries, kinds, advances))
+    add_deltas(store, [delta_for_dead_letter(reason) for reason in dead_letter_reasons])
+    add_deltas(store, [DUPLICATE_DELTA] * duplicates_dropped)
+    return render([store], [profile for profile in members.values() if profile is not None])

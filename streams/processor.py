@@ -14,17 +14,20 @@ partition `p` and reach it in processing order):
   entity states (`streams.rules`), each with `applied`: the last event ids applied to it and the
   origin of each, so a replayed record is recognised (same origin) and so is a duplicate whose
   marker already expired (another origin);
-- `w:<entity key>`: the event ids of the entity waiting (rule 1), oldest first. A later event of
-  the same entity waits behind them, so lifecycles are applied in order even when an earlier event
-  waited for its member (a `member.joined` never waits: it is what the others wait for).
+- `w:<entity key>`: the origins of the entity's parked records (rule 1), oldest first. A later
+  record of the same entity -- another event, or another copy of the same event -- waits behind
+  them, so lifecycles are applied in order and a duplicate never overtakes its original even when
+  the original waited for its member (a `member.joined` never waits: it is what the others wait
+  for);
+- `r:<origin>`, `c:<partition>`: the waiting records themselves and the partition's waiting clock
+  (`streams.parking`); `parked` lists them for a re-check, `release` forgets the decided ones.
 
 Replays after a crash: a record whose marker has the same `origin` is not a duplicate but a replay
-(or a second copy of a waiting record): its decision is repeated -- the enriched record or dead
+(or a parked record re-checked after a crash): its decision is repeated -- the enriched record or dead
 letter is sent again, with the same `event_id`. Business aggregates are derived from entity states
 (`streams.aggregates.entity_deltas`), so a repeat cannot count twice; dead letters and duplicates
-are counted once per input record (`q:<origin>` keys of the aggregates table, see
-`_count_once`). A record without a marker is decided afresh; entity states already holding its
-event id are not changed again.
+are counted once per input record (`streams.tallies`). A record without a marker is decided
+afresh; entity states already holding its event id are not changed again.
 Exception: a record re-published from a dead letter (`REPLAY_HEADER`) whose marker holds a
 dead-letter decision is decided again against the current state (that is what a replay is for);
 once one copy is accepted, the marker says `ok` and every other copy is a duplicate.
@@ -44,20 +47,15 @@ from schemas.decode import DecodeFailure, decode_event
 from schemas.events import Event, MemberJoined, OrderAccepted
 from schemas.reasons import DeadLetterReason
 from schemas.topics import Family
-from streams.aggregates import (
-    DUPLICATE_DELTA,
-    Delta,
-    EntitySums,
-    apply_deltas,
-    delta_for_dead_letter,
-    partition_partial,
-)
+from streams.aggregates import DUPLICATE_DELTA, delta_for_dead_letter
 from streams.dedupe import DedupeRetention
 from streams.enrich import Profile, encode_record, enriched_record, related_company
+from streams.parking import Parked, ParkingLot
+from streams.records import Position, SourceRecord
 from streams.rules import Violation, apply_event, entity_key, is_active_member
+from streams.tallies import PartitionTallies
 
 OK = "ok"
-BUSINESS_PREFIXES = frozenset({"o:", "p:", "f:"})
 APPLIED_REMEMBERED = 32
 """Event ids (with their origin) remembered per entity: enough for any replay or late duplicate."""
 DEAD_LETTER_VALUE_BYTES = 512 * 1024
@@ -77,36 +75,6 @@ class MemberDirectory(Protocol):
     def apply(self, company_id: str, member: dict[str, Any]) -> None:
         """Record a member state decided by this worker (read-your-writes before replication)."""
         ...
-
-
-@dataclass(frozen=True)
-class SourceRecord:
-    """An input record: logical topic name, coordinates, key and value bytes."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    replayed: bool = False
-    """Re-published from a dead letter (`REPLAY_HEADER`): may be decided again if it had failed."""
-
-    @property
-    def origin(self) -> str:
-        return f"{self.topic}/{self.partition}/{self.offset}"
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where a record is processed now: its input topic, or the waiting topic for a parked record."""
-
-    topic: str
-    partition: int
-    offset: int
-
-    @property
-    def text(self) -> str:
-        return f"{self.topic}/{self.partition}/{self.offset}"
 
 
 @dataclass
@@ -135,6 +103,7 @@ class EventProcessor:
         *,
         member_wait_s: float,
         dedupe_days: int,
+        max_wait_step_s: float = 2.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.state = state
@@ -142,12 +111,16 @@ class EventProcessor:
         self.directory = directory
         self.member_wait_s = member_wait_s
         self.retention = DedupeRetention(dedupe_days)
-        self._sums: dict[int, EntitySums] = {}
-        self._versions: dict[int, int] = {}
         self.clock = clock
+        self.tallies = PartitionTallies(state, aggregates, dedupe_days=dedupe_days, clock=clock)
+        self.parking = ParkingLot(state, max_step_s=max_wait_step_s)
 
     def process(self, record: SourceRecord, position: Position, *, waited_s: float | None = None) -> Outcome:
-        """Decide one record. `waited_s`: how long it has waited for its member (None = first pass)."""
+        """Decide one record. `waited_s`: how long it has waited for its member (None = first pass).
+
+        A record that must wait (`Outcome.wait`) is parked in the state until a later `parked`
+        lists it again.
+        """
         outcome = Outcome()
         decoded = decode_event(record.value, topic=record.topic)
         if isinstance(decoded, DecodeFailure):
@@ -166,21 +139,23 @@ class EventProcessor:
         marker = self.state.get(f"e:{event.event_id}")
         if marker is not None and marker[1] != record.origin and (marker[3] == OK or not record.replayed):
             outcome.duplicate = True
-            self._count_once(record, position, DUPLICATE_DELTA)
+            self._dequeue(event, record)
+            self.tallies.count_once(record, DUPLICATE_DELTA)
             return outcome
         if marker is not None and marker[1] == record.origin:
             self._repeat(outcome, event, record, position, decision=marker[3])
             return outcome
         key = entity_key(event)
         queue = self.state.get(f"w:{key}") or []
-        behind = bool(queue) and queue[0] != event.event_id and not isinstance(event.payload, MemberJoined)
+        behind = bool(queue) and queue[0] != record.origin and not isinstance(event.payload, MemberJoined)
         if behind and waited_s is not None and waited_s >= self.member_wait_s:
             behind = False  # the events ahead did not resolve in time: decide this one on its own
         missing = self._missing_members(event)
         if behind or missing:
             if behind or waited_s is None or waited_s < self.member_wait_s:
-                if event.event_id not in queue:
-                    self.state[f"w:{key}"] = [*queue, event.event_id]
+                if record.origin not in queue:
+                    self.state[f"w:{key}"] = [*queue, record.origin]
+                self.parking.park(record, self.clock().timestamp())
                 outcome.wait = True
                 return outcome
             detail = f"not an active member after {self.member_wait_s:g} s: {', '.join(missing)}"
@@ -192,9 +167,9 @@ class EventProcessor:
         applied_from = (entity or {}).get("applied", {}).get(event.event_id)
         if applied_from is not None and applied_from != record.origin:
             # a duplicate whose marker has already expired (it waited longer than the retention)
-            self._dequeue(event)
+            self._dequeue(event, record)
             outcome.duplicate = True
-            self._count_once(record, position, DUPLICATE_DELTA)
+            self.tallies.count_once(record, DUPLICATE_DELTA)
             return outcome
         if applied_from is not None:
             new_state = entity  # a replay of a record whose entity write landed but not its marker
@@ -211,7 +186,7 @@ class EventProcessor:
             new_state = {**result, "applied": dict(list(applied.items())[-APPLIED_REMEMBERED:])}
             new_state["p"] = position.partition
             self.state[key] = new_state
-            self._entity_changed(position.partition, key, entity, new_state)
+            self.tallies.entity_changed(position.partition, key, entity, new_state)
         assert new_state is not None
         self._valid(outcome, event, new_state)
         self._mark(event, record, position, OK)
@@ -268,9 +243,9 @@ class EventProcessor:
     ) -> None:
         """Send again what an earlier pass decided for this record.
 
-        A repeated dead letter is counted unless its record was (`_count_once`): a crash may have
-        kept the decision's marker but lost its count, and the replay may come from another
-        position (a new waiting copy of the record).
+        A repeated dead letter is counted unless its record was (`PartitionTallies.count_once`): a
+        crash may have kept the decision's marker but lost its count, and the replay may come from
+        another position (a re-check of the parked record).
         """
         if decision == OK:
             entity = self.state.get(entity_key(event))
@@ -329,93 +304,44 @@ class EventProcessor:
         )
         outcome.dead_letters.append((record.key, value, reason.value))
         if count:
-            self._count_once(record, position, delta_for_dead_letter(reason.value))
+            self.tallies.count_once(record, delta_for_dead_letter(reason.value))
 
     def _mark(self, event: Event, record: SourceRecord, position: Position, decision: str) -> None:
         """Write the de-duplication marker (last write of a decision) and expire old markers."""
         stream = f"{record.topic}/{record.partition}/"
         if not self.retention.knows(stream):
             self.retention.load(stream, self._markers_of(stream), self.clock().timestamp())
-        self._dequeue(event)
+        self._dequeue(event, record)
         key = f"e:{event.event_id}"
         day = _day_ordinal(event)
         self.state[key] = [day, record.origin, position.text, decision]
         for expired in self.retention.note(stream, key, day, self.clock().timestamp()):
             self.state.pop(expired, None)
 
-    # --- live aggregates ---------------------------------------------------------------------------
-
-    def _entity_sums(self, partition: int) -> EntitySums:
-        sums = self._sums.get(partition)
-        if sums is None:  # first use since start-up or a rebalance: index the recovered entities
-            sums = EntitySums(
-                (key, value)
-                for key, value in list(self.state.items())
-                if key[:2] in BUSINESS_PREFIXES and value.get("p") == partition
-            )
-            self._sums[partition] = sums
-        return sums
-
-    def _entity_changed(
-        self, partition: int, key: str, old: dict[str, Any] | None, new: dict[str, Any]
-    ) -> None:
-        """Keep the partition's running sums current (when indexed; else they are built on use)."""
-        if key[:2] in BUSINESS_PREFIXES:
-            sums = self._sums.get(partition)
-            if sums is not None:
-                sums.replace(key, old, new)
-            self._changed(partition)
-
-    def _changed(self, partition: int) -> None:
-        self._versions[partition] = self._versions.get(partition, 0) + 1
-
     def forget_partition(self, partition: int) -> None:
-        """Drop the in-memory sums of a partition this worker may no longer own (rebuilt on use)."""
-        self._sums.pop(partition, None)
-        self._changed(partition)
+        """Drop the in-memory indexes of a partition this worker may no longer own (rebuilt on use)."""
+        self.tallies.forget(partition)
+        self.parking.forget(partition)
 
-    def version(self, partition: int) -> int:
-        """Grows whenever `partial(partition)` may have changed."""
-        return self._versions.get(partition, 0)
+    # --- rule 1: parked records ----------------------------------------------------------------------
 
-    def partial(self, partition: int) -> dict[str, Any]:
-        """The aggregate entries of one owned partition: derived from its entities, plus its counters."""
-        return {**self._entity_sums(partition).entries(), **partition_partial(self.aggregates, partition)}
+    def parked(self, partition: int) -> list[Parked]:
+        """One re-check tick of `partition`: its parked records, oldest first, with their waiting time.
 
-    def _count_once(self, record: SourceRecord, position: Position, delta: Delta) -> None:
-        """Count a dead letter or duplicate once per input record, however often it is processed.
-
-        A record is processed more than once after a crash (replay) and when it waited (copies in
-        the waiting topic); `q:<origin>` says it was counted. It lives in the aggregates table,
-        written after the counter to the same changelog partition, so a crash cannot keep the key
-        and lose the count. Those keys expire after the retention (wall-clock days): a replay only
-        reaches back one commit interval.
+        Decide each with `process(record, Position(RECHECK, partition, tick offset), waited_s=...)`;
+        those that no longer wait are released with `release` once their outputs are acknowledged.
         """
-        key = f"q:{record.origin}"
-        if key in self.aggregates:
-            return
-        apply_deltas(self.aggregates, position.partition, position.topic, position.offset, [delta])
-        self._changed(position.partition)
-        today = self.clock().date().toordinal()
-        stream = f"counted/{position.partition}/"
-        if not self.retention.knows(stream):
-            self.retention.load(stream, self._counted_of(position.partition), self.clock().timestamp())
-        self.aggregates[key] = [today, position.partition]
-        for expired in self.retention.note(stream, key, today, self.clock().timestamp()):
-            self.aggregates.pop(expired, None)
+        return self.parking.due(partition, self.clock().timestamp())
 
-    def _counted_of(self, partition: int) -> list[tuple[str, int]]:
-        return [
-            (key, value[0])
-            for key, value in list(self.aggregates.items())
-            if key.startswith("q:") and value[1] == partition
-        ]
+    def release(self, partition: int, keys: list[str]) -> None:
+        """Forget parked records that were decided (their outputs are acknowledged)."""
+        self.parking.release(partition, keys)
 
-    def _dequeue(self, event: Event) -> None:
+    def _dequeue(self, event: Event, record: SourceRecord) -> None:
         queue_key = f"w:{entity_key(event)}"
         queue = self.state.get(queue_key)
-        if queue and event.event_id in queue:
-            rest = [eid for eid in queue if eid != event.event_id]
+        if queue and record.origin in queue:
+            rest = [origin for origin in queue if origin != record.origin]
             if rest:
                 self.state[queue_key] = rest
             else:

@@ -60,9 +60,9 @@ class StreamSettings:
         )
 
     @property
-    def retry_topic(self) -> str:
-        """Internal topic of events waiting for their member (same partition count as the inputs)."""
-        return f"{self.app_id}-waiting"
+    def recheck_topic(self) -> str:
+        """Internal topic of re-check ticks for parked records (same partition count as the inputs)."""
+        return f"{self.app_id}-recheck"
 
     @property
     def members_topic(self) -> str:

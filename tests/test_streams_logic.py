@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +28,8 @@ from schemas.topics import Family
 from schemas.warehouse import column_names
 from streams.dedupe import DedupeRetention
 from streams.offline import offline_aggregates
-from streams.processor import EventProcessor, Outcome, Position, SourceRecord
+from streams.processor import EventProcessor, Outcome
+from streams.records import RECHECK, Position, SourceRecord
 from streams.replica import MemberReplica
 
 NOW = datetime(2020, 9, 25, 12, 0, tzinfo=UTC)
@@ -51,6 +52,7 @@ class Harness:
             clock=lambda: self.now,
         )
         self.offsets: dict[str, int] = {}
+        self.ticks = 0
         self.rows: list[dict[str, Any]] = []
         self.reasons: list[str] = []
         self.duplicates = 0
@@ -70,10 +72,32 @@ class Harness:
             self.offsets[topic] = offset
         record = SourceRecord(topic, 0, offset, b"k", value, replayed)
         outcome = self.processor.process(record, position or Position(topic, 0, offset), waited_s=waited)
+        return self._collect(outcome)
+
+    def _collect(self, outcome: Outcome) -> Outcome:
         self.rows.extend(json.loads(v) for _, _, v in outcome.enriched)
         self.reasons.extend(reason for _, _, reason in outcome.dead_letters)
         self.duplicates += outcome.duplicate
         return outcome
+
+    def recheck(self, *, after_s: float = 1.0, acknowledged: bool = True) -> list[Outcome]:
+        """One tick `after_s` later, as the recheck agent runs it: re-decide partition 0's parked records
+        and release the decided ones (unless their outputs were not `acknowledged`, as in a crash)."""
+        self.now += timedelta(seconds=after_s)
+        position = Position(RECHECK, 0, self.ticks)
+        self.ticks += 1
+        outcomes, decided = [], []
+        for parked in self.processor.parked(0):
+            outcome = self._collect(self.processor.process(parked.record, position, waited_s=parked.waited_s))
+            outcomes.append(outcome)
+            if not outcome.wait:
+                decided.append(parked.key)
+        if acknowledged:
+            self.processor.release(0, decided)
+        return outcomes
+
+    def parked_keys(self) -> list[str]:
+        return [key for key in self.state if key[:2] in ("r:", "w:")]
 
     def feed_events(self, *events: Any) -> list[Outcome]:
         return [self.feed(wire(e), e.family.topic) for e in events]
@@ -81,7 +105,7 @@ class Harness:
     def live(self) -> dict[str, Any]:
         from streams.aggregates import render
 
-        return render([self.processor.partial(0)], self.members.active_profiles())
+        return render([self.processor.tallies.partial(0)], self.members.active_profiles())
 
 
 def _members(h: Harness) -> None:
@@ -192,19 +216,67 @@ def test_event_waits_for_its_member_then_proceeds_or_expires() -> None:
     placed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")[0]
     first = h.feed(wire(placed))
     assert first.wait and not first.enriched and not first.dead_letters
+    assert [outcome.wait for outcome in h.recheck()] == [True]
     h.feed_events(joined(CUSTOMER))
-    released = h.feed(wire(placed), offset=0, waited=1.0, position=Position("waiting", 0, 0))
-    assert len(released.enriched) == 1
+    released = h.recheck()
+    assert len(released) == 1 and len(released[0].enriched) == 1
+    assert h.parked_keys() == [] and h.recheck() == []
 
     orphan = event(STRANGER, MemberUpdated(size="large"))
     assert h.feed(wire(orphan), "mic.membership").wait
-    still = h.feed(wire(orphan), "mic.membership", offset=0, waited=1.0, position=Position("waiting", 0, 1))
-    assert still.wait
-    expired = h.feed(
-        wire(orphan), "mic.membership", offset=0, waited=10.0, position=Position("waiting", 0, 2)
-    )
+    for _ in range(4):  # 8 s of 10
+        assert h.recheck(after_s=2.0)[0].wait
+    expired = h.recheck(after_s=2.0)[0]
     letter = parse_dead_letter(expired.dead_letters[0][1])
     assert letter.reason == "unknown_company" and letter.event_id == orphan.event_id
+    assert h.reasons == ["unknown_company"] and h.parked_keys() == []
+
+
+def test_time_without_ticks_does_not_count_against_the_wait() -> None:
+    h = Harness(wait_s=10)
+    orphan = event(STRANGER, MemberUpdated(size="large"))
+    h.now -= timedelta(hours=1)  # parked an hour before the worker stopped and restarted
+    assert h.feed(wire(orphan), "mic.membership").wait
+    assert h.recheck(after_s=3600)[0].wait  # one tick adds at most max_wait_step_s (2 s)
+    assert h.recheck(after_s=2.0)[0].wait and h.reasons == []
+
+
+def test_parked_record_whose_outputs_were_not_acknowledged_is_decided_again_and_counted_once() -> None:
+    h = Harness(wait_s=4)
+    placed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")[0]
+    orphan = event(STRANGER, MemberUpdated(size="large"))
+    h.feed(wire(placed))
+    h.feed(wire(orphan), "mic.membership")
+    h.feed_events(joined(CUSTOMER))
+    h.recheck(after_s=2.0)  # placed decided; orphan waited 2 s
+    h.feed(wire(orphan), "mic.membership", offset=0)  # the input record replayed: still parked once
+    assert len(h.processor.parked(0)) == 1
+    h.recheck(after_s=2.0, acknowledged=False)  # orphan dead-lettered, then the worker crashed
+    del h.aggregates[f"q:mic.membership/0/{h.offsets['mic.membership'] - 1}"]  # ...losing the last write
+    h.processor.forget_partition(0)  # a restart rebuilds the in-memory sums from the recovered tables
+    again = h.recheck(after_s=2.0)  # still parked: the decision is repeated
+    assert [reason for _, _, reason in again[0].dead_letters] == ["unknown_company"]
+    assert h.reasons == ["unknown_company", "unknown_company"] and h.parked_keys() == []
+    live = h.live()
+    assert live["quality"]["dead_letters"] == {"unknown_company": 1}
+    assert live["orders"]["per_day"]["2020-09-24"]["metal_processing"]["placed"] == 1
+
+
+def test_parked_records_survive_a_rebalance_and_keep_their_order() -> None:
+    h = Harness()
+    placed, accepted, _ = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")
+    h.feed_events(joined(MAKER_MOSCOW))
+    assert h.feed(wire(placed)).wait and h.feed(wire(accepted)).wait
+    state = dict(h.state)
+    h.processor.forget_partition(0)  # the index is rebuilt from the (recovered) state
+    restored = EventProcessor(
+        h.state, h.aggregates, h.members, member_wait_s=10, dedupe_days=7, clock=lambda: h.now
+    )
+    assert [p.record.offset for p in restored.parked(0)] == [0, 1] and h.state.keys() >= state.keys()
+    h.feed_events(joined(CUSTOMER))
+    h.processor = restored
+    assert [len(outcome.enriched) for outcome in h.recheck()] == [1, 1]
+    assert h.parked_keys() == []
 
 
 def test_accepted_order_waits_for_the_manufacturer() -> None:
@@ -214,7 +286,7 @@ def test_accepted_order_waits_for_the_manufacturer() -> None:
     h.feed_events(placed)
     assert h.feed(wire(accepted)).wait
     h.feed_events(joined(MAKER_REGION, region="66"))
-    assert len(h.feed(wire(accepted), offset=1, waited=1.0, position=Position("waiting", 0, 0)).enriched) == 1
+    assert len(h.recheck()[0].enriched) == 1
 
 
 def test_member_updates_carry_the_profile_as_of_the_event() -> None:
@@ -297,11 +369,13 @@ def test_later_events_of_an_entity_wait_behind_a_waiting_one() -> None:
     assert h.feed(wire(placed)).wait  # customer not a member yet
     h.feed_events(joined(CUSTOMER))
     assert h.feed(wire(accepted)).wait  # customer fine now, but placed is still waiting
-    assert h.feed(wire(accepted), offset=1, waited=1.0, position=Position("waiting", 0, 0)).wait
-    assert len(h.feed(wire(placed), offset=0, waited=1.0, position=Position("waiting", 0, 1)).enriched) == 1
-    assert len(h.feed(wire(accepted), offset=1, waited=1.0, position=Position("waiting", 0, 2)).enriched) == 1
+    released = h.recheck()
+    assert [json.loads(outcome.enriched[0][2])["event_type"] for outcome in released] == [
+        "order.placed",
+        "order.accepted",
+    ]
     h.feed_events(completed)
-    assert h.reasons == [] and not any(key.startswith("w:") for key in h.state)
+    assert h.reasons == [] and h.parked_keys() == []
 
 
 def test_duplicate_is_recognised_even_after_its_marker_expired() -> None:
@@ -321,7 +395,8 @@ def test_dead_letter_replayed_twice_lands_once() -> None:
     h = Harness(wait_s=10)
     placed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")[0]
     assert h.feed(wire(placed)).wait
-    h.feed(wire(placed), offset=0, waited=10.0, position=Position("waiting", 0, 0))
+    for _ in range(5):
+        h.recheck(after_s=2.0)
     assert h.reasons == ["unknown_company"]
     h.feed_events(joined(CUSTOMER))
     first = h.feed(wire(placed), offset=10, replayed=True)
@@ -367,12 +442,12 @@ def test_running_sums_follow_each_change_like_a_full_recomputation() -> None:
     h = Harness()
     _members(h)
     assert h.live()["orders"]["accepted_total"] == 0  # indexes the partition before the changes below
-    version = h.processor.version(0)
+    version = h.processor.tallies.version(0)
     h.feed_events(*order_story(CUSTOMER, MAKER_REGION, "O-1"), *factoring_story(SUPPLIER, CUSTOMER, "F-1"))
     h.feed_events(*factoring_story(SUPPLIER, CUSTOMER, "F-2")[:2], *patent_story(CUSTOMER, STRANGER, "P-1"))
-    assert h.processor.version(0) > version
+    assert h.processor.tallies.version(0) > version
     entities = [(k, v) for k, v in h.state.items() if k[:2] in ("o:", "p:", "f:")]
-    partial = h.processor.partial(0)
+    partial = h.processor.tallies.partial(0)
     assert {k: v for k, v in partial.items() if k != "quality"} == entities_partial(entities)
     live = h.live()
     assert live["factoring"]["outstanding_rub"] == "800.00"  # F-1 repaid (removed), F-2 funded
@@ -385,7 +460,48 @@ def test_dead_letter_count_lost_in_a_crash_is_restored_once_by_a_replay_from_ano
     placed, _accepted, completed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")
     h.feed_events(placed, completed)  # completed before accepted: invalid_transition at mic.orders/0/1
     h.aggregates.clear()  # a crash kept the decision's marker but lost its count (aggregates changelog)
-    for position in (Position("waiting", 0, 5), Position("waiting", 0, 6)):
+    h.processor.forget_partition(0)
+    for position in (Position(RECHECK, 0, 5), Position(RECHECK, 0, 6)):
         again = h.feed(wire(completed), offset=1, position=position)
         assert [reason for _, _, reason in again.dead_letters] == ["invalid_transition"]
     assert h.live()["quality"]["dead_letters"] == {"invalid_transition": 1}
+
+
+def test_counts_do_not_depend_on_the_order_records_are_decided_in() -> None:
+    """A record parked before a crash is decided after later ones when replayed: still counted once."""
+    h = Harness()
+    placed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")[0]
+    h.feed(b"not json", offset=9)  # a later record counted first
+    h.feed(b"{", offset=4)  # an earlier one decided afterwards
+    h.feed(b"{", offset=4)  # and replayed
+    _members(h)
+    h.feed(wire(placed), offset=2)
+    assert h.feed(wire(placed), offset=1).duplicate  # a copy at an earlier offset, decided later
+    assert h.live()["quality"] == {"dead_letters": {"malformed": 2}, "duplicates_dropped": 1}
+
+
+def test_a_duplicate_never_overtakes_its_parked_original() -> None:
+    h = Harness()
+    placed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")[0]
+    h.feed_events(joined(MAKER_MOSCOW))
+    assert h.feed(wire(placed)).wait  # the original waits for its customer
+    h.feed_events(joined(CUSTOMER))
+    assert h.feed(wire(placed)).wait  # the copy, although its member is there now, waits behind it
+    original, copy = h.recheck()
+    assert len(original.enriched) == 1 and copy.duplicate and not copy.enriched
+    assert h.state[f"e:{placed.event_id}"][1] == "mic.orders/0/0" and h.parked_keys() == []
+
+
+def test_old_counts_are_folded_into_the_base_once_even_if_a_crash_keeps_their_keys() -> None:
+    h = Harness()
+    for offset in range(3):
+        h.feed(b"{", offset=offset)
+    old_keys = {k: v for k, v in h.aggregates.items() if k.startswith("q:")}
+    h.now += timedelta(days=9)  # the q: keys fall out of the 7-day retention (and the replay grace)
+    h.feed(b"{", offset=3)
+    assert not any(key in h.aggregates for key in old_keys) and h.aggregates["b|0"]["c"] == {
+        "dead_letters.malformed": 3
+    }
+    h.aggregates.update(old_keys)  # a crash kept the folded keys (their deletions were lost)
+    h.processor.forget_partition(0)
+    assert h.live()["quality"]["dead_letters"] == {"malformed": 4}
