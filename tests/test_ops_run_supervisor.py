@@ -105,14 +105,39 @@ def free_port() -> int:
         return port
 
 
+def free_port_pair() -> int:
+    """A port p such that p and p + 1 are both free."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+
+
+def test_pipeline_children_run_stream_workers_on_consecutive_ports() -> None:
+    from mic_pipeline.ops.supervisor import PipelinePorts, pipeline_children
+
+    settings = Settings(topic_prefix="t.")
+    children = pipeline_children(settings, PipelinePorts(7000, 7100, 7200, None), stream_workers=3)
+    streams = [child for child in children if child.name.startswith("streams")]
+    assert [child.name for child in streams] == ["streams-0", "streams-1", "streams-2"]
+    assert [child.environment["MIC_STREAMS_WEB_PORT"] for child in streams] == ["7000", "7001", "7002"]
+    assert [child.name for child in children[3:]] == ["sink-sql", "sink-parquet"]
+    with pytest.raises(ValueError):
+        pipeline_children(settings, PipelinePorts(), stream_workers=0)
+
+
 @pytest.mark.kafka
 def test_mic_pipeline_run_starts_every_process_and_stops_them_on_sigint(
     pipeline_topics: Settings, tmp_path: Path
 ) -> None:
     settings = pipeline_topics
-    ports = [free_port() for _ in range(4)]
+    ports = [free_port_pair(), free_port(), free_port(), free_port()]
     command = [
-        sys.executable, "-m", "mic_pipeline.cli", "run",
+        sys.executable, "-m", "mic_pipeline.cli", "run", "--stream-workers", "2",
         "--streams-port", str(ports[0]), "--sql-metrics-port", str(ports[1]),
         "--parquet-metrics-port", str(ports[2]), "--web-port", str(ports[3]),
         "--no-gate", "--ready-timeout", "90", "--stop-timeout", "30",
@@ -125,8 +150,14 @@ def test_mic_pipeline_run_starts_every_process_and_stops_them_on_sigint(
         wait_for(lambda: "every child is ready" in log.read_text() or process.poll() is not None, 120)
         assert process.poll() is None, log.read_text()
         pids = {name: int(pid) for name, pid in re.findall(r"started (\S+) \(pid (\d+)\)", log.read_text())}
-        assert set(pids) == {"streams", "sink-sql", "sink-parquet", "web"}
+        assert set(pids) == {"streams-0", "streams-1", "sink-sql", "sink-parquet", "web"}
         assert all(is_alive(pid) for pid in pids.values())
+
+        def split() -> bool:  # one consumer group: each worker owns some partitions, together all
+            owned = [_partitions(port) for port in (ports[0], ports[0] + 1)]
+            return all(owned) and sorted(p for part in owned for p in part) == [0, 1, 2]
+
+        wait_for(split, 90)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0, log.read_text()
     finally:
@@ -136,6 +167,16 @@ def test_mic_pipeline_run_starts_every_process_and_stops_them_on_sigint(
     text = log.read_text()
     assert "received SIGINT: stopping every child" in text
     assert "SIGKILL" not in text
-    for name in ("streams", "sink-sql", "sink-parquet"):
+    for name in ("streams-0", "streams-1", "sink-sql", "sink-parquet"):
         assert re.search(rf"run\s+\| {name} exited with status 0", text), text
     assert not any(is_alive(pid) for pid in pids.values())
+
+
+def _partitions(port: int) -> list[int]:
+    """The partitions a stream worker owns, from its /health."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+        partitions: list[int] = json.loads(response.read())["partitions"]
+        return partitions

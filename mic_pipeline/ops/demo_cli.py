@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=DEFAULT_PARQUET_METRICS_PORT,
         help=f"the Parquet sink's /metrics and /health port (default {DEFAULT_PARQUET_METRICS_PORT})",
     )
+    run.add_argument(
+        "--stream-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="stream worker processes sharing the partitions, on ports streams-port .. +N-1 (default 1)",
+    )
     run.add_argument("--web-port", type=int, help="also serve the operators' web page on this port")
     run.add_argument("--member-wait", type=float, metavar="S", help="the stream's wait for a late member")
     run.add_argument("--no-gate", action="store_true", help="run the sinks without the quality gate")
@@ -78,6 +85,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         ports,
         member_wait_s=args.member_wait,
         sink_arguments=("--no-gate",) if args.no_gate else (),
+        stream_workers=args.stream_workers,
     )
     supervisor = Supervisor(children, stop_timeout_s=args.stop_timeout)
     return run_supervised(supervisor, args.ready_timeout or None)

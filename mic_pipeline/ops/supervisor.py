@@ -91,23 +91,32 @@ def pipeline_children(
     *,
     member_wait_s: float | None = None,
     sink_arguments: Sequence[str] = (),
+    stream_workers: int = 1,
 ) -> list[ChildSpec]:
-    """The stream worker, the SQL and Parquet sinks and (when `ports.web`) the web page.
+    """The stream workers, the SQL and Parquet sinks and (when `ports.web`) the web page.
+
+    `stream_workers` processes share the stream's consumer group (faust spreads the partitions over
+    them); worker i serves HTTP on `ports.streams + i`, and any of them answers for all partitions.
 
     The sinks' consumer groups get the topic prefix (`<prefix>mic-sink-sql`), so runs with different
     prefixes never share a group; without a prefix they are the sinks' default groups.
     """
-    streams_args = ["streams", "--web-port", str(ports.streams)]
-    if member_wait_s is not None:
-        streams_args += ["--member-wait", str(member_wait_s)]
-    children = [
-        ChildSpec(
-            "streams",
-            mic_command(*streams_args),
-            {"MIC_STREAMS_WEB_PORT": str(ports.streams)},
-            f"http://127.0.0.1:{ports.streams}/health",
+    if stream_workers < 1:
+        raise ValueError(f"stream_workers must be >= 1, got {stream_workers}")
+    children = []
+    for i in range(stream_workers):
+        port = ports.streams + i
+        streams_args = ["streams", "--web-port", str(port)]
+        if member_wait_s is not None:
+            streams_args += ["--member-wait", str(member_wait_s)]
+        children.append(
+            ChildSpec(
+                "streams" if stream_workers == 1 else f"streams-{i}",
+                mic_command(*streams_args),
+                {"MIC_STREAMS_WEB_PORT": str(port)},
+                f"http://127.0.0.1:{port}/health",
+            )
         )
-    ]
     for kind, port in (("sql", ports.sql_metrics), ("parquet", ports.parquet_metrics)):
         arguments = (
             "sink",
