@@ -22,8 +22,11 @@ earliest, applies). Changelog partitions are left alone: table recovery position
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _installed_for: set[str] = set()
 
@@ -56,3 +59,53 @@ def install(topics: Collection[str]) -> None:
 
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
     AIOKafkaConsumerThread._mic_seek_fixed = True  # type: ignore[attr-defined]
+    _guard_commits()
+
+
+def first_unprocessed(acked: Collection[int], committed: int | None) -> int | None:
+    """The committed offset when records from it on were processed except it (a hole at the head)."""
+    if not acked or committed is None or min(acked) <= committed:
+        return None
+    return committed
+
+
+def _guard_commits() -> None:
+    """Patch faust's `Consumer._new_offset` (the offset it is about to commit) so a record at the
+    committed offset that was not processed is re-read once before anything past it is committed.
+
+    faust's own guard lets the first acknowledged offset be one above the committed offset
+    (`min(acked) - committed > 1`), so a single record dropped at the head after a seek is
+    committed past. Seen on the broker after a partition moved to another worker: the record at
+    its committed offset was not processed while the ones after it were (one run lost that event
+    before this patch; with it, the hole was logged and re-read). The patch asks the group to
+    rejoin (a rebalance seeks every partition to its committed offset again) instead of committing;
+    if the same offset is still missing afterwards it is not a data record (a transaction marker)
+    and faust's commit goes ahead.
+    """
+    from faust.transport.consumer import Consumer
+
+    original = Consumer._new_offset
+    rewound: dict[tuple[Any, int], int] = {}
+    """(partition, missing offset) -> consumer generation when its re-read was requested."""
+
+    def _new_offset(self: Any, tp: Any) -> int | None:
+        if tp.topic in _installed_for:
+            hole = first_unprocessed(self._acked[tp], self._committed_offset[tp])
+            if hole is not None:
+                generation = self.app.consumer_generation_id
+                if (tp, hole) not in rewound:
+                    rewound[(tp, hole)] = generation
+                    log.warning("%s: offset %d was not processed; re-reading it (group rejoin)", tp, hole)
+                    _request_rejoin(self)
+                if rewound[(tp, hole)] == generation:  # no rebalance since the request: commit nothing
+                    return None
+        result: int | None = original(self, tp)
+        return result
+
+    Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+
+
+def _request_rejoin(consumer: Any) -> None:
+    thread = consumer._thread
+    coordinator = thread._ensure_consumer()._coordinator
+    thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)

@@ -8,11 +8,17 @@ import pytest
 
 from mic_pipeline.config import Settings
 from mic_pipeline.infra.topics import TopicSpec, admin_client, ensure_topics
-from streams.seeking import seek_to_committed_or_start
-
-pytestmark = pytest.mark.kafka
+from streams.seeking import first_unprocessed, seek_to_committed_or_start
 
 
+def test_a_hole_at_the_committed_offset_is_found() -> None:
+    assert first_unprocessed([428, 429], 427) == 427  # faust would commit 430 past 427
+    assert first_unprocessed([427, 428], 427) is None
+    assert first_unprocessed([], 427) is None
+    assert first_unprocessed([5], None) is None  # never committed: the seek fix covers it
+
+
+@pytest.mark.kafka
 def test_seek_rewinds_uncommitted_partitions_of_its_topics_only(settings: Settings) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.structs import TopicPartition
