@@ -99,8 +99,12 @@ def timed(run: Callable[[], int]) -> dict[str, float]:
     started, cpu_started = time.perf_counter(), time.process_time()
     count = run()
     seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
-    return {"records": count, "seconds": round(seconds, 3), "events_per_s": round(count / seconds),
-            "cpu_us_per_event": round(cpu_s / count * 1e6, 2)}
+    return {
+        "records": count,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(count / seconds),
+        "cpu_us_per_event": round(cpu_s / count * 1e6, 2),
+    }
 
 
 def best_of(repeats: int, run: Callable[[], dict[str, float]]) -> dict[str, Any]:
@@ -110,8 +114,11 @@ def best_of(repeats: int, run: Callable[[], dict[str, float]]) -> dict[str, Any]
 def summarize(runs: list[dict[str, float]]) -> dict[str, Any]:
     """The fastest run, with every run's rate and the lowest CPU cost per record."""
     best = max(runs, key=lambda r: r["events_per_s"])
-    return {**best, "all_events_per_s": [r["events_per_s"] for r in runs],
-            "cpu_us_per_event": min(r["cpu_us_per_event"] for r in runs)}
+    return {
+        **best,
+        "all_events_per_s": [r["events_per_s"] for r in runs],
+        "cpu_us_per_event": min(r["cpu_us_per_event"] for r in runs),
+    }
 
 
 def publish_case(bootstrap: str, send: Callable[[EventPublisher], int], **tuning: Any) -> dict[str, float]:

@@ -9,7 +9,8 @@ Usage: `MIC_KAFKA_BOOTSTRAP=127.0.0.1:19092 .venv/bin/python bench/bench_streams
    consume everything: events/s = N / (time from its first committed offset to all committed).
 4. Stops the worker (SIGTERM, so cProfile writes its profile) and summarises where time went.
 
-Writes `bench/results/streams.json` (and the raw profile next to it).
+Writes `bench/results/streams.json` (and the raw profile next to it); with `--label L`,
+`streams-L.json`, to compare a setting against the default in the same session.
 """
 
 from __future__ import annotations
@@ -132,6 +133,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=60_000)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument(
+        "--label", default="", help="write streams-<label>.json (compare settings, e.g. faust env variables)"
+    )
     args = parser.parse_args()
 
     from streams_kafka import produce
@@ -157,7 +161,8 @@ def main() -> int:
 
     inputs = [settings.topic(f.topic) for f in Family]
     plain = _run_worker(settings, state_dir, inputs, len(records), app_id=f"{prefix}plain", profile=None)
-    profile = RESULTS / "streams.prof"
+    name = f"streams-{args.label}" if args.label else "streams"
+    profile = RESULTS / f"{name}.prof"
     profiled = _run_worker(
         settings, state_dir, inputs, len(records), app_id=f"{prefix}profiled", profile=profile
     )
@@ -176,9 +181,9 @@ def main() -> int:
         "between the first and the last commit observed, divided by that time",
         "profile_top_tottime": _profile_summary(profile) if profile.exists() else [],
     }
-    (RESULTS / "streams.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     if profile.exists():
-        (RESULTS / "streams_profile.txt").write_text(_cumulative(profile))
+        (RESULTS / f"{name}_profile.txt").write_text(_cumulative(profile))
     print(json.dumps({k: v for k, v in result.items() if k != "profile_top_tottime"}, indent=2))
     return 0
 
