@@ -9,7 +9,7 @@ of the recheck topic and of both table changelogs to the same worker):
     timer --tick--> <app>-recheck (partition p) --(recheck agent)--> decide p's parked records
     state table   (changelog, partition p): de-duplication markers, entity lifecycles, member states,
                   parked records (`streams.parking`)
-    aggregates    (changelog, partition p): event-time counters with last applied offsets
+    aggregates    (changelog, partition p): once-only dead-letter and duplicate counts (`streams.tallies`)
     <app>-members  (compacted): member states, replicated to every worker (`streams.replica`)
     <app>-partials (compacted): each partition's aggregates, replicated to every worker
     mic.aggregates (compacted): the merged aggregates document, one record per section
@@ -45,7 +45,7 @@ from streams.aggregates import render
 from streams.processor import DEAD_LETTER_VALUE_BYTES, REPLAY_HEADER, EventProcessor, Outcome
 from streams.records import RECHECK, Position, SourceRecord
 from streams.replica import MemberReplica, PartialsReplica, follow_topics, member_handler, partials_handler
-from streams.settings import StreamSettings
+from streams.settings import AGGREGATES_TABLE, STATE_TABLE, StreamSettings
 
 log = logging.getLogger(__name__)
 SESSION_TIMEOUT_S = 10.0
@@ -95,8 +95,8 @@ def build_app(settings: StreamSettings) -> Any:
         web_enabled=True,
     )
     json_schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
-    state = app.Table("state", partitions=partitions, schema=json_schema)
-    aggregates = app.Table("aggregates", partitions=partitions, schema=json_schema)
+    state = app.Table(STATE_TABLE, partitions=partitions, schema=json_schema)
+    aggregates = app.Table(AGGREGATES_TABLE, partitions=partitions, schema=json_schema)
     members = MemberReplica()
     partials = PartialsReplica()
     processor = EventProcessor(

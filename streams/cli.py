@@ -51,6 +51,7 @@ def ensure_internal_topics(settings: object) -> None:
         *pipeline_topic_specs(pipeline),
         TopicSpec(settings.recheck_topic, n, {"cleanup.policy": "delete", "retention.ms": str(3600 * 1000)}),
         TopicSpec(settings.members_topic, n, compacted),
+        *(TopicSpec(name, n, compacted) for name in settings.changelog_topics),
         TopicSpec(settings.partials_topic, n, compacted),
     ]
     with admin_client(pipeline.kafka_bootstrap) as admin:

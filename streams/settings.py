@@ -21,6 +21,10 @@ from dataclasses import dataclass
 from mic_pipeline.config import Settings
 
 GUARANTEES = ("at_least_once", "exactly_once")
+STATE_TABLE = "state"
+"""faust table of decisions, entity lifecycles, member states and parked records (`streams.processor`)."""
+AGGREGATES_TABLE = "aggregates"
+"""faust table of the once-only dead-letter and duplicate counts (`streams.tallies`)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,17 @@ class StreamSettings:
     def recheck_topic(self) -> str:
         """Internal topic of re-check ticks for parked records (same partition count as the inputs)."""
         return f"{self.app_id}-recheck"
+
+    @property
+    def changelog_topics(self) -> tuple[str, ...]:
+        """faust's changelog topics of the two tables (`<app id>-<table>-changelog`, compacted).
+
+        Created before the worker starts: faust creates them itself right before joining the group,
+        and a changelog whose partitions the join's metadata snapshot did not see yet fails every
+        write to its table for the whole generation (faust `PartitionsMismatch`, "has 0 partitions";
+        seen once in CI, every dead letter of a run became a processing error).
+        """
+        return tuple(f"{self.app_id}-{table}-changelog" for table in (STATE_TABLE, AGGREGATES_TABLE))
 
     @property
     def members_topic(self) -> str:
