@@ -13,7 +13,7 @@ Seen on the real broker (tests/test_streams_kafka.py, 2 of 7 runs before this fi
 worker started on a backlog, a rebalance cleared its queues before `mic.membership` partition 1
 was ever committed, and every later worker found that partition at its end offset with nothing
 read (`committed None`, position = end). The previous waiting-topic design lost parked records the
-same way: the waiting topic of a killed worker had no commit yet.
+same way: the waiting topic of a killed worker had no commit yet (that design is gone).
 
 Fix: after aiokafka's seek, partitions of the `topics` this app processes that have no committed
 offset (None or 0) are sought to offset 0 (below the log start, the consumer's reset policy,
