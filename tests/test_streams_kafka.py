@@ -158,9 +158,9 @@ def test_mixed_stream_yields_exact_dead_letters_rows_and_aggregates(workers: Wor
 
 
 @pytest.mark.xfail(
-    strict=False,  # with every fix in: 8 of 9 runs passed; one fresh-clone CI run failed
-    reason="known residual defect: in 1 of 9 runs, 2 valid events of the last batch (produced just before "
-    "the graceful stop of a worker) were neither enriched nor dead-lettered (streams/README.md, 'Open')",
+    strict=False,  # with every fix in: 8 of 10 runs passed; two fresh-clone CI runs failed
+    reason="known residual defect: in 2 of 10 runs the scenario did not reconcile; in one, 2 valid events of "
+    "the last batch (produced just before a worker's graceful stop) were lost (streams/README.md, 'Open')",
 )
 def test_kill_restart_and_second_worker_lose_and_double_count_nothing(workers: Workers) -> None:
     settings = workers.settings
