@@ -112,9 +112,9 @@ class PartitionTallies:
         write, and keys of days up to `through` are ignored, so a crash between the fold and the
         deletions cannot count twice.
         """
-        ((counter, n),) = delta.counts.items()
+        (counter,) = delta.counts  # dead-letter and duplicate deltas count one record each
         key = f"{COUNTED_PREFIX}{record.origin}"
-        if key in self.aggregates or n != 1:
+        if key in self.aggregates:
             return
         partition = record.partition
         counts = self._quality(partition)
