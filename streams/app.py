@@ -22,7 +22,9 @@ The topic is only a clock: the records are in the changelogged state, so a lost 
 loses or repeats nothing (`streams.parking`).
 
 Agents receive raw bytes; any exception while deciding a record is caught, logged and turned into
-a dead letter, so no record can stop a partition. Processing guarantee: see `streams/README.md`.
+a dead letter, so no record can stop a partition. Agents acknowledge an event explicitly, after its
+outputs were handed to the producer (`streams.delivery.for_each_acked`). Processing guarantee:
+see `streams/README.md`.
 """
 
 from __future__ import annotations
@@ -166,42 +168,46 @@ def build_app(settings: StreamSettings) -> Any:
             outcome.dead_letters.append((record.key, value, DeadLetterReason.SCHEMA_VIOLATION.value))
             return outcome
 
+    async def decide_input(event: Any) -> None:
+        message = event.message
+        record = SourceRecord(
+            logical[message.topic],
+            message.partition,
+            message.offset,
+            message.key,
+            event.value or b"",
+            is_replayed(message.headers),
+        )
+        metrics.EVENTS_IN.labels(topic=record.topic).inc()
+        outcome = decide(record, Position(record.topic, message.partition, message.offset), None)
+        await send(outcome, record)
+
     async def decide_inputs(stream: Any) -> None:
         await wait_for_replicas()
-        async for event in stream.events():
-            message = event.message
-            record = SourceRecord(
-                logical[message.topic],
-                message.partition,
-                message.offset,
-                message.key,
-                event.value or b"",
-                is_replayed(message.headers),
-            )
-            metrics.EVENTS_IN.labels(topic=record.topic).inc()
-            outcome = decide(record, Position(record.topic, message.partition, message.offset), None)
-            await send(outcome, record)
+        await delivery.for_each_acked(stream, decide_input)
+
+    async def recheck_partition(event: Any) -> None:
+        """On a tick of partition p: re-decide p's parked records; un-park them once acknowledged."""
+        partition = event.message.partition
+        position = Position(RECHECK, partition, event.message.offset)
+        decided: list[str] = []
+        sent: list[Any] = []
+        for parked in processor.parked(partition):
+            outcome = decide(parked.record, position, parked.waited_s)
+            if not outcome.wait:
+                sent.extend(await send(outcome, parked.record))
+                decided.append(parked.key)
+        acks = await asyncio.gather(*sent, return_exceptions=True)
+        failures = [ack for ack in acks if isinstance(ack, BaseException)]
+        if failures:  # keep them parked: the next tick decides them again (same markers)
+            log.error("outputs of %d parked records not acknowledged: %r", len(decided), failures[0])
+            return
+        processor.release(partition, decided)
+        metrics.PARKED.labels(partition=str(partition)).set(processor.parking.count(partition))
 
     async def recheck_parked(stream: Any) -> None:
-        """On a tick of partition p: re-decide p's parked records; un-park them once acknowledged."""
         await wait_for_replicas()
-        async for event in stream.events():
-            partition = event.message.partition
-            position = Position(RECHECK, partition, event.message.offset)
-            decided: list[str] = []
-            sent: list[Any] = []
-            for parked in processor.parked(partition):
-                outcome = decide(parked.record, position, parked.waited_s)
-                if not outcome.wait:
-                    sent.extend(await send(outcome, parked.record))
-                    decided.append(parked.key)
-            acks = await asyncio.gather(*sent, return_exceptions=True)
-            failures = [ack for ack in acks if isinstance(ack, BaseException)]
-            if failures:  # keep them parked: the next tick decides them again (same markers)
-                log.error("outputs of %d parked records not acknowledged: %r", len(decided), failures[0])
-                continue
-            processor.release(partition, decided)
-            metrics.PARKED.labels(partition=str(partition)).set(processor.parking.count(partition))
+        await delivery.for_each_acked(stream, recheck_partition)
 
     async def send_ticks() -> None:
         """Tick every owned partition that has parked records (the recheck topic is only a clock)."""

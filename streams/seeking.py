@@ -1,4 +1,4 @@
-"""Seek partitions without a committed offset back to their start when faust seeks to committed.
+"""What faust re-reads and commits: never-committed partitions, holes at the head, skipped records.
 
 faust re-positions its consumer with `Consumer.perform_seek()` after every rebalance (end of table
 recovery) and whenever `getmany` finds the flow stopped: records it had fetched or queued but not
@@ -18,6 +18,10 @@ same way: the waiting topic of a killed worker had no commit yet (that design is
 Fix: after aiokafka's seek, partitions of the `topics` this app processes that have no committed
 offset (None or 0) are sought to offset 0 (below the log start, the consumer's reset policy,
 earliest, applies). Changelog partitions are left alone: table recovery positions them itself.
+
+`install` also guards what faust commits on those topics: never past an unprocessed record at the
+committed offset (`_guard_commits`), never past records faust skipped at a rebalance (`_guard_acks`).
+All three patch faust-streaming 0.15 / aiokafka 0.14 internals (pinned in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ async def seek_to_committed_or_start(consumer: Any, topics: Collection[str]) -> 
 
 def install(topics: Collection[str]) -> None:
     """Patch faust's aiokafka consumer thread so `seek_to_committed` also rewinds never-committed
-    partitions of `topics` (call before the worker starts; topics add up over calls)."""
+    partitions of `topics`, and faust's consumer so it commits on them only offsets of processed
+    records (call before the worker starts; topics add up over calls)."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     _installed_for.update(topics)
@@ -60,6 +65,7 @@ def install(topics: Collection[str]) -> None:
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
     AIOKafkaConsumerThread._mic_seek_fixed = True  # type: ignore[attr-defined]
     _guard_commits()
+    _guard_acks()
 
 
 def first_unprocessed(acked: Collection[int], committed: int | None) -> int | None:
@@ -103,6 +109,46 @@ def _guard_commits() -> None:
         return result
 
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+
+
+def ack_may_commit(message_generation: int | None, generation: int | None, flow_active: bool) -> bool:
+    """Whether an acknowledgement may make a record's offset committable: not for a record fetched
+    in an earlier consumer generation, nor while the flow is suspended (a rebalance is under way)."""
+    return flow_active and message_generation == generation
+
+
+def _guard_acks() -> None:
+    """Patch faust's `Consumer.ack` so records faust skipped are not committed past.
+
+    faust's stream skips a record fetched before a rebalance (older generation) or taken while the
+    flow is suspended, and acknowledges it unprocessed ("else the lag would increase"). The
+    rebalance has just cleared the partition's acknowledged offsets and its committed offset is
+    unknown until the seek, so those offsets become committable: `wait_empty`, during the same
+    rebalance, or the next commit can commit past records nobody processed, and the seek then
+    starts after them. Such acknowledgements now only release the message (nothing waits for it);
+    the record is read again from the committed offset. An event that finished while a rebalance
+    started is processed once more by the partition's next owner: a repeat, never a loss.
+    """
+    from faust.transport.consumer import Consumer
+    from faust.types.tuples import ack_lock
+    from mode.utils.futures import notify
+
+    original = Consumer.ack
+
+    def ack(self: Any, message: Any) -> bool:
+        app = self.app
+        if message.topic in _installed_for and not ack_may_commit(
+            message.generation_id, app.consumer_generation_id, app.flow_control.is_active()
+        ):
+            with ack_lock:
+                message.acked = True
+                self._unacked_messages.discard(message)
+            notify(self._waiting_for_ack)
+            return False
+        result: bool = original(self, message)
+        return result
+
+    Consumer.ack = ack  # type: ignore[method-assign]
 
 
 def _request_rejoin(consumer: Any) -> None:

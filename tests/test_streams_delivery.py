@@ -1,8 +1,11 @@
-"""Unit tests of `streams.delivery`: a commit waits for every message produced before it, no longer."""
+"""Unit tests of `streams.delivery`: a commit waits for every message produced before it, no longer;
+an event is acknowledged only once handled."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+from typing import Any
 
 import pytest
 
@@ -47,3 +50,45 @@ def test_a_failed_delivery_or_a_stopped_producer_prevents_the_commit() -> None:
         stuck.cancel()
 
     asyncio.run(scenario())
+
+
+def test_an_event_cancelled_while_being_handled_is_never_acknowledged() -> None:
+    """faust acknowledges the event an agent is cancelled in (its iterator's `finally`), so a
+    graceful stop committed past it; `for_each_acked` acknowledges only handled events."""
+    import faust
+
+    from streams.delivery import for_each_acked
+
+    async def handled_then_cancelled(explicit: bool) -> list[tuple[bytes, bool]]:
+        app = faust.App("ack-test", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
+        app.flow_control.resume()  # a started worker's state; nothing here contacts a broker
+        channel = app.channel()
+        stream = app.stream(channel)
+        seen: list[Any] = []
+        second_started = asyncio.Event()
+
+        async def handle(event: Any) -> None:
+            seen.append(event)
+            if len(seen) == 2:
+                second_started.set()
+                await asyncio.sleep(30)  # still sending its outputs when the worker stops
+
+        async def implicit() -> None:
+            async for event in stream.events():
+                await handle(event)
+
+        for value in (b"first", b"second", b"third"):
+            await channel.send(key=b"k", value=value)
+        agent = asyncio.ensure_future(for_each_acked(stream, handle) if explicit else implicit())
+        await asyncio.wait_for(second_started.wait(), 5)
+        agent.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await agent
+        del agent
+        gc.collect()  # finalises the abandoned stream iterator, as the worker's shutdown does
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return [(event.value, event.message.acked) for event in seen]
+
+    assert asyncio.run(handled_then_cancelled(explicit=False)) == [(b"first", True), (b"second", True)]
+    assert asyncio.run(handled_then_cancelled(explicit=True)) == [(b"first", True), (b"second", False)]
