@@ -45,33 +45,70 @@ def _committed(bootstrap: str, group: str, topics: list[str]) -> int:
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic in topics and meta.offset > 0)
 
 
-def _baseline(records: list[tuple[str, bytes | None, bytes]]) -> float:
+def _baseline(records: list[tuple[str, bytes | None, bytes]]) -> tuple[float, float]:
+    """The pure decision code over dicts on the same records: (events/s, state writes in all)."""
+    from streams.metered import STATE_WRITES, MeteredMapping
     from streams.processor import EventProcessor
     from streams.records import Position, SourceRecord
     from streams.replica import MemberReplica
 
-    state: dict[str, Any] = {}
+    state = MeteredMapping({}, "baseline")
     processor = EventProcessor(state, {}, MemberReplica(), member_wait_s=0, dedupe_days=7)
     started = time.perf_counter()
     for offset, (topic, key, value) in enumerate(records):
         record = SourceRecord(topic, 0, offset, key, value)
         processor.process(record, Position(topic, 0, offset), waited_s=0.0)
-    return len(records) / (time.perf_counter() - started)
+    rate = len(records) / (time.perf_counter() - started)
+    written = sum(
+        sample.value
+        for metric in STATE_WRITES.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["table"] == "baseline"
+    )
+    return rate, written
+
+
+def _state_writes(port: int) -> dict[str, float]:
+    """The worker's `mic_streams_state_writes_total` counters, as `table/kind/op` -> count."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        f"{s.labels['table']}/{s.labels['kind']}/{s.labels['op']}": s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "mic_streams_state_writes"
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
 
 
 def _run_worker(
-    settings: Any, state_dir: Path, inputs: list[str], total: int, *, app_id: str, profile: Path | None
+    settings: Any,
+    state_dir: Path,
+    inputs: list[str],
+    total: int,
+    *,
+    app_id: str,
+    profile: Path | None,
+    writes: dict[str, float] | None = None,
 ) -> float | None:
-    """Run one worker over all records (fresh consumer group); its events/s, None if it did not finish."""
+    """Run one worker over all records (fresh consumer group); its events/s, None if it did not finish.
+
+    `writes`, if given, receives the worker's state-write counters once everything is consumed.
+    """
     from streams_kafka import free_port
 
+    port = free_port()
     env = {
         **os.environ,
         "MIC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "MIC_TOPIC_PREFIX": settings.topic_prefix,
         "MIC_STATE_DIR": str(state_dir),
         "MIC_PARTITIONS": str(settings.partitions),
-        "MIC_STREAMS_WEB_PORT": str(free_port()),
+        "MIC_STREAMS_WEB_PORT": str(port),
         "MIC_STREAMS_MEMBER_WAIT_S": "5",
         "MIC_STREAMS_APP_ID": app_id,
     }
@@ -92,6 +129,8 @@ def _run_worker(
                     first = (now, committed)
                 if committed >= total:
                     done_at = now
+                    if writes is not None:
+                        writes.update(_state_writes(port))
                     break
                 time.sleep(0.5)
         finally:
@@ -157,10 +196,13 @@ def main() -> int:
     published = time.perf_counter()
     produce(settings, records)
     publish_s = time.perf_counter() - published
-    baseline = _baseline(records)
+    baseline, baseline_writes = _baseline(records)
 
     inputs = [settings.topic(f.topic) for f in Family]
-    plain = _run_worker(settings, state_dir, inputs, len(records), app_id=f"{prefix}plain", profile=None)
+    writes: dict[str, float] = {}
+    plain = _run_worker(
+        settings, state_dir, inputs, len(records), app_id=f"{prefix}plain", profile=None, writes=writes
+    )
     name = f"streams-{args.label}" if args.label else "streams"
     profile = RESULTS / f"{name}.prof"
     profiled = _run_worker(
@@ -177,6 +219,8 @@ def main() -> int:
         "worker_events_per_s": round(plain, 1),
         "worker_events_per_s_under_cprofile": round(profiled, 1),
         "pure_decision_events_per_s": round(baseline, 1),
+        "state_writes_per_record": {key: round(n / len(records), 3) for key, n in sorted(writes.items())},
+        "pure_decision_state_writes_per_record": round(baseline_writes / len(records), 3),
         "note": "one worker process on a 2-core machine shared with the broker; rate = records consumed "
         "between the first and the last commit observed, divided by that time",
         "profile_top_tottime": _profile_summary(profile) if profile.exists() else [],

@@ -44,6 +44,8 @@ from schemas.reasons import DeadLetterReason
 from schemas.topics import AGGREGATES_TOPIC, DEADLETTER_TOPIC, Family, family_of_topic
 from streams import delivery, seeking
 from streams.aggregates import render
+from streams.metered import MeteredMapping
+from streams.ordering import ORDER, Admission
 from streams.processor import DEAD_LETTER_VALUE_BYTES, REPLAY_HEADER, EventProcessor, Outcome
 from streams.records import RECHECK, Position, SourceRecord
 from streams.replica import MemberReplica, PartialsReplica, follow_topics, member_handler, partials_handler
@@ -102,8 +104,8 @@ def build_app(settings: StreamSettings) -> Any:
     members = MemberReplica()
     partials = PartialsReplica()
     processor = EventProcessor(
-        state,
-        aggregates,
+        MeteredMapping(state, STATE_TABLE),
+        MeteredMapping(aggregates, AGGREGATES_TABLE),
         members,
         member_wait_s=settings.member_wait_s,
         dedupe_days=settings.dedupe_days,
@@ -168,8 +170,22 @@ def build_app(settings: StreamSettings) -> Any:
             outcome.dead_letters.append((record.key, value, DeadLetterReason.SCHEMA_VIOLATION.value))
             return outcome
 
-    async def decide_input(event: Any) -> None:
+    async def decide_input(event: Any) -> bool:
+        """Decide one input record in its partition's offset order; True once its outputs are sent."""
         message = event.message
+        tp = message.tp
+        admission = ORDER.admit(
+            tp,
+            message.offset,
+            lambda first, last: seeking.fetched_gap(app.consumer, tp, first, last),
+            time.monotonic(),
+        )
+        if admission is not Admission.PROCESS:
+            expected = ORDER.expected(tp)
+            if admission is Admission.RESEEK and expected is not None:
+                await app.consumer.seek(tp, expected)
+            seeking.release_unprocessed(app.consumer, message)
+            return False
         record = SourceRecord(
             logical[message.topic],
             message.partition,
@@ -181,12 +197,14 @@ def build_app(settings: StreamSettings) -> Any:
         metrics.EVENTS_IN.labels(topic=record.topic).inc()
         outcome = decide(record, Position(record.topic, message.partition, message.offset), None)
         await send(outcome, record)
+        ORDER.processed(tp, message.offset)
+        return True
 
     async def decide_inputs(stream: Any) -> None:
         await wait_for_replicas()
         await delivery.for_each_acked(stream, decide_input)
 
-    async def recheck_partition(event: Any) -> None:
+    async def recheck_partition(event: Any) -> bool:
         """On a tick of partition p: re-decide p's parked records; un-park them once acknowledged."""
         partition = event.message.partition
         position = Position(RECHECK, partition, event.message.offset)
@@ -201,16 +219,21 @@ def build_app(settings: StreamSettings) -> Any:
         failures = [ack for ack in acks if isinstance(ack, BaseException)]
         if failures:  # keep them parked: the next tick decides them again (same markers)
             log.error("outputs of %d parked records not acknowledged: %r", len(decided), failures[0])
-            return
+            return True
         processor.release(partition, decided)
         metrics.PARKED.labels(partition=str(partition)).set(processor.parking.count(partition))
+        return True
 
     async def recheck_parked(stream: Any) -> None:
         await wait_for_replicas()
         await delivery.for_each_acked(stream, recheck_partition)
 
     async def send_ticks() -> None:
-        """Tick every owned partition that has parked records (the recheck topic is only a clock)."""
+        """Tick every owned partition that has parked records (the recheck topic is only a clock);
+        repeat input re-reads that were not answered (`streams.ordering`)."""
+        for tp, offset in ORDER.overdue(time.monotonic()):
+            if tp in app.consumer.assignment():
+                await app.consumer.seek(tp, offset)
         for p in sorted(owned_partitions()):
             if processor.parking.has_parked(p):
                 await recheck.send(key=b"tick", value=b"", partition=p)

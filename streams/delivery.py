@@ -94,14 +94,15 @@ class DeliveryTracker:
             raise DeliveryError(f"a message was not delivered: {first!r}") from first
 
 
-async def for_each_acked(stream: Any, handle: Callable[[Any], Awaitable[None]]) -> None:
+async def for_each_acked(stream: Any, handle: Callable[[Any], Awaitable[bool]]) -> None:
     """Run `handle` on every event of the faust `stream`; acknowledge an event only once `handle`
-    returned for it. An event whose `handle` raised or was cancelled stays unacknowledged, so its
-    offset is never committed and it is processed again after a restart or rebalance."""
+    returned True for it (False: not processed, `handle` released it). An event whose `handle`
+    raised or was cancelled stays unacknowledged, so its offset is never committed and it is
+    processed again after a restart or rebalance."""
     manual = stream.noack()
     async for event in manual.events():
-        await handle(event)
-        await manual.ack(event)
+        if await handle(event):
+            await manual.ack(event)
 
 
 TRACKER = DeliveryTracker()

@@ -30,18 +30,29 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from streams.ordering import ORDER
+
 log = logging.getLogger(__name__)
 
 _installed_for: set[str] = set()
 
 
-async def seek_to_committed_or_start(consumer: Any, topics: Collection[str]) -> Mapping[Any, int]:
-    """aiokafka's `seek_to_committed` for every assigned partition, then offset 0 for those of
-    `topics` without a committed offset (None or 0); returns the committed offsets."""
+async def seek_to_committed_or_start(
+    consumer: Any, topics: Collection[str], positions: dict[Any, int] | None = None
+) -> Mapping[Any, int]:
+    """aiokafka's `seek_to_committed` for every assigned partition, then the log start for those of
+    `topics` without a committed offset (None or 0); returns the committed offsets.
+
+    `positions`, if given, receives the offset each partition of `topics` was positioned at.
+    """
     committed: Mapping[Any, int] = await consumer.seek_to_committed()
-    for tp, offset in committed.items():
-        if not offset and tp.topic in topics:
-            consumer.seek(tp, 0)
+    ours = [tp for tp in committed if tp.topic in topics]
+    never = [tp for tp in ours if not committed[tp]]
+    starts: Mapping[Any, int] = await consumer.beginning_offsets(never) if never else {}
+    for tp in never:
+        consumer.seek(tp, starts[tp])
+    if positions is not None:
+        positions.update({tp: committed[tp] or starts[tp] for tp in ours})
     return committed
 
 
@@ -57,9 +68,12 @@ def install(topics: Collection[str]) -> None:
 
     async def seek_to_committed(self: Any) -> Mapping[Any, int]:
         consumer = self._ensure_consumer()
+        positions: dict[Any, int] = {}
         result: Mapping[Any, int] = await self.call_thread(
-            seek_to_committed_or_start, consumer, _installed_for
+            seek_to_committed_or_start, consumer, _installed_for, positions
         )
+        for tp, offset in positions.items():  # aiokafka's TopicPartition == faust's TP (both tuples)
+            ORDER.sought(tp, offset)
         return result
 
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
@@ -130,8 +144,6 @@ def _guard_acks() -> None:
     started is processed once more by the partition's next owner: a repeat, never a loss.
     """
     from faust.transport.consumer import Consumer
-    from faust.types.tuples import ack_lock
-    from mode.utils.futures import notify
 
     original = Consumer.ack
 
@@ -140,15 +152,31 @@ def _guard_acks() -> None:
         if message.topic in _installed_for and not ack_may_commit(
             message.generation_id, app.consumer_generation_id, app.flow_control.is_active()
         ):
-            with ack_lock:
-                message.acked = True
-                self._unacked_messages.discard(message)
-            notify(self._waiting_for_ack)
+            release_unprocessed(self, message)
             return False
         result: bool = original(self, message)
         return result
 
     Consumer.ack = ack  # type: ignore[method-assign]
+
+
+def release_unprocessed(consumer: Any, message: Any) -> None:
+    """Let faust forget `message` (nothing waits for it any more) without making its offset
+    committable: it was not processed and is read again from the committed offset."""
+    from faust.types.tuples import ack_lock
+    from mode.utils.futures import notify
+
+    with ack_lock:
+        message.acked = True
+        consumer._unacked_messages.discard(message)
+    notify(consumer._waiting_for_ack)
+
+
+def fetched_gap(consumer: Any, tp: Any, first: int, last: int) -> bool:
+    """Whether offsets `first..last` of `tp` are a gap faust's fetcher saw between two records
+    (transaction markers, compacted or deleted records): not records that were dropped."""
+    tree = consumer._gap.get(tp)
+    return bool(tree) and any(iv.begin <= first and iv.end > last for iv in tree.overlap(first, last + 1))
 
 
 def _request_rejoin(consumer: Any) -> None:

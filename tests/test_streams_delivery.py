@@ -67,11 +67,12 @@ def test_an_event_cancelled_while_being_handled_is_never_acknowledged() -> None:
         seen: list[Any] = []
         second_started = asyncio.Event()
 
-        async def handle(event: Any) -> None:
+        async def handle(event: Any) -> bool:
             seen.append(event)
             if len(seen) == 2:
                 second_started.set()
                 await asyncio.sleep(30)  # still sending its outputs when the worker stops
+            return True
 
         async def implicit() -> None:
             async for event in stream.events():
