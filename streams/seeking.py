@@ -16,8 +16,8 @@ read (`committed None`, position = end). The previous waiting-topic design lost 
 same way: the waiting topic of a killed worker had no commit yet (that design is gone).
 
 Fix: after aiokafka's seek, partitions of the `topics` this app processes that have no committed
-offset (None or 0) are sought to offset 0 (below the log start, the consumer's reset policy,
-earliest, applies). Changelog partitions are left alone: table recovery positions them itself.
+offset (None or 0) are sought to their log start offset. Changelog partitions are left alone:
+table recovery positions them itself. Every position is reported to `streams.ordering`.
 
 `install` also guards what faust commits on those topics: never past an unprocessed record at the
 committed offset (`_guard_commits`), never past records faust skipped at a rebalance (`_guard_acks`).
@@ -132,16 +132,17 @@ def ack_may_commit(message_generation: int | None, generation: int | None, flow_
 
 
 def _guard_acks() -> None:
-    """Patch faust's `Consumer.ack` so records faust skipped are not committed past.
+    """Patch faust's `Consumer.ack` so no offset becomes committable while a rebalance is under way
+    (flow suspended) or for a record of an older consumer generation.
 
-    faust's stream skips a record fetched before a rebalance (older generation) or taken while the
-    flow is suspended, and acknowledges it unprocessed ("else the lag would increase"). The
-    rebalance has just cleared the partition's acknowledged offsets and its committed offset is
-    unknown until the seek, so those offsets become committable: `wait_empty`, during the same
-    rebalance, or the next commit can commit past records nobody processed, and the seek then
-    starts after them. Such acknowledgements now only release the message (nothing waits for it);
-    the record is read again from the committed offset. An event that finished while a rebalance
-    started is processed once more by the partition's next owner: a repeat, never a loss.
+    At a rebalance faust clears the partition's acknowledged offsets before it commits
+    (`wait_empty`), and its committed offset is unknown until the seek: an offset acknowledged in
+    that window is committed without faust's hole checks, past records that may not have been
+    processed (the pure-Python stream iterator even acknowledges the records it skips as
+    "fetched before the rebalance"; the compiled one used here does not). Such acknowledgements
+    now only release the message (nothing waits for it); the record is read again from the
+    committed offset. An event that finished while a rebalance started is processed once more by
+    the partition's next owner: a repeat, never a loss.
     """
     from faust.transport.consumer import Consumer
 
