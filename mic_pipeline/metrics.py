@@ -14,17 +14,22 @@ closed sets (topics, reasons, sinks, tables), never event ids.
 | `mic_rows_written_total` | counter | sink, table | rows landed |
 | `mic_quality_gate_total` | counter | table, result | batches checked (`passed`/`quarantined`) |
 
-`serve(port, ready=...)` answers `GET /metrics`, `GET /health/live` (200 while the process runs)
-and `GET /health/ready` (200 when `ready()` is true, else 503); `/health` is an alias of ready.
+`serve(port, ready=..., health=...)` answers `GET /metrics`, `GET /health/live` (200 while the
+process runs) and `GET /health/ready` (200 when `ready()` is true and `health`, a
+`mic_pipeline.health.Health`, is ready; else 503 with the reasons as JSON); `/health` is an alias
+of ready.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from mic_pipeline.health import Health
 
 EVENTS_IN = Counter("mic_events_in_total", "Records consumed", ["topic"])
 EVENTS_OUT = Counter("mic_events_out_total", "Records produced", ["topic"])
@@ -50,6 +55,7 @@ def _always_ready() -> bool:
 
 class _Handler(BaseHTTPRequestHandler):
     ready: Callable[[], bool] = staticmethod(_always_ready)
+    health: Health | None = None
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
@@ -58,11 +64,21 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/health/live":
             self._send(200, b'{"status": "live"}\n', "application/json")
         elif path in ("/health", "/health/ready"):
-            ok = type(self).ready()
-            body = b'{"status": "ready"}\n' if ok else b'{"status": "not ready"}\n'
-            self._send(200 if ok else 503, body, "application/json")
+            self._send_readiness()
         else:
             self._send(404, b"not found\n", "text/plain")
+
+    def _send_readiness(self) -> None:
+        handler = type(self)
+        ok = handler.ready()
+        document: dict[str, object] = {"status": "ready" if ok else "not ready"}
+        if handler.health is not None:
+            state = handler.health.state()
+            ok = ok and state.ready
+            document = state.as_json()
+            document["status"] = "ready" if ok else "not ready"
+        body = json.dumps(document).encode() + b"\n"
+        self._send(200 if ok else 503, body, "application/json")
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -76,13 +92,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def serve(
-    port: int, ready: Callable[[], bool] = _always_ready, host: str = "127.0.0.1"
+    port: int,
+    ready: Callable[[], bool] = _always_ready,
+    host: str = "127.0.0.1",
+    *,
+    health: Health | None = None,
 ) -> ThreadingHTTPServer:
     """Start the metrics and health server on a daemon thread; returns it (call `shutdown()` to stop).
 
     Port 0 picks a free port (read it from `server.server_address`).
     """
-    handler = type("MetricsHandler", (_Handler,), {"ready": staticmethod(ready)})
+    handler = type("MetricsHandler", (_Handler,), {"ready": staticmethod(ready), "health": health})
     server = ThreadingHTTPServer((host, port), handler)
     thread = threading.Thread(target=server.serve_forever, name=f"metrics:{port}", daemon=True)
     thread.start()
