@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from mic_pipeline.config import Settings
+from mic_pipeline.health import Health
 from schemas.topics import DEADLETTER_TOPIC, Family
 from sinks.batch import Sink
 from sinks.quality.verdict import QualityGate
@@ -31,7 +32,7 @@ def sink_topics(settings: Settings, kind: SinkKind) -> list[str]:
 
 
 def build_sink(settings: Settings, kind: SinkKind, gate: QualityGate | None) -> Sink:
-    """The destination of `kind` for `settings` (runs the SQL migrations)."""
+    """The destination of `kind` for `settings` (no I/O yet: see `Sink.prepare`)."""
     if kind == "sql":
         from sinks.sql.sink import SqlSink
 
@@ -55,9 +56,11 @@ def run_sink(
     should_stop: Callable[[], bool],
     *,
     gate: QualityGate | None = None,
+    health: Health | None = None,
 ) -> SinkRunner:
     """Run one sink until `should_stop()`; returns the closed runner (for its counters)."""
-    runner = SinkRunner(settings, build_sink(settings, kind, gate), sink_topics(settings, kind), config)
+    sink = build_sink(settings, kind, gate)
+    runner = SinkRunner(settings, sink, sink_topics(settings, kind), config, health)
     try:
         runner.run(should_stop)
     finally:

@@ -62,6 +62,11 @@ class Sink(Protocol):
     name: str
     """`sql` or `parquet`: the `sink` label of the metrics."""
 
+    def prepare(self) -> None:
+        """Get ready to write (schema, directories); idempotent. Raises `TransientSinkError` while
+        the destination is unavailable (the runner retries it with backoff)."""
+        ...
+
     def write(self, batch: Batch) -> list[Rejected]:
         """Land `batch` idempotently; return the records that can never be written.
 

@@ -1,4 +1,4 @@
-"""Subcommands `sink sql|parquet`, `compact` and `check` of the warehouse sinks."""
+"""Subcommands `sink sql|parquet`, `compact`, `check` and `quarantine list|release` of the sinks."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import threading
 from types import FrameType
 
 from mic_pipeline.config import Settings
+from sinks import quarantine_cli
 from sinks.app import DEFAULT_GROUP_IDS, SINK_KINDS, SinkKind
 
 
@@ -48,9 +49,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.add_argument("--docs-dir", default=None, help="Data Docs site dir (default <warehouse>/data_docs)")
     check.set_defaults(handler=_check)
 
+    quarantine_cli.register(subparsers)
+
 
 def _run_sink(args: argparse.Namespace) -> int:
     from mic_pipeline import metrics
+    from mic_pipeline.health import Health
     from sinks.app import build_gate, run_sink
     from sinks.runner import RunnerConfig
 
@@ -66,8 +70,9 @@ def _run_sink(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, _request_stop)
+    health = Health(f"sink-{kind}")
     if args.metrics_port is not None:
-        metrics.serve(args.metrics_port, host=settings.bind_host)
+        metrics.serve(args.metrics_port, host=settings.bind_host, health=health)
     config = RunnerConfig(
         group_id=args.group_id or DEFAULT_GROUP_IDS[kind],
         max_batch_rows=args.max_batch_rows,
@@ -75,7 +80,7 @@ def _run_sink(args: argparse.Namespace) -> int:
         instance_id=args.instance_id,
     )
     gate = None if args.no_gate else build_gate()
-    runner = run_sink(settings, kind, config, stop.is_set, gate=gate)
+    runner = run_sink(settings, kind, config, stop.is_set, gate=gate, health=health)
     print(f"sink {kind}: {runner.committed_batches} batches committed", file=sys.stderr)
     return 0
 

@@ -3,8 +3,11 @@
 A row is a dict keyed by `column_names(family)` with Python values: `Decimal` (money, exactly two
 decimals, >= 0), `datetime.date`, tz-aware UTC `datetime`, `int`, `float` (rate) and `str`.
 Every key of the enriched object must be present (null allowed where the column is nullable) and no
-other key may appear. Anything else raises `TerminalRecordError`: `malformed` when the bytes are not
-a JSON object, `schema_violation` when the object does not have the enriched-record shape.
+other key may appear, and every value must be storable in both warehouses (money exactly two
+decimals within NUMERIC(18,2), integers within 64 bits). Anything else raises `TerminalRecordError`:
+`malformed` when the bytes are not a JSON object, `schema_violation` when the object does not have
+the enriched-record shape. Whether a storable value is *valid* (the contract's ranges) is the
+quality gate's decision (`sinks.quality`), per row.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from sinks.errors import TerminalRecordError
 
 Row = dict[str, Any]
 
-MONEY_MAX = Decimal(10) ** 13
+STORABLE_MONEY = Decimal(10) ** 16
+"""NUMERIC(18,2) and Arrow decimal128(18, 2) hold amounts below 10^16."""
+INT64 = (-(2**63), 2**63 - 1)
 
 _PYTHON_TYPES: dict[ColumnKind, Any] = {
     "string": str,
@@ -61,17 +66,31 @@ def _money_columns(family: Family) -> tuple[str, ...]:
 
 
 @cache
+def _int_columns(family: Family) -> tuple[str, ...]:
+    return tuple(c.name for c in columns(family) if c.kind == "int")
+
+
+@cache
 def _timestamp_columns(family: Family) -> tuple[str, ...]:
     return tuple(c.name for c in columns(family) if c.kind == "timestamp")
 
 
 def check_money(name: str, value: Decimal) -> None:
-    """Raise `TerminalRecordError` unless `value` is a contract money amount with scale 2."""
+    """Raise `TerminalRecordError` unless `value` is storable money: finite, exactly 2 decimals,
+    below 10^16 in magnitude (its contract range, 0..10^13, is a quality-gate check)."""
     exponent = value.as_tuple().exponent
-    if not value.is_finite() or exponent != -2 or value < 0 or value > MONEY_MAX:
+    if not value.is_finite() or exponent != -2 or abs(value) >= STORABLE_MONEY:
         raise TerminalRecordError(
             DeadLetterReason.SCHEMA_VIOLATION,
-            f"enriched record: {name}={value} is not money (>= 0, <= 10^13, exactly 2 decimals)",
+            f"enriched record: {name}={value} is not storable money (exactly 2 decimals, below 10^16)",
+        )
+
+
+def check_int(name: str, value: int) -> None:
+    """Raise `TerminalRecordError` unless `value` fits a 64-bit integer column."""
+    if not INT64[0] <= value <= INT64[1]:
+        raise TerminalRecordError(
+            DeadLetterReason.SCHEMA_VIOLATION, f"enriched record: {name}={value} does not fit 64 bits"
         )
 
 
@@ -92,6 +111,10 @@ def decode_row(family: Family, raw: bytes) -> Row:
         value = row[name]
         if value is not None:
             check_money(name, value)
+    for name in _int_columns(family):
+        value = row[name]
+        if value is not None:
+            check_int(name, value)
     for name in _timestamp_columns(family):
         value = row[name]
         if value is not None:

@@ -14,6 +14,12 @@ A crash between any two steps replays the batch, which is harmless because every
 idempotent (SQL by `event_id`, Parquet by deterministic file names; dead letters are keyed by their
 original coordinates). Transient failures (`TransientSinkError`, broker errors) pause the assigned
 partitions and retry the step with exponential backoff, so nothing is lost or skipped.
+
+Before the first poll the sink is prepared (`Sink.prepare`: the SQL schema upgrade, the Parquet
+directory and claim index), retried the same way, so a database that is down at start-up is waited
+for, not a crash. Readiness means progress (`mic_pipeline.health.Health`): every failed attempt of a
+step reports a problem of its kind (`database`, `disk`, `write`, `deadletter`, `commit`) with the
+reason, logged once per attempt; every committed batch reports progress, which clears them.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from kafka.structs import OffsetAndMetadata
 
 from mic_pipeline import metrics
 from mic_pipeline.config import Settings
+from mic_pipeline.health import Health
 from schemas.deadletter import build_dead_letter
 from schemas.topics import DEADLETTER_TOPIC
 from sinks.batch import Batch, Rejected, Sink, SourceRecord
@@ -92,10 +99,18 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 class SinkRunner:
     """Consumes `topics` in group `config.group_id` and checkpoints batches into `sink`."""
 
-    def __init__(self, settings: Settings, sink: Sink, topics: Sequence[str], config: RunnerConfig) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sink: Sink,
+        topics: Sequence[str],
+        config: RunnerConfig,
+        health: Health | None = None,
+    ) -> None:
         self.settings = settings
         self.sink = sink
         self.config = config
+        self.health = health if health is not None else Health(f"sink-{sink.name}")
         self.buffers = Buffers(config.max_batch_rows, config.max_batch_wait_s)
         self._deadletter_topic = settings.topic(DEADLETTER_TOPIC)
         self._topics = list(topics)
@@ -163,6 +178,7 @@ class SinkRunner:
         """Poll, batch and checkpoint until `should_stop()`; then checkpoint what is buffered."""
         self._should_stop = should_stop
         try:
+            self._retrying("sink start-up", self.sink.prepare)
             while not should_stop():
                 polled = self._consumer.poll(timeout_ms=self.config.poll_timeout_ms)
                 self._buffer(polled)
@@ -214,6 +230,7 @@ class SinkRunner:
             log.info("%s: rebalance in progress at commit; checkpointing again after it", tp)
             return False
         self.committed_batches += 1
+        self.health.progress()
         return True
 
     def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
@@ -222,7 +239,7 @@ class SinkRunner:
         except (CommitFailedError, RebalanceInProgressError):
             raise
         except KafkaError as exc:
-            raise TransientSinkError(f"offset commit failed: {exc}") from exc
+            raise TransientSinkError(f"offset commit failed: {exc}", kind="commit") from exc
 
     def _produce_dead_letters(self, rejected: list[Rejected]) -> None:
         failed_at = datetime.now(UTC)
@@ -241,13 +258,20 @@ class SinkRunner:
                 event_type=item.event_type,
                 failed_at=failed_at,
             )
-            futures.append(self._producer.send(self._deadletter_topic, key=record.key, value=value))
-        self._producer.flush(timeout=self.config.ack_timeout_s)
+            try:
+                futures.append(self._producer.send(self._deadletter_topic, key=record.key, value=value))
+            except KafkaError as exc:
+                raise TransientSinkError(f"dead letter not produced: {exc}", kind="deadletter") from exc
+        try:
+            self._producer.flush(timeout=self.config.ack_timeout_s)
+        except KafkaError as exc:
+            raise TransientSinkError(f"dead letters not flushed: {exc}", kind="deadletter") from exc
         for future in futures:
             if not future.is_done:
-                raise TransientSinkError("dead letter not acknowledged in time")
+                raise TransientSinkError("dead letter not acknowledged in time", kind="deadletter")
             if future.failed():
-                raise TransientSinkError(f"dead letter not acknowledged: {future.exception}")
+                message = f"dead letter not acknowledged: {future.exception}"
+                raise TransientSinkError(message, kind="deadletter")
         for item in rejected:
             metrics.DEAD_LETTERS.labels(reason=item.reason.value).inc()
             metrics.EVENTS_OUT.labels(topic=self._deadletter_topic).inc()
@@ -260,6 +284,7 @@ class SinkRunner:
                 return action()
             except TransientSinkError as exc:
                 log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+                self.health.problem(exc.kind, f"{what}: {exc}")
             self._wait_paused(delay)
             delay = min(delay * 2, self.config.backoff_max_s)
 

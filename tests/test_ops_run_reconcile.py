@@ -66,6 +66,38 @@ def test_every_discrepancy_is_named() -> None:
     assert "NOT RECONCILED:" in summary
 
 
+def test_quarantined_rows_are_accounted_for_in_each_sink() -> None:
+    landed = Landed(
+        sql_by_family={"member": 3, "order": 2},
+        parquet_by_family={"member": 3, "order": 2},
+        dead_letters_by_reason=LANDED.dead_letters_by_reason,
+        duplicates_dropped=1,
+        sql_quarantined_by_family={"order": 1},
+        parquet_quarantined_by_family={"order": 1},
+    )
+    verdict = reconcile(EXPECTED, landed)
+    assert verdict.ok, verdict.problems
+    assert format_summary(EXPECTED, landed, verdict)[-1].startswith(
+        "RECONCILED: 10 produced = 5 landed + 3 dead letters + 1 duplicates + 1 quarantined"
+    )
+    one_sided = Landed(
+        landed.sql_by_family,
+        {"member": 3, "order": 3},
+        landed.dead_letters_by_reason,
+        1,
+        sql_quarantined_by_family={"order": 1},
+        parquet_quarantined_by_family={"order": 1},
+    )
+    assert reconcile(EXPECTED, one_sided).problems == (
+        "order_events: 3 valid produced, 2 in SQL, 3 in Parquet (quarantined: 1 SQL, 1 Parquet)",
+    )
+    uncounted = Landed(landed.sql_by_family, landed.parquet_by_family, landed.dead_letters_by_reason, 1)
+    assert reconcile(EXPECTED, uncounted).problems == (
+        "order_events: 3 valid produced, 2 in SQL, 2 in Parquet",
+        "10 produced but 9 accounted for (5 landed + 3 dead letters + 1 duplicates)",
+    )
+
+
 def test_duplicates_counted_twice_break_the_equation() -> None:
     landed = Landed(LANDED.sql_by_family, LANDED.parquet_by_family, LANDED.dead_letters_by_reason, 2)
     assert reconcile(EXPECTED, landed).problems == (

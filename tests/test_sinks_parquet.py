@@ -26,7 +26,7 @@ from sinks.parquet.layout import (
     table_dir,
 )
 from sinks.parquet.sink import ParquetSink
-from sinks.quality.verdict import Verdict
+from sinks.quality.verdict import Failure, Verdict
 from sinks.rows import Row
 
 TOPIC = "x.mic.orders.enriched"
@@ -148,18 +148,29 @@ def test_undecodable_records_are_rejected(tmp_path: Path) -> None:
     assert read(tmp_path).num_rows == 2
 
 
-class RefuseAll:
+class RefuseOdd:
+    """Refuses the rows with an odd amount (`<i>.25`, i odd)."""
+
     def check(self, family: Family, rows: Sequence[Row]) -> Verdict:
-        return Verdict(("refused",))
+        return Verdict(
+            {
+                i: (Failure("Refused", "amount_rub", "test rule", str(row["amount_rub"])),)
+                for i, row in enumerate(rows)
+                if int(row["amount_rub"]) % 2
+            }
+        )
 
 
-def test_a_refused_batch_is_quarantined_and_invisible_to_readers(tmp_path: Path) -> None:
-    sink = ParquetSink(tmp_path, TOPICS, gate=RefuseAll())
+def test_a_refused_row_is_quarantined_alone_and_invisible_to_readers(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path, TOPICS, gate=RefuseOdd())
     sink.write(order_batch(orders(5)))
-    assert files(tmp_path) == []
-    [kept] = list((tmp_path / "_quarantine/order_events").glob("*.json"))
-    assert kept.name == "x.mic.orders.enriched+0+0000000000000000000-0000000000000000004.json"
-    assert b'"reason":"refused"' in kept.read_bytes()
+    assert sorted(str(v) for v in read(tmp_path).column("amount_rub").to_pylist()) == ["0.25", "2.25", "4.25"]
+    kept = sorted(p.name for p in (tmp_path / "_quarantine/order_events").glob("*.json"))
+    assert kept == [
+        "x.mic.orders.enriched+0+0000000000000000001.json",
+        "x.mic.orders.enriched+0+0000000000000000003.json",
+    ]
+    assert b'"expectation":"Refused"' in (tmp_path / "_quarantine/order_events" / kept[0]).read_bytes()
 
 
 def test_all_families_land(tmp_path: Path) -> None:

@@ -1,11 +1,15 @@
-"""Quality gates with Great Expectations: batch suites, quarantine, and `mic-pipeline check`."""
+"""Quality gates with Great Expectations: row suites with contract rules, per-row quarantine in both
+sinks, and `mic-pipeline check`."""
 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
+import pyarrow.dataset as ds
 import pytest
 from sinks_records import BASE_TIME, company, encode, record, scenario
 from sqlalchemy import func, select
@@ -15,9 +19,10 @@ from schemas.topics import Family
 from sinks.batch import Batch, SourceRecord
 from sinks.parquet.sink import ParquetSink
 from sinks.quality.gate import GxGate
+from sinks.quality.suites import row_checks
 from sinks.rows import decode_row
 from sinks.sql.sink import SqlSink, make_engine
-from sinks.sql.tables import EVENT_TABLES, quality_results, quarantined_batches
+from sinks.sql.tables import EVENT_TABLES, quality_results, quarantined_rows
 
 TOPICS = {f"x.{family.enriched_topic}": family for family in Family}
 
@@ -38,51 +43,180 @@ def test_valid_batches_of_every_family_pass(gate: GxGate) -> None:
         assert verdict.passed, verdict.failures
 
 
-def test_bad_values_fail_the_batch_with_the_expectations_named(gate: GxGate) -> None:
+def test_each_failing_row_is_named_alone_with_its_expectations(gate: GxGate) -> None:
     rows = rows_of(Family.ORDER, scenario(10))
     rows[0]["industry"] = "shipbuilding"
-    rows[1]["event_id"] = rows[2]["event_id"]
     rows[3]["region_code"] = "00"
     rows[4]["occurred_at"] = dt.datetime(1999, 12, 31, tzinfo=dt.UTC)
     rows[5]["manufacturer_id"] = "12345"
     rows[6]["quantity"] = 0
-    failures = gate.check(Family.ORDER, rows).failures
-    assert [f.split(":")[0] for f in failures] == [
-        "ExpectColumnValuesToBeUnique(event_id)",
-        "ExpectColumnValuesToBeBetween(occurred_at)",
-        "ExpectColumnValuesToMatchRegex(manufacturer_id)",
-        "ExpectColumnValuesToBeBetween(quantity)",
-        "ExpectColumnValuesToMatchRegex(region_code)",
-        "ExpectColumnValuesToBeInSet(industry)",
-    ]
-    assert "'shipbuilding'" in failures[-1]
+    rows[6]["title"] = "A\x00B"
+    verdict = gate.check(Family.ORDER, rows)
+    named = {
+        position: [f"{f.expectation}({f.column})" for f in failures]
+        for position, failures in verdict.failed.items()
+    }
+    assert named == {
+        0: ["ExpectColumnValuesToBeInSet(industry)"],
+        3: ["ExpectColumnValuesToMatchRegex(region_code)"],
+        4: ["ExpectColumnValuesToBeBetween(occurred_at)"],
+        5: ["ExpectColumnValuesToMatchRegex(manufacturer_id)"],
+        6: ["ExpectColumnValuesToMatchRegex(title)", "ExpectColumnValuesToBeBetween(quantity)"],
+    }
+    assert verdict.failed[0][0].value == "'shipbuilding'"
+    assert verdict.failed[6][0].value == "'A\\x00B'"  # escaped, never raw
+    assert "CONTRACT.md" in verdict.failed[4][0].rule
 
 
-def bad_enum_batch(topic: str) -> Batch:
-    good = record(Family.ORDER, "order.cancelled", company(1), BASE_TIME, order_id="o1")
-    bad = record(Family.ORDER, "order.placed", company(1), BASE_TIME, order_id="o2", industry="shipbuilding")
-    records = (SourceRecord(topic, 0, 7, None, encode(good)), SourceRecord(topic, 0, 8, None, encode(bad)))
-    return Batch(topic, 0, records)
+def test_the_verdict_on_a_row_does_not_depend_on_its_batch(gate: GxGate) -> None:
+    rows = rows_of(Family.ORDER, scenario(10))
+    rows[2]["amount_rub"] = Decimal("-1.00")
+    alone = gate.check(Family.ORDER, [rows[2]]).failed[0]
+    assert gate.check(Family.ORDER, rows).failed == {2: alone}
+    twice = gate.check(Family.ORDER, [rows[2], rows[2]])  # no check looks at neighbours (uniqueness)
+    assert twice.failed == {0: alone, 1: alone}
 
 
-def test_sql_sink_quarantines_a_batch_the_gate_refuses(gate: GxGate, tmp_path: Path) -> None:
+def test_every_gate_expectation_cites_a_contract_rule() -> None:
+    for family in Family:
+        checks = row_checks(family)
+        assert checks
+        for check in checks:
+            assert check.rule.startswith("CONTRACT.md "), (family, check.label)
+            assert check.expectation != "ExpectColumnValuesToBeUnique", "uniqueness depends on the batch"
+            assert "mostly" not in check.arguments, "a row verdict cannot depend on the other rows"
+        assert len({check.label for check in checks}) == len(checks)
+
+
+def member(**change: Any) -> dict[str, Any]:
+    row = record(
+        Family.MEMBER, "member.joined", company(3), BASE_TIME, name="N", kind="company", **PROFILE_OF_MEMBER
+    )
+    row.update(change)
+    return row
+
+
+PROFILE_OF_MEMBER = {"region_code": "77", "sector": "it", "size": "small", "status": "participant"}
+
+
+@pytest.mark.parametrize(
+    ("change", "passes"),
+    [
+        ({"occurred_at": "2000-01-01T00:00:00Z"}, True),
+        ({"occurred_at": "2099-12-31T23:59:59Z"}, True),
+        ({"occurred_at": "1999-12-31T23:59:59.999999Z"}, False),
+        ({"occurred_at": "2099-12-31T23:59:59.000001Z"}, False),
+        ({"occurred_at": "9999-12-31T23:59:59Z"}, False),
+        ({"occurred_at": "0001-01-01T00:00:00Z"}, False),
+        ({"name": "x" * 300}, True),
+        ({"name": "x" * 301}, False),
+        ({"name": ""}, False),
+        ({"name": "tab\tlf\ncr\r"}, True),
+        ({"name": "A\u0000B"}, False),
+        ({"name": "esc\u001b[31m"}, False),
+        ({"name": "del\u007f"}, False),
+        ({"name": "Рога и копыта"}, True),
+        ({"company_id": "٧٧٠٠٠٠٠٠٠٠"}, False),  # Arabic-Indic digits are not INN digits
+        ({"source": "Bad Source"}, False),
+        ({"trace_id": "t" * 64}, True),
+        ({"trace_id": "t" * 65}, False),
+        ({"event_id": "not-a-uuid"}, False),
+        ({"region_code": "00"}, False),
+        ({"state_corporation": "gazprom"}, False),
+    ],
+)
+def test_member_bounds_are_the_contracts_exactly(gate: GxGate, change: dict[str, Any], passes: bool) -> None:
+    row = decode_row(Family.MEMBER, encode(member(**change)))
+    assert gate.check(Family.MEMBER, [row]).passed is passes
+
+
+@pytest.mark.parametrize(
+    ("change", "passes"),
+    [
+        ({"budget_rub": "10000000000000.00"}, True),
+        ({"budget_rub": "10000000000000.01"}, False),
+        ({"budget_rub": "0.00"}, True),
+        ({"budget_rub": "-0.01"}, False),
+        ({"deadline": "2099-12-31"}, True),
+        ({"deadline": "2100-01-01"}, False),
+        ({"deadline": "2000-01-01"}, True),
+        ({"deadline": "1999-12-31"}, False),
+        ({"title": "t" * 500}, True),
+        ({"title": "t" * 501}, False),
+        ({"order_id": "o" * 65}, False),
+        ({"quantity": 0}, False),
+    ],
+)
+def test_order_bounds_are_the_contracts_exactly(gate: GxGate, change: dict[str, Any], passes: bool) -> None:
+    row = record(
+        Family.ORDER,
+        "order.placed",
+        company(1),
+        BASE_TIME,
+        order_id="o1",
+        industry="light_industry",
+        title="t",
+        quantity=1,
+        budget_rub="1.00",
+        deadline="2020-10-01",
+    )
+    row.update(change)
+    assert gate.check(Family.ORDER, [decode_row(Family.ORDER, encode(row))]).passed is passes
+
+
+@pytest.mark.parametrize(
+    ("change", "passes"),
+    [
+        ({"invoice_amount_rub": "0.00"}, False),
+        ({"invoice_amount_rub": "0.01"}, True),
+        ({"fee_rate": 0.0}, False),
+        ({"fee_rate": 1.0}, False),
+        ({"fee_rate": 0.5}, True),
+        ({"due_date": "2100-01-01"}, False),
+    ],
+)
+def test_factoring_bounds_are_the_contracts_exactly(
+    gate: GxGate, change: dict[str, Any], passes: bool
+) -> None:
+    row = record(
+        Family.FACTORING,
+        "factoring.requested",
+        company(1),
+        BASE_TIME,
+        request_id="r1",
+        debtor_id=company(2),
+        invoice_amount_rub="5.00",
+        due_date="2020-10-01",
+    )
+    row.update(change)
+    assert gate.check(Family.FACTORING, [decode_row(Family.FACTORING, encode(row))]).passed is passes
+
+
+def far_future_batch(topic: str) -> Batch:
+    """The issue's case: a member.joined dated 9999-12-31 between valid events of its batch."""
+    rows = [member(), member(occurred_at="9999-12-31T23:59:59Z"), member(company_id=company(4))]
+    return Batch(topic, 0, tuple(SourceRecord(topic, 0, 7 + i, None, encode(r)) for i, r in enumerate(rows)))
+
+
+def test_both_sinks_quarantine_the_same_row_alone_and_land_the_rest(gate: GxGate, tmp_path: Path) -> None:
+    topic = "x.mic.membership.enriched"
+    batch = far_future_batch(topic)
     engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
-    sink = SqlSink(engine, TOPICS, "x.mic.deadletter", gate)
-    assert sink.write(bad_enum_batch("x.mic.orders.enriched")) == []
+    assert SqlSink(engine, TOPICS, "x.mic.deadletter", gate).write(batch) == []
+    parquet = ParquetSink(tmp_path / "pq", TOPICS, gate)
+    assert parquet.write(batch) == []
     with engine.connect() as connection:
-        assert connection.execute(select(func.count()).select_from(EVENT_TABLES[Family.ORDER])).scalar() == 0
-        [kept] = connection.execute(select(quarantined_batches)).all()
-    assert (kept.first_offset, kept.last_offset, kept.record_count) == (7, 8, 2)
-    assert "ExpectColumnValuesToBeInSet(industry)" in kept.reason
+        landed = connection.execute(select(func.count()).select_from(EVENT_TABLES[Family.MEMBER])).scalar()
+        [kept] = connection.execute(select(quarantined_rows)).all()
+    assert landed == 2
+    assert kept.record_offset == 8 and "ExpectColumnValuesToBeBetween" in kept.failures
+    dataset = ds.dataset(tmp_path / "pq" / "member_events", format="parquet", partitioning="hive")
+    assert dataset.to_table().num_rows == 2
+    [file] = list((tmp_path / "pq" / "_quarantine" / "member_events").glob("*.json"))
+    assert file.name == f"{topic}+0+0000000000000000008.json"
+    assert orjson.loads(file.read_bytes())["event_id"] == kept.event_id
+    parquet.close()
     engine.dispose()
-
-
-def test_parquet_sink_quarantines_a_batch_the_gate_refuses(gate: GxGate, tmp_path: Path) -> None:
-    sink = ParquetSink(tmp_path, TOPICS, gate)
-    sink.write(bad_enum_batch("x.mic.orders.enriched"))
-    assert list(tmp_path.rglob("*.parquet")) == []
-    [kept] = list((tmp_path / "_quarantine").rglob("*.json"))
-    assert b"ExpectColumnValuesToBeInSet(industry)" in kept.read_bytes()
 
 
 def test_check_stores_results_builds_data_docs_and_finds_orphans(

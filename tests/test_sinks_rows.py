@@ -38,8 +38,9 @@ def test_values_get_their_python_types_and_timestamps_become_utc() -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"amount_rub": "-1.00"}, DeadLetterReason.SCHEMA_VIOLATION),
-        ({"amount_rub": "10000000000000.01"}, DeadLetterReason.SCHEMA_VIOLATION),
+        ({"amount_rub": "10000000000000000.00"}, DeadLetterReason.SCHEMA_VIOLATION),  # not NUMERIC(18,2)
+        ({"amount_rub": "NaN"}, DeadLetterReason.SCHEMA_VIOLATION),
+        ({"quantity": 2**63}, DeadLetterReason.SCHEMA_VIOLATION),  # not 64 bits
         ({"amount_rub": "5"}, DeadLetterReason.SCHEMA_VIOLATION),
         ({"occurred_at": "2020-09-01T10:00:00"}, DeadLetterReason.SCHEMA_VIOLATION),  # no offset
         ({"event_id": None}, DeadLetterReason.SCHEMA_VIOLATION),

@@ -21,10 +21,10 @@ from sqlalchemy.engine import make_url
 from schemas.reasons import DeadLetterReason
 from schemas.topics import Family
 from sinks.batch import Batch, SourceRecord
-from sinks.quality.verdict import Verdict
+from sinks.quality.verdict import Failure, Verdict
 from sinks.rows import Row
 from sinks.sql.sink import SqlSink, make_engine
-from sinks.sql.tables import EVENT_TABLES, STATE_TABLES, dead_letters, metadata, quarantined_batches
+from sinks.sql.tables import EVENT_TABLES, STATE_TABLES, dead_letters, metadata, quarantined_rows
 
 TOPICS = {f"x.{family.enriched_topic}": family for family in Family}
 TOPIC_OF = {family: topic for topic, family in TOPICS.items()}
@@ -82,8 +82,8 @@ def count(engine: Engine, table: Any) -> int:
 
 
 def test_migrations_create_exactly_the_tables_of_the_metadata(engine: Engine) -> None:
-    make_sink(engine)
-    make_sink(engine)  # a second start is a no-op upgrade
+    make_sink(engine).prepare()
+    make_sink(engine).prepare()  # a second start is a no-op upgrade
     with engine.connect() as connection:
         diffs = compare_metadata(MigrationContext.configure(connection), metadata)
     assert diffs == []
@@ -251,21 +251,34 @@ def test_dead_letters_land_once_keyed_by_their_origin(engine: Engine) -> None:
     assert rows[1].original_encoding == "base64"
 
 
-class RefuseAll:
+class RefuseOrders:
+    """Refuses every row whose `order_id` starts with `bad`."""
+
     def check(self, family: Family, rows: Sequence[Row]) -> Verdict:
-        return Verdict((f"{family.table}: refused {len(rows)} rows",))
+        refused = {
+            i: (Failure("Refused", "order_id", "test rule", repr(row.get("order_id"))),)
+            for i, row in enumerate(rows)
+            if str(row.get("order_id") or "").startswith("bad")
+        }
+        return Verdict(refused)
 
 
-def test_a_batch_the_gate_refuses_is_quarantined_not_landed(engine: Engine) -> None:
-    [batch] = batches(scenario(3)[:1])
-    sink = make_sink(engine, RefuseAll())
+def test_a_row_the_gate_refuses_is_quarantined_alone_and_the_rest_lands(engine: Engine) -> None:
+    rows = [
+        record(Family.ORDER, "order.cancelled", company(1), BASE_TIME, order_id=order_id)
+        for order_id in ("o1", "bad1", "o2")
+    ]
+    [batch] = batches([(Family.ORDER, row) for row in rows])
+    sink = make_sink(engine, RefuseOrders())
     assert sink.write(batch) == []
-    assert sink.write(batch) == []
-    assert count(engine, EVENT_TABLES[Family.MEMBER]) == 0
+    assert sink.write(batch) == []  # a replay adds nothing
+    assert count(engine, EVENT_TABLES[Family.ORDER]) == 2
     with engine.connect() as connection:
-        [row] = connection.execute(select(quarantined_batches)).all()
-    assert row.reason == "member_events: refused 1 rows" and row.record_count == 1
-    assert orjson.loads(row.records)["event_id"] == orjson.loads(batch.records[0].value)["event_id"]
+        [kept] = connection.execute(select(quarantined_rows)).all()
+    assert (kept.event_id, kept.record_offset, kept.table_name) == (rows[1]["event_id"], 1, "order_events")
+    assert orjson.loads(kept.failures)[0]["expectation"] == "Refused"
+    assert orjson.loads(kept.record)["order_id"] == "bad1"
+    assert {r["order_id"] for r in table_rows(engine, Family.ORDER)} == {"o1", "o2"}
 
 
 def test_reporting_views_answer_from_the_state_tables(engine: Engine) -> None:
@@ -306,4 +319,4 @@ def test_sinks_starting_together_migrate_once(engine: Engine) -> None:
     failures = [p.stderr.read().decode() for p in processes if p.wait(60) != 0 and p.stderr is not None]
     assert failures == []
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"

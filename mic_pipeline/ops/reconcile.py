@@ -1,10 +1,13 @@
 """Reconciliation of a simulated run: what the ground truth says was produced against what landed.
 
 Pure functions over counts (the I/O that measures them is in `mic_pipeline.ops.warehouse_counts`).
-A run reconciles when, for every family, the distinct `event_id`s in SQL and in Parquet equal the
-valid events produced; the dead letters in SQL equal, reason by reason, the invalid records produced;
-the duplicates the stream dropped equal the re-sent records; nothing was quarantined; and so
-produced = landed + dead letters + duplicates.
+A run reconciles when, for every family, the distinct `event_id`s landed plus those quarantined by
+the quality gate equal the valid events produced, in SQL and in Parquet alike; the dead letters in
+SQL equal, reason by reason, the invalid records produced; the duplicates the stream dropped equal
+the re-sent records; no whole batch sits in the legacy batch quarantine; and so
+produced = landed + dead letters + duplicates + quarantined.
+A quarantined row is accounted for (held, listed by `mic-pipeline quarantine list`, releasable), so
+it does not break reconciliation; `status` reports it as degraded.
 """
 
 from __future__ import annotations
@@ -55,18 +58,26 @@ def expected_from(records: Iterable[GroundTruthRecord]) -> Expected:
 @dataclass(frozen=True)
 class Landed:
     """What the pipeline made of it: distinct event ids per family in SQL and in Parquet, dead letters
-    per reason in SQL, duplicates the stream dropped (None: the stream could not be asked), batches the
-    quality gate quarantined."""
+    per reason in SQL, duplicates the stream dropped (None: the stream could not be asked), distinct
+    event ids quarantined per family in SQL and in Parquet, and whole batches in the legacy batch
+    quarantine (before per-row quarantine)."""
 
     sql_by_family: Mapping[str, int]
     parquet_by_family: Mapping[str, int]
     dead_letters_by_reason: Mapping[str, int]
     duplicates_dropped: int | None
     quarantined_batches: int = 0
+    sql_quarantined_by_family: Mapping[str, int] = field(default_factory=dict)
+    parquet_quarantined_by_family: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def landed(self) -> int:
         return sum(self.sql_by_family.values())
+
+    @property
+    def quarantined(self) -> int:
+        """Events quarantined in SQL (the warehouse the equation counts landed rows in)."""
+        return sum(self.sql_quarantined_by_family.values())
 
     @property
     def dead_letters(self) -> int:
@@ -91,8 +102,15 @@ def reconcile(expected: Expected, landed: Landed) -> Reconciliation:
         want = expected.valid_by_family.get(family.value, 0)
         sql = landed.sql_by_family.get(family.value, 0)
         parquet = landed.parquet_by_family.get(family.value, 0)
-        if not want == sql == parquet:
-            problems.append(f"{family.table}: {want} valid produced, {sql} in SQL, {parquet} in Parquet")
+        sql_held = landed.sql_quarantined_by_family.get(family.value, 0)
+        parquet_held = landed.parquet_quarantined_by_family.get(family.value, 0)
+        if not want == sql + sql_held == parquet + parquet_held:
+            held = ""
+            if sql_held or parquet_held:
+                held = f" (quarantined: {sql_held} SQL, {parquet_held} Parquet)"
+            problems.append(
+                f"{family.table}: {want} valid produced, {sql} in SQL, {parquet} in Parquet{held}"
+            )
     for reason in sorted(set(expected.dead_letters_by_reason) | set(landed.dead_letters_by_reason)):
         want = expected.dead_letters_by_reason.get(reason, 0)
         got = landed.dead_letters_by_reason.get(reason, 0)
@@ -106,12 +124,13 @@ def reconcile(expected: Expected, landed: Landed) -> Reconciliation:
         )
     if landed.quarantined_batches:
         problems.append(f"{landed.quarantined_batches} batches quarantined by the quality gate")
-    accounted = landed.landed + landed.dead_letters + (landed.duplicates_dropped or 0)
+    accounted = landed.landed + landed.dead_letters + (landed.duplicates_dropped or 0) + landed.quarantined
     if accounted != expected.produced:
+        held = f" + {landed.quarantined} quarantined" if landed.quarantined else ""
         problems.append(
             f"{expected.produced} produced but {accounted} accounted for "
             f"({landed.landed} landed + {landed.dead_letters} dead letters + "
-            f"{landed.duplicates_dropped or 0} duplicates)"
+            f"{landed.duplicates_dropped or 0} duplicates{held})"
         )
     return Reconciliation(tuple(problems))
 
@@ -147,12 +166,15 @@ def format_summary(expected: Expected, landed: Landed, verdict: Reconciliation) 
     lines += [
         "",
         f"  duplicates dropped by the stream: {_n(landed.duplicates_dropped)} "
-        f"(re-sent: {expected.duplicates:,}); batches quarantined: {landed.quarantined_batches}",
+        f"(re-sent: {expected.duplicates:,}); rows quarantined: {landed.quarantined:,} SQL, "
+        f"{sum(landed.parquet_quarantined_by_family.values()):,} Parquet; "
+        f"legacy batches quarantined: {landed.quarantined_batches}",
         "",
     ]
     equation = (
         f"{expected.produced:,} produced = {landed.landed:,} landed + {landed.dead_letters:,} dead letters"
         f" + {_n(landed.duplicates_dropped)} duplicates"
+        + (f" + {landed.quarantined:,} quarantined" if landed.quarantined else "")
     )
     if verdict.ok:
         lines.append(f"RECONCILED: {equation}; dead letters match the ground truth's reasons")

@@ -1,9 +1,11 @@
 """Measuring what landed, for the demo's reconciliation: distinct event ids per family in the SQL
-warehouse and in the Parquet dataset, dead letters per reason, quarantined batches, and the stream's
-count of dropped duplicates (its `/aggregates` view).
+warehouse and in the Parquet dataset, dead letters per reason, quarantined rows per family in both
+(and legacy quarantined batches), and the stream's count of dropped duplicates (its `/aggregates`
+view).
 
 Read-only and by name (the sinks own the schema: `schemas.topics.Family.table`, `dead_letters`,
-`quarantined_batches`). Tables that do not exist yet count as empty.
+`quarantined_rows`, `quarantined_batches`, `<warehouse>/_quarantine/<table>/*.json`). Tables and
+directories that do not exist yet count as empty.
 """
 
 from __future__ import annotations
@@ -50,6 +52,40 @@ def sql_counts(database_url: str) -> tuple[dict[str, int], dict[str, int], int]:
     return by_family, reasons, quarantined
 
 
+def sql_quarantined(database_url: str) -> dict[str, int]:
+    """Distinct events quarantined per family in SQL (`quarantined_rows`)."""
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            if "quarantined_rows" not in set(inspect(connection).get_table_names()):
+                return {}
+            rows = connection.execute(
+                text("SELECT table_name, COUNT(DISTINCT event_id) FROM quarantined_rows GROUP BY table_name")
+            )
+            tables = {str(name): int(count) for name, count in rows}
+    finally:
+        engine.dispose()
+    return {family.value: tables[family.table] for family in Family if family.table in tables}
+
+
+def parquet_quarantined(warehouse_dir: Path) -> dict[str, int]:
+    """Distinct events quarantined per family in the Parquet warehouse (one file per row under
+    `_quarantine/<table>/`, named `<topic>+<partition>+<offset>.json`)."""
+    counts: dict[str, int] = {}
+    for family in Family:
+        directory = warehouse_dir / "_quarantine" / family.table
+        ids = {
+            orjson.loads(path.read_bytes())["event_id"]
+            for path in directory.glob("*.json")
+            if path.stem.count("+") == 2 and "-" not in path.stem.rsplit("+", 1)[1]
+        }
+        if ids:
+            counts[family.value] = len(ids)
+    return counts
+
+
 def parquet_counts(warehouse_dir: Path) -> dict[str, int]:
     """Distinct event ids per family in the Parquet dataset (`<warehouse>/<table>/event_date=.../`)."""
     import pyarrow.compute as pc
@@ -86,4 +122,6 @@ def measure_landed(settings: Settings, aggregates_url: str) -> Landed:
         dead_letters_by_reason=reasons,
         duplicates_dropped=duplicates_dropped(aggregates_url),
         quarantined_batches=quarantined,
+        sql_quarantined_by_family=sql_quarantined(settings.database_url),
+        parquet_quarantined_by_family=parquet_quarantined(settings.warehouse_dir),
     )

@@ -25,8 +25,10 @@ import pyarrow.parquet as pq
 
 from mic_pipeline.config import Settings
 from schemas.topics import Family
+from sinks.parquet.files import fsync_dir
 from sinks.parquet.layout import FileName, parse_partition_dir, table_dir
-from sinks.parquet.sink import fsync_dir, table_lock
+from sinks.parquet.quarantine import RELEASED_PREFIX
+from sinks.parquet.sink import table_lock
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +47,11 @@ def exchange(first: Path, second: Path) -> None:
 
 
 def is_committed(path: Path, committed: Committed) -> bool:
-    """True if every row of the file is below its partition's committed offset (or it is compacted)."""
+    """True if every row of the file is below its partition's committed offset (or it is compacted,
+    or a row released from quarantine: both are final)."""
     name = FileName.parse(path.name)
     if name is None:
-        return path.name.startswith("compacted+")
+        return path.name.startswith(("compacted+", RELEASED_PREFIX))
     return name.last_offset < committed.get((name.topic, name.partition), -1)
 
 

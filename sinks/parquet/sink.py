@@ -1,15 +1,25 @@
 """The Parquet sink: exactly-once for readers through deterministic file names.
 
-Per batch: decode, gate, group the rows by table and `event_date`, rotate (row count, event-time
-span) and write each file as `.<name>.tmp` in its final directory, fsync it, rename it to its
-deterministic name and fsync the directory. A replayed batch therefore rewrites the same files.
-Because batch boundaries come from the runner, a replay after a crash may cut the records
+Per batch: decode, claim the `event_id`s, gate, group the rows by table and `event_date`, rotate
+(row count, event-time span) and write each file as `.<name>.tmp` in its final directory, fsync it,
+rename it to its deterministic name and fsync the directory. A replayed batch therefore rewrites the
+same files. Because batch boundaries come from the runner, a replay after a crash may cut the records
 differently; so before the first batch of a freshly assigned partition lands, every file of that
 topic-partition starting at or after the batch's first offset (the group's committed position) is
 deleted: those files were written by an attempt that was never committed and are about to be
 written again. An `event_id` that a different record already carried (a re-sent event) is dropped
 (`sinks.parquet.claims`), so readers never see an event twice. Each table directory has a lock
-(`.lock`) that compaction also takes.
+(`.lock`) that compaction and `quarantine release` also take.
+
+Quarantine, per row (`sinks.quarantine.screen`): a row the gate refuses is marked `q` in its claim
+(durable) and then kept as `_quarantine/<table>/<topic>+<partition>+<offset>.json`; the rest of the
+batch lands. A claim marked `q` keeps its row out of the data files on every replay, and a claim
+marked `r` (released, see `release`) means the row already landed in its `released+...` file, so a
+replay never lands it twice. A claim marked `q` whose file was never written (a crash in between) is
+decided again.
+
+Errors: a failed file write (disk full, directory not writable) is a `TransientSinkError` (`disk
+full: ...` for ENOSPC) after its temporary file was removed, so nothing half-written stays behind.
 """
 
 from __future__ import annotations
@@ -17,50 +27,31 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import logging
-import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mic_pipeline import metrics
 from schemas.topics import Family
 from sinks.batch import Batch, Rejected, SourceRecord
-from sinks.errors import TransientSinkError
-from sinks.parquet.claims import EventIdClaims
+from sinks.errors import TerminalRecordError, TransientSinkError, disk_error
+from sinks.parquet import quarantine as kept_files
+from sinks.parquet.claims import QUARANTINED, RELEASED, EventIdClaims
+from sinks.parquet.files import fsync_dir, write_atomically
 from sinks.parquet.layout import FileName, Rotation, partition_dir, rotate, table_dir, to_table
 from sinks.quality.verdict import QualityGate
-from sinks.rows import Row, decode_batch, event_date
+from sinks.quarantine import Outcome, QuarantinedRow, Screened, refailed, screen
+from sinks.rows import Row, decode_batch, decode_row, event_date
 
 log = logging.getLogger(__name__)
 
-QUARANTINE_DIR = "_quarantine"
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink inside `path` durable."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write `path` through a hidden temporary file in the same directory, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    fsync_dir(path.parent)
+QUARANTINE_DIR = kept_files.QUARANTINE_DIR
+__all__ = ["QUARANTINE_DIR", "ParquetSink", "fsync_dir", "table_lock", "write_atomically"]
 
 
 def _parquet_writer(table: pa.Table) -> Callable[[BinaryIO], None]:
@@ -72,7 +63,7 @@ def _parquet_writer(table: pa.Table) -> Callable[[BinaryIO], None]:
 
 @contextmanager
 def table_lock(root: Path, table: str) -> Iterator[None]:
-    """Exclusive lock of one table directory (sink writes vs compaction)."""
+    """Exclusive lock of one table directory (sink writes vs compaction and releases)."""
     directory = table_dir(root, table)
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "a+b") as handle:
@@ -99,8 +90,7 @@ class ParquetSink:
         self.families_by_topic = families_by_topic
         self.gate = gate
         self.rotation = rotation or Rotation()
-        root.mkdir(parents=True, exist_ok=True)
-        self.claims = EventIdClaims(root)
+        self._claims: EventIdClaims | None = None
 
     @classmethod
     def for_pipeline(
@@ -109,38 +99,94 @@ class ParquetSink:
         """The sink for the physical enriched topics named by `topic` (e.g. `Settings.topic`)."""
         return cls(root, {topic(family.enriched_topic): family for family in Family}, gate)
 
+    @property
+    def claims(self) -> EventIdClaims:
+        self.prepare()
+        assert self._claims is not None
+        return self._claims
+
+    def prepare(self) -> None:
+        """Create the warehouse directory and open the claim index (`TransientSinkError` while the
+        directory is not writable)."""
+        if self._claims is not None:
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._claims = EventIdClaims(self.root)
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise _unwritable(exc) from exc
+
     def write(self, batch: Batch) -> list[Rejected]:
         family = self.families_by_topic[batch.topic]
         decoded = decode_batch(family, batch)
         try:
-            owned = self.claims.claim(
-                family.table, [row["event_id"] for row in decoded.rows], decoded.sources
-            )
-            rows = [row for row, mine in zip(decoded.rows, owned, strict=True) if mine]
-            sources = [source for source, mine in zip(decoded.sources, owned, strict=True) if mine]
-            metrics.DUPLICATES.labels(family=family.value).inc(
-                decoded.duplicates + len(decoded.rows) - len(rows)
-            )
             with table_lock(self.root, family.table):
                 if batch.resumed:
                     self._delete_uncommitted(family, batch)
-                if not rows:
-                    return decoded.rejected
-                verdict = self.gate.check(family, rows) if self.gate else None
-                if verdict is not None and not verdict.passed:
-                    metrics.QUALITY_GATE.labels(table=family.table, result="quarantined").inc()
-                    self._quarantine(family, batch, sources, verdict.reason)
-                    return decoded.rejected
-                if verdict is not None:
-                    metrics.QUALITY_GATE.labels(table=family.table, result="passed").inc()
-                self._write_files(family, rows, sources)
+                screened = self._screen(family, decoded.rows, decoded.sources)
+                metrics.DUPLICATES.labels(family=family.value).inc(decoded.duplicates)
+                self._quarantine(family, screened.quarantined)
+                if screened.rows:
+                    self._write_files(family, screened.rows, screened.sources)
         except (OSError, sqlite3.OperationalError) as exc:
-            raise TransientSinkError(f"warehouse directory not writable: {exc}") from exc
-        metrics.ROWS_WRITTEN.labels(sink=self.name, table=family.table).inc(len(rows))
+            raise _unwritable(exc) from exc
+        metrics.ROWS_WRITTEN.labels(sink=self.name, table=family.table).inc(len(screened.rows))
         return decoded.rejected
 
     def close(self) -> None:
-        self.claims.close()
+        if self._claims is not None:
+            self._claims.close()
+
+    def _screen(self, family: Family, rows: Sequence[Row], sources: Sequence[SourceRecord]) -> Screened:
+        """Claims first (duplicates and earlier decisions), then the gate over the undecided rows."""
+        claims = self.claims.claim(family.table, [row["event_id"] for row in rows], sources)
+        undecided_rows, undecided_sources, marked = [], [], []
+        skipped = 0
+        for row, source, claim in zip(rows, sources, claims, strict=True):
+            if not claim.owned or claim.status == RELEASED:
+                skipped += 1  # a re-sent copy, or a row a release already landed
+                continue
+            if claim.status == QUARANTINED:
+                entry = QuarantinedRow(
+                    family.table,
+                    source.topic,
+                    source.partition,
+                    source.offset,
+                    str(row["event_id"]),
+                    "",
+                    (),
+                    "",
+                    dt.datetime.now(dt.UTC),
+                )
+                if kept_files.is_kept(self.root, entry):
+                    continue  # stays quarantined until released
+                marked.append(str(row["event_id"]))  # marked, file never written: decide again
+            undecided_rows.append(row)
+            undecided_sources.append(source)
+        metrics.DUPLICATES.labels(family=family.value).inc(skipped)
+        screened = screen(family, self.gate, undecided_rows, undecided_sources)
+        again = {str(entry.event_id) for entry in screened.quarantined}
+        unmark = [event_id for event_id in marked if event_id not in again]
+        if unmark:
+            self.claims.mark(family.table, unmark, None)
+        return screened
+
+    def _quarantine(self, family: Family, entries: Sequence[QuarantinedRow]) -> None:
+        """Mark the claims `q` (durable), then write the files: a file never exists unmarked."""
+        if not entries:
+            return
+        self.claims.mark(family.table, [entry.event_id for entry in entries], QUARANTINED)
+        for entry in entries:
+            kept_files.keep(self.root, entry)
+            log.error(
+                "quarantined %s event %s (%s[%d]@%d): %s",
+                entry.table,
+                entry.key,
+                entry.topic,
+                entry.partition,
+                entry.offset,
+                entry.reason,
+            )
 
     def _write_files(self, family: Family, rows: Sequence[Row], sources: Sequence[SourceRecord]) -> None:
         by_date: dict[dt.date, list[int]] = {}
@@ -168,19 +214,42 @@ class ParquetSink:
                 path.unlink()
                 fsync_dir(path.parent)
 
-    def _quarantine(self, family: Family, batch: Batch, sources: Sequence[SourceRecord], reason: str) -> None:
-        name = FileName(batch.topic, batch.partition, batch.first_offset, batch.last_offset)
-        path = self.root / QUARANTINE_DIR / family.table / str(name).replace(".parquet", ".json")
-        document = {
-            "table": family.table,
-            "topic": batch.topic,
-            "partition": batch.partition,
-            "first_offset": batch.first_offset,
-            "last_offset": batch.last_offset,
-            "reason": reason,
-            "quarantined_at": dt.datetime.now(dt.UTC).isoformat(),
-            "records": [source.value.decode("utf-8") for source in sources],
-        }
-        payload = orjson.dumps(document)
-        write_atomically(path, lambda handle: handle.write(payload))
-        log.error("quarantined %s: %s", path, reason)
+    def release(self, family: Family, entries: Sequence[QuarantinedRow]) -> list[Outcome]:
+        """Re-check quarantined rows of `family` against the current gate; land those that pass in
+        their `released+...` file (claim marked `r`, then the quarantine file removed), keep the
+        others with their new failures. Idempotent: an interrupted release is completed by the next."""
+        outcomes: list[Outcome] = []
+        with table_lock(self.root, family.table):
+            candidates: list[tuple[QuarantinedRow, Row]] = []
+            for entry in entries:
+                source = SourceRecord(entry.topic, entry.partition, entry.offset, None, b"")
+                claim = self.claims.lookup(family.table, entry.event_id, source)
+                if not claim.owned or claim.status != QUARANTINED:
+                    kept_files.drop(self.root, entry)  # already landed (released, or never held)
+                    outcomes.append(Outcome(entry, "released" if claim.status == RELEASED else "landed"))
+                    continue
+                try:
+                    candidates.append((entry, decode_row(family, entry.record.encode("utf-8"))))
+                except TerminalRecordError as exc:
+                    outcomes.append(Outcome(entry, "still failing", exc.detail))
+            verdict = self.gate.check(family, [row for _, row in candidates]) if self.gate else None
+            for position, (entry, row) in enumerate(candidates):
+                failures = verdict.failures_of(position) if verdict else ()
+                if failures:
+                    kept_files.keep(self.root, refailed(entry, failures))
+                    outcomes.append(Outcome(entry, "still failing", "; ".join(f.summary for f in failures)))
+                    continue
+                path = partition_dir(self.root, family.table, event_date(row)) / kept_files.released_name(
+                    entry
+                )
+                write_atomically(path, _parquet_writer(to_table(family, [row])))
+                self.claims.mark(family.table, [entry.event_id], RELEASED)
+                kept_files.drop(self.root, entry)
+                outcomes.append(Outcome(entry, "released"))
+        return outcomes
+
+
+def _unwritable(error: OSError | sqlite3.OperationalError) -> TransientSinkError:
+    if isinstance(error, OSError):
+        return disk_error(error, "warehouse directory not writable")
+    return disk_error(OSError(str(error)), "warehouse index not writable")

@@ -1,6 +1,7 @@
 """`mic-pipeline check`: the quality suites over the whole SQL warehouse.
 
-Every event table gets its batch suite plus referential checks (the company, and an order's
+Every event table gets its row suite (the gate's, `sinks.quality.suites.row_checks`), uniqueness of
+`event_id` over the whole table, plus referential checks (the company, and an order's
 manufacturer, must be in `companies`); every current-state table gets a suite of its own; each
 Parquet dataset (`parquet_<table>`) gets its event table's suite, referential checks against the
 members in the dataset's own `member_events`, and so also a uniqueness check of `event_id` across
@@ -26,8 +27,8 @@ from sqlalchemy import Engine, Table, insert, select
 
 from schemas.topics import Family
 from schemas.warehouse import column_names
-from sinks.quality.gate import GxValidator, describe_failure, frame, type_name
-from sinks.quality.suites import INN_TEXT, MONEY_TEXT, REGION_TEXT, Check, batch_checks, referential_columns
+from sinks.quality.gate import GxValidator, describe_failure, frame
+from sinks.quality.suites import INN_TEXT, MONEY_TEXT, REGION_TEXT, Check, referential_columns, row_checks
 from sinks.sql.migrate import upgrade
 from sinks.sql.sink import make_engine
 from sinks.sql.tables import EVENT_TABLES, STATE_TABLES, companies, quality_results
@@ -61,25 +62,33 @@ def state_checks(family: Family) -> list[Check]:
     table = STATE_TABLES[family]
     key = table.primary_key.columns.values()[0].name
     status = "membership" if family is Family.MEMBER else "status"
+    one_row = f"CONTRACT.md Warehouse: {table.name} holds one row per entity"
+    lifecycle = "CONTRACT.md Families: the lifecycle of the family"
     checks = [
-        Check("ExpectColumnValuesToNotBeNull", key),
-        Check("ExpectColumnValuesToBeUnique", key),
-        Check("ExpectColumnValuesToBeInSet", status, {"value_set": _STATUSES[family]}),
-        Check("ExpectColumnValuesToMatchRegex", "company_id", {"regex": INN_TEXT}),
+        Check("ExpectColumnValuesToNotBeNull", key, rule=one_row),
+        Check("ExpectColumnValuesToBeUnique", key, rule=one_row),
+        Check("ExpectColumnValuesToBeInSet", status, {"value_set": _STATUSES[family]}, lifecycle),
+        Check("ExpectColumnValuesToMatchRegex", "company_id", {"regex": INN_TEXT}, "CONTRACT.md: INN"),
     ]
     if family is Family.MEMBER:
-        checks.append(Check("ExpectColumnValuesToMatchRegex", "region_code", {"regex": REGION_TEXT}))
+        region = "CONTRACT.md Membership: region_code"
+        checks.append(Check("ExpectColumnValuesToMatchRegex", "region_code", {"regex": REGION_TEXT}, region))
+    money = "CONTRACT.md Envelope: money fields >= 0, at most 2 decimals, at most 10^13"
     for column in table.columns:
         if column.name.endswith("_rub"):
-            checks.append(Check("ExpectColumnValuesToMatchRegex", column.name, {"regex": MONEY_TEXT}))
+            checks.append(Check("ExpectColumnValuesToMatchRegex", column.name, {"regex": MONEY_TEXT}, money))
     return checks
 
 
 def event_checks(family: Family, member_ids: list[str]) -> list[Check]:
-    """The batch suite of an event table plus its referential checks against `member_ids`."""
-    checks = list(batch_checks(family))
+    """The row suite of an event table, uniqueness of `event_id` over the table, and referential
+    checks against `member_ids`."""
+    checks = list(row_checks(family))
+    unique = "CONTRACT.md Warehouse: one row per event, keyed by event_id"
+    checks.append(Check("ExpectColumnValuesToBeUnique", "event_id", rule=unique))
+    member = "CONTRACT.md Business rules 1: the company (and an order's manufacturer) is a member"
     for column in referential_columns(family):
-        checks.append(Check("ExpectColumnValuesToBeInSet", column, {"value_set": member_ids}))
+        checks.append(Check("ExpectColumnValuesToBeInSet", column, {"value_set": member_ids}, member))
     return checks
 
 
@@ -179,31 +188,24 @@ def check_warehouse(database_url: str, docs_dir: Path, parquet_root: Path | None
         for name, checkpoint in zip(validator.checks, checkpoints, strict=True):
             outcome = checkpoint.run(batch_parameters={"dataframe": frames[name]})
             [validation] = outcome.run_results.values()
-            results.extend(_results(name, validator.checks[name], validation.results))
+            results.extend(_results(name, validator.by_check(name, validation.results)))
         _store(engine, results)
         return results
     finally:
         engine.dispose()
 
 
-def _results(table: str, checks: tuple[Check, ...], items: list[Any]) -> list[CheckResult]:
-    by_label: dict[str, Mapping[str, Any]] = {}
-    success: dict[str, bool] = {}
-    for item in items:
-        config = item.expectation_config
-        label = f"{type_name(config.type)}({config.kwargs.get('column')})"
-        by_label[label] = dict(item.result or {})
-        success[label] = bool(item.success)
+def _results(table: str, outcomes: list[tuple[Check, bool, dict[str, Any]]]) -> list[CheckResult]:
     return [
         CheckResult(
             table,
             check.label,
-            success[check.label],
-            by_label[check.label].get("unexpected_count"),
-            by_label[check.label].get("element_count"),
-            "" if success[check.label] else describe_failure(check, by_label[check.label]),
+            success,
+            result.get("unexpected_count"),
+            result.get("element_count"),
+            "" if success else describe_failure(check, result),
         )
-        for check in checks
+        for check, success, result in outcomes
     ]
 
 

@@ -1,8 +1,12 @@
 """Great Expectations 1.x execution of the suites (`sinks.quality.suites`).
 
 Importing GX costs seconds: construct `GxGate` once per process. Each `check` builds a pandas frame
-of the batch (money as its canonical text, timestamps as UTC datetimes) and validates it with the
-family's suite; progress bars are switched off so they never reach the logs.
+of the rows (money as its canonical text, dates and timestamps as microsecond UTC timestamps, which
+hold years 1..9999, so an out-of-range value is judged by its expectation instead of breaking the
+frame) and validates it with the family's suite in one pass with booleans only. Only when an
+expectation failed is the frame validated again, restricted to the failed expectations, asking for
+the failing row indices (`COMPLETE` result format): the cost stays per batch, not per row.
+Progress bars are switched off so they never reach the logs.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from great_expectations.data_context.types.base import (
 
 from schemas.topics import Family
 from schemas.warehouse import columns
-from sinks.quality.suites import Check, batch_checks
-from sinks.quality.verdict import Verdict
+from sinks.quality.suites import Check, row_checks
+from sinks.quality.verdict import Failure, Verdict, shown_value
 from sinks.rows import Row
+
+_FRAME_TYPES = {"date": "datetime64[us, UTC]", "timestamp": "datetime64[us, UTC]"}
 
 
 def _money_text(value: Any) -> str | None:
@@ -32,28 +38,32 @@ def _money_text(value: Any) -> str | None:
     return format(value, "f") if isinstance(value, Decimal) else str(value)
 
 
+def _day(value: Any) -> Any:
+    return None if value is None else pd.Timestamp(value.year, value.month, value.day, tz="UTC")
+
+
 def frame(family: Family, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """The rows as a pandas frame for validation: money as text, dates and timestamps as datetimes."""
-    data: dict[str, list[Any]] = {}
+    """The rows as a pandas frame for validation: money as text, dates and timestamps as UTC
+    microsecond timestamps (dates at midnight)."""
+    data: dict[str, Any] = {}
     for column in columns(family):
         values = [row[column.name] for row in rows]
         if column.kind == "money":
-            values = [
-                None if v is None else format(v, "f") if isinstance(v, Decimal) else str(v) for v in values
-            ]
-        data[column.name] = values
-    result = pd.DataFrame(data)
-    for column in columns(family):
-        if column.kind in ("date", "timestamp"):
-            result[column.name] = pd.to_datetime(result[column.name], utc=True)
-    return result
+            data[column.name] = [_money_text(v) for v in values]
+        elif column.kind == "date":
+            data[column.name] = pd.Series([_day(v) for v in values], dtype=_FRAME_TYPES["date"])
+        elif column.kind == "timestamp":
+            data[column.name] = pd.Series(values, dtype=_FRAME_TYPES["timestamp"])
+        else:
+            data[column.name] = values
+    return pd.DataFrame(data)
 
 
 def describe_failure(check: Check, result: Mapping[str, Any]) -> str:
-    """One line for a failed expectation: which, how many, a few examples."""
+    """One line for a failed expectation over a whole table: which, how many, a few examples."""
     unexpected = result.get("unexpected_count")
     examples = result.get("partial_unexpected_list") or []
-    sample = ", ".join(repr(v) for v in examples[:3])
+    sample = ", ".join(shown_value(v) for v in examples[:3])
     count = f"{unexpected} unexpected" if unexpected is not None else "failed"
     return f"{check.label}: {count}" + (f" (e.g. {sample})" if sample else "")
 
@@ -71,14 +81,20 @@ class GxValidator:
         self.checks = {name: tuple(checks) for name, checks in suites.items()}
         self._batches: dict[str, Any] = {}
         self._suites: dict[str, Any] = {}
+        self._by_id: dict[str, dict[str, Check]] = {}
         for name, checks in self.checks.items():
             asset = source.add_dataframe_asset(name)
             self._batches[name] = asset.add_batch_definition_whole_dataframe(f"{name}_batch")
-            suite = self.context.suites.add(gx.ExpectationSuite(name=name))
-            for check in checks:
-                expectation_type = getattr(gx.expectations, check.expectation)
-                suite.add_expectation(expectation_type(column=check.column, **check.arguments))
-            self._suites[name] = suite
+            self._suites[name] = self._suite(name, checks)
+
+    def _suite(self, name: str, checks: Sequence[Check]) -> Any:
+        suite = self.context.suites.add(gx.ExpectationSuite(name=name))
+        by_id = self._by_id.setdefault(name, {})
+        for check in checks:
+            expectation_type = getattr(gx.expectations, check.expectation)
+            added = suite.add_expectation(expectation_type(column=check.column, **check.arguments))
+            by_id[str(added.id)] = check
+        return suite
 
     def batch_definition(self, name: str) -> Any:
         """The GX batch definition (a whole pandas frame) of table `name`."""
@@ -89,7 +105,7 @@ class GxValidator:
         return self._suites[name]
 
     def validate(
-        self, name: str, data: pd.DataFrame, result_format: str = "SUMMARY"
+        self, name: str, data: pd.DataFrame, result_format: str | dict[str, Any] = "SUMMARY"
     ) -> list[tuple[Check, bool, dict[str, Any]]]:
         """Run suite `name` on `data`: `(check, success, result)` per expectation, in suite order.
 
@@ -97,30 +113,51 @@ class GxValidator:
         """
         batch = self._batches[name].get_batch(batch_parameters={"dataframe": data})
         outcome = batch.validate(self._suites[name], result_format=result_format)
-        by_label: dict[str, tuple[bool, dict[str, Any]]] = {}
-        for item in outcome.results:
-            config = item.expectation_config
-            label = f"{type_name(config.type)}({config.kwargs.get('column')})"
-            by_label[label] = (bool(item.success), dict(item.result or {}))
-        return [(check, *by_label[check.label]) for check in self.checks[name]]
+        return self.by_check(name, outcome.results)
 
+    def failing_rows(self, name: str, data: pd.DataFrame, failed: Sequence[Check]) -> dict[Check, list[int]]:
+        """The row indices of `data` each of the `failed` checks of suite `name` refuses (each check
+        validated alone, with the complete result format)."""
+        batch = self._batches[name].get_batch(batch_parameters={"dataframe": data})
+        found = {}
+        for check in failed:
+            expectation = getattr(gx.expectations, check.expectation)(column=check.column, **check.arguments)
+            result = batch.validate(expectation, result_format={"result_format": "COMPLETE"})
+            found[check] = [int(i) for i in (result.result or {}).get("unexpected_index_list") or []]
+        return found
 
-def type_name(snake: str) -> str:
-    """`expect_column_values_to_be_unique` -> `ExpectColumnValuesToBeUnique`."""
-    return "".join(part.title() for part in snake.split("_"))
+    def by_check(self, name: str, results: Sequence[Any]) -> list[tuple[Check, bool, dict[str, Any]]]:
+        """GX results of suite `name` as `(check, success, result)`, in suite order."""
+        found: dict[Check, tuple[bool, dict[str, Any]]] = {}
+        for item in results:
+            check = self._by_id[name][str(item.expectation_config.id)]
+            found[check] = (bool(item.success), dict(item.result or {}))
+        return [(check, *found[check]) for check in self.checks[name] if check in found]
 
 
 class GxGate:
-    """The quality gate of the sinks (`QualityGate` protocol): the batch suite of each table."""
+    """The quality gate of the sinks (`QualityGate` protocol): the row suite of each table."""
 
     def __init__(self) -> None:
-        self.validator = GxValidator({family.table: batch_checks(family) for family in Family})
+        self.validator = GxValidator({family.table: row_checks(family) for family in Family})
 
     def check(self, family: Family, rows: Sequence[Row]) -> Verdict:
-        """Validate quickly (booleans only); only a failing batch is validated again for details."""
+        """Validate the batch once (booleans only); only if something failed, ask GX which rows."""
+        if not rows:
+            return Verdict()
         data = frame(family, rows)
         results = self.validator.validate(family.table, data, "BOOLEAN_ONLY")
-        if all(ok for _, ok, _ in results):
+        failed_checks = [check for check, ok, _ in results if not ok]
+        if not failed_checks:
             return Verdict()
-        results = self.validator.validate(family.table, data)
-        return Verdict(tuple(describe_failure(c, r) for c, ok, r in results if not ok))
+        failing = self.validator.failing_rows(family.table, data, failed_checks)
+        by_row: dict[int, list[Failure]] = {}
+        for check in failed_checks:
+            for position in failing.get(check, []):
+                value = rows[position][check.column]
+                by_row.setdefault(position, []).append(
+                    Failure(check.expectation, check.column, check.rule, shown_value(value))
+                )
+        if not by_row:
+            raise RuntimeError(f"GX failed {[c.label for c in failed_checks]} but named no failing row")
+        return Verdict({position: tuple(failures) for position, failures in sorted(by_row.items())})

@@ -4,6 +4,11 @@ A dead letter is keyed by its original coordinates (topic, partition, offset), s
 published twice (a replayed stream or sink) lands once. A record of the dead-letter topic that is not
 a readable dead letter is never dropped: it lands keyed by its own coordinates in the dead-letter
 topic, with reason `malformed` and its bytes kept.
+
+Every value is made storable on PostgreSQL too: a text field holding U+0000 (which PostgreSQL text
+cannot hold) is escaped (`\\x00`), an `original_value` holding it is kept as base64 of its UTF-8
+bytes (`original_encoding: base64`), and short columns are cut to their width. A dead letter the
+database still refuses is stored by `unstorable_row`: keyed by its own coordinates, bytes as base64.
 """
 
 from __future__ import annotations
@@ -21,14 +26,31 @@ _REQUIRED = ("reason", "detail", "original_topic", "original_partition", "origin
 
 
 def _text(raw: bytes) -> tuple[str, str | None]:
-    try:
-        return raw.decode("utf-8"), None
-    except UnicodeDecodeError:
-        return base64.b64encode(raw).decode("ascii"), "base64"
+    """Bytes as UTF-8 text, or as base64 when they are not UTF-8 or hold U+0000."""
+    if b"\x00" not in raw:
+        try:
+            return raw.decode("utf-8"), None
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(raw).decode("ascii"), "base64"
 
 
-def _optional_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+def _clean(value: str, width: int | None = None) -> str:
+    text = value.replace("\x00", "\\x00") if "\x00" in value else value
+    return text if width is None else text[:width]
+
+
+def _optional_str(value: Any, width: int | None = None) -> str | None:
+    return _clean(value, width) if isinstance(value, str) else None
+
+
+def _value_text(value: Any, encoding: Any) -> tuple[str | None, str | None]:
+    """`original_value` and its encoding, as base64 when the text holds U+0000."""
+    if not isinstance(value, str):
+        return None, _optional_str(encoding, 16)
+    if "\x00" in value:
+        return base64.b64encode(value.encode("utf-8", "surrogatepass")).decode("ascii"), "base64"
+    return value, _optional_str(encoding, 16)
 
 
 def _timestamp(value: Any) -> dt.datetime | None:
@@ -49,7 +71,7 @@ def _unreadable(record: SourceRecord, why: str) -> dict[str, Any]:
         "original_partition": record.partition,
         "original_offset": record.offset,
         "reason": DeadLetterReason.MALFORMED.value,
-        "detail": f"unreadable dead-letter record ({why}); kept with its own coordinates",
+        "detail": _clean(f"unreadable dead-letter record ({why}); kept with its own coordinates"),
         "event_id": None,
         "event_type": None,
         "original_key": key,
@@ -59,6 +81,16 @@ def _unreadable(record: SourceRecord, why: str) -> dict[str, Any]:
         "deadletter_partition": record.partition,
         "deadletter_offset": record.offset,
     }
+
+
+def unstorable_row(record: SourceRecord, error: str) -> dict[str, Any]:
+    """The row of a dead-letter record the database refused: its own coordinates, bytes in base64."""
+    row = _unreadable(record, f"the database refused it: {_clean(error, 300)}")
+    row["original_value"] = base64.b64encode(record.value).decode("ascii")
+    row["original_encoding"] = "base64"
+    if record.key is not None:
+        row["original_key"] = base64.b64encode(record.key).decode("ascii")
+    return row
 
 
 def dead_letter_row(record: SourceRecord) -> dict[str, Any]:
@@ -75,18 +107,20 @@ def dead_letter_row(record: SourceRecord) -> dict[str, Any]:
     partition, offset = letter["original_partition"], letter["original_offset"]
     if not isinstance(partition, int) or not isinstance(offset, int):
         return _unreadable(record, "original_partition/original_offset are not integers")
-    original_value = letter.get("original_value")
+    if not -(2**31) <= partition < 2**31 or not -(2**63) <= offset < 2**63:
+        return _unreadable(record, "original_partition/original_offset out of range")
+    value, encoding = _value_text(letter.get("original_value"), letter.get("original_encoding"))
     return {
-        "original_topic": str(letter["original_topic"]),
+        "original_topic": _clean(str(letter["original_topic"]), 249),
         "original_partition": partition,
         "original_offset": offset,
-        "reason": str(letter["reason"]),
-        "detail": str(letter["detail"]),
-        "event_id": _optional_str(letter.get("event_id")),
-        "event_type": _optional_str(letter.get("event_type")),
+        "reason": _clean(str(letter["reason"]), 40),
+        "detail": _clean(str(letter["detail"])),
+        "event_id": _optional_str(letter.get("event_id"), 64),
+        "event_type": _optional_str(letter.get("event_type"), 64),
         "original_key": _optional_str(letter.get("original_key")),
-        "original_value": original_value if isinstance(original_value, str) else None,
-        "original_encoding": _optional_str(letter.get("original_encoding")),
+        "original_value": value,
+        "original_encoding": encoding,
         "failed_at": _timestamp(letter.get("failed_at")),
         "deadletter_partition": record.partition,
         "deadletter_offset": record.offset,

@@ -6,9 +6,18 @@ session-local staging table and moved with `INSERT … SELECT … ON CONFLICT (e
 on SQLite they are inserted with one `executemany` of `INSERT … ON CONFLICT DO NOTHING`.
 Schema creation and upgrades are the Alembic migrations, run when the sink starts.
 
+Before rows land, the quality gate screens them (`sinks.quarantine.screen`): a failing row is
+quarantined alone in `quarantined_rows`, in the same transaction as the rest of its batch.
+
 Errors: connection loss, lock timeouts and a full disk are `TransientSinkError` (the runner retries
-the batch); a row the database refuses (a data or integrity error) is isolated by writing the rows
-one by one, and only the refused ones are rejected to the dead-letter topic.
+the batch with backoff, and its health names the reason); this includes the schema upgrade, run
+before the first batch (`prepare`), so a database that is down at start-up is retried like one that
+goes down mid-run. A row the database refuses (a data or integrity error, from SQLAlchemy or from
+psycopg's raw COPY cursor) is isolated by bisecting the batch (O(k log n) transactions for k refused
+rows) and quarantined with the database's message; the rest lands. It is quarantined, not
+dead-lettered, because it passed the contract's checks: the refusal is a property of this
+warehouse (fixable, e.g. by a migration or a stricter gate), and a quarantined row can be released
+into the table exactly once when it is fixed.
 """
 
 from __future__ import annotations
@@ -19,27 +28,62 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from mic_pipeline import metrics
-from schemas.reasons import DeadLetterReason
 from schemas.topics import DEADLETTER_TOPIC, Family
-from sinks.batch import Batch, Rejected
-from sinks.errors import TransientSinkError
+from sinks.batch import Batch, Rejected, SourceRecord
+from sinks.errors import TerminalRecordError, TransientSinkError, first_line, is_disk_full
 from sinks.quality.verdict import QualityGate
-from sinks.rows import Row, decode_batch
-from sinks.sql.deadletters import dead_letter_row
+from sinks.quarantine import (
+    Outcome,
+    QuarantinedRow,
+    database_refusal,
+    event_key,
+    quarantined,
+    refailed,
+    screen,
+)
+from sinks.rows import Row, decode_batch, decode_row
+from sinks.sql.deadletters import dead_letter_row, unstorable_row
 from sinks.sql.migrate import upgrade
+from sinks.sql.quarantine import (
+    any_quarantined,
+    insert_quarantined,
+    lock_quarantine,
+    quarantined_ids,
+    refail,
+    remove,
+)
 from sinks.sql.state import refresh_state
-from sinks.sql.tables import EVENT_TABLES, dead_letters, entity_key, quarantined_batches
+from sinks.sql.tables import EVENT_TABLES, dead_letters, entity_key
 
 log = logging.getLogger(__name__)
 
-TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError, OSError)
+TRANSIENT_DB_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    OSError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+"""The database (or its disk) is unavailable for now: retry the batch."""
+ROW_DB_ERRORS = (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError)
+"""The database refuses a row for good: isolate it (psycopg's own classes come from the raw COPY
+cursor, SQLAlchemy's from everything else)."""
+
+
+def unavailable(error: BaseException) -> TransientSinkError:
+    """The transient error (with its health kind) of a database failure."""
+    if is_disk_full(error):
+        return TransientSinkError(f"disk full: {first_line(error)}", kind="disk")
+    return TransientSinkError(f"database unavailable: {first_line(error)}", kind="database")
 
 
 def make_engine(url: str) -> Engine:
@@ -113,7 +157,7 @@ class SqlSink:
         self.families_by_topic = families_by_topic
         self.deadletter_topic = deadletter_topic
         self.gate = gate
-        upgrade(engine)
+        self._prepared = False
 
     @classmethod
     def for_pipeline(
@@ -123,14 +167,25 @@ class SqlSink:
         families = {topic(family.enriched_topic): family for family in Family}
         return cls(make_engine(database_url), families, topic(DEADLETTER_TOPIC), gate)
 
+    def prepare(self) -> None:
+        """Create or upgrade the schema (once); `TransientSinkError` while the database is down."""
+        if self._prepared:
+            return
+        try:
+            upgrade(self.engine)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise unavailable(exc) from exc
+        self._prepared = True
+
     def write(self, batch: Batch) -> list[Rejected]:
+        self.prepare()
         try:
             if batch.topic == self.deadletter_topic:
                 self._land_dead_letters(batch)
                 return []
             return self._land_events(self.families_by_topic[batch.topic], batch)
         except TRANSIENT_DB_ERRORS as exc:
-            raise TransientSinkError(f"database unavailable: {exc}") from exc
+            raise unavailable(exc) from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -140,80 +195,129 @@ class SqlSink:
         for record in batch.records:
             row = dead_letter_row(record)
             rows[(row["original_topic"], row["original_partition"], row["original_offset"])] = row
-        with self.engine.begin() as connection:
-            _insert_ignoring_conflicts(connection, dead_letters, list(rows.values()))
-        metrics.ROWS_WRITTEN.labels(sink=self.name, table=dead_letters.name).inc(len(rows))
+        self._insert_dead_letters(list(rows.values()), batch)
+
+    def _insert_dead_letters(self, rows: list[dict[str, Any]], batch: Batch) -> None:
+        """Insert dead-letter rows; a row the database refuses is bisected out and stored as an
+        unreadable dead letter keyed by its own coordinates (its bytes kept), never dropped."""
+        try:
+            with self.engine.begin() as connection:
+                _insert_ignoring_conflicts(connection, dead_letters, rows)
+            metrics.ROWS_WRITTEN.labels(sink=self.name, table=dead_letters.name).inc(len(rows))
+            return
+        except ROW_DB_ERRORS as exc:
+            if len(rows) == 1:
+                [record] = [r for r in batch.records if r.offset == rows[0]["deadletter_offset"]] or [
+                    batch.records[0]
+                ]
+                log.warning("dead letter at offset %d refused (%s); kept as unreadable", record.offset, exc)
+                with self.engine.begin() as connection:
+                    _insert_ignoring_conflicts(
+                        connection, dead_letters, [unstorable_row(record, first_line(exc))]
+                    )
+                return
+        middle = len(rows) // 2
+        self._insert_dead_letters(rows[:middle], batch)
+        self._insert_dead_letters(rows[middle:], batch)
 
     def _land_events(self, family: Family, batch: Batch) -> list[Rejected]:
         decoded = decode_batch(family, batch)
         metrics.DUPLICATES.labels(family=family.value).inc(decoded.duplicates)
         if not decoded.rows:
             return decoded.rejected
-        verdict = self.gate.check(family, decoded.rows) if self.gate else None
-        if verdict is not None and not verdict.passed:
-            metrics.QUALITY_GATE.labels(table=family.table, result="quarantined").inc()
-            self._quarantine(family, batch, [r.value for r in decoded.sources], verdict.reason)
-            return decoded.rejected
-        if verdict is not None:
-            metrics.QUALITY_GATE.labels(table=family.table, result="passed").inc()
+        screened = screen(family, self.gate, decoded.rows, decoded.sources)
         try:
-            self._land_rows(family, decoded.rows)
-            return decoded.rejected
-        except (DataError, IntegrityError) as exc:
-            log.warning("batch refused (%s); isolating the refused rows", exc.orig)
-        refused = self._land_rows_one_by_one(family, decoded.rows)
-        return decoded.rejected + [
-            Rejected(
-                source,
-                DeadLetterReason.SCHEMA_VIOLATION,
-                f"database refused the row: {error}",
-                row["event_id"],
-                row["event_type"],
+            self._land(family, screened.rows, screened.quarantined)
+        except ROW_DB_ERRORS as exc:
+            log.warning(
+                "%s[%d] %d..%d refused by the database (%s); bisecting to isolate the refused rows",
+                batch.topic,
+                batch.partition,
+                batch.first_offset,
+                batch.last_offset,
+                first_line(exc),
             )
-            for row, source, error in zip(decoded.rows, decoded.sources, refused, strict=True)
-            if error is not None
-        ]
+            refused = self._bisect(family, screened.rows, screened.sources, exc)
+            self._land(family, [], screened.quarantined + refused)
+        return decoded.rejected
 
-    def _land_rows(self, family: Family, rows: Sequence[Row]) -> None:
+    def _land(self, family: Family, rows: Sequence[Row], kept: Sequence[QuarantinedRow]) -> None:
+        """One transaction: the rows (less those whose event is quarantined) with the state they
+        change, and the quarantined rows (less those whose event already landed)."""
         key = entity_key(family)
         with self.engine.begin() as connection:
-            insert_events(connection, family, rows)
-            refresh_state(connection, family, (row[key] for row in rows))
+            if kept:
+                lock_quarantine(connection, family)
+            if rows and any_quarantined(connection, family):
+                held = quarantined_ids(connection, family, (row["event_id"] for row in rows))
+                rows = [row for row in rows if event_key(row["event_id"]) not in held]
+                metrics.DUPLICATES.labels(family=family.value).inc(len(held))
+            if rows:
+                insert_events(connection, family, rows)
+                refresh_state(connection, family, (row[key] for row in rows))
+            added = insert_quarantined(connection, family, kept) if kept else []
         metrics.ROWS_WRITTEN.labels(sink=self.name, table=family.table).inc(len(rows))
+        for entry in added:
+            log.error(
+                "quarantined %s event %s (%s[%d]@%d): %s",
+                entry.table,
+                entry.key,
+                entry.topic,
+                entry.partition,
+                entry.offset,
+                entry.reason,
+            )
 
-    def _land_rows_one_by_one(self, family: Family, rows: Sequence[Row]) -> list[str | None]:
-        errors: list[str | None] = []
-        for row in rows:
+    def _bisect(
+        self, family: Family, rows: Sequence[Row], sources: Sequence[SourceRecord], error: BaseException
+    ) -> list[QuarantinedRow]:
+        """Land `rows`, which the database refused with `error`, in halves: O(k log n) transactions
+        for k refused rows. The refused rows, each alone, come back as quarantine entries."""
+        if len(rows) == 1:
+            failure = database_refusal(first_line(error))
+            return [quarantined(family, rows[0], sources[0], [failure], dt.datetime.now(dt.UTC))]
+        middle = len(rows) // 2
+        refused: list[QuarantinedRow] = []
+        for part, part_sources in ((rows[:middle], sources[:middle]), (rows[middle:], sources[middle:])):
             try:
-                self._land_rows(family, [row])
-                errors.append(None)
-            except (DataError, IntegrityError) as exc:
-                errors.append(str(exc.orig))
-            except DBAPIError as exc:
-                if isinstance(exc, TRANSIENT_DB_ERRORS):
-                    raise
-                errors.append(str(exc.orig))
-        return errors
+                self._land(family, part, [])
+            except ROW_DB_ERRORS as exc:
+                refused.extend(self._bisect(family, part, part_sources, exc))
+        return refused
 
-    def _quarantine(self, family: Family, batch: Batch, values: Sequence[bytes], reason: str) -> None:
-        row = {
-            "topic": batch.topic,
-            "partition": batch.partition,
-            "first_offset": batch.first_offset,
-            "last_offset": batch.last_offset,
-            "table_name": family.table,
-            "record_count": len(values),
-            "reason": reason,
-            "records": "\n".join(value.decode("utf-8") for value in values),
-            "quarantined_at": dt.datetime.now(dt.UTC),
-        }
+    def release(self, family: Family, entries: Sequence[QuarantinedRow]) -> list[Outcome]:
+        """Re-check quarantined rows of `family` against the current gate; each that passes moves
+        into its event table in one transaction (row, state, quarantine entry deleted), so it lands
+        exactly once however often a release runs. Rows still failing (the gate, or the database)
+        stay, with the new failures."""
+        self.prepare()
+        candidates: list[tuple[QuarantinedRow, Row]] = []
+        outcomes: list[Outcome] = []
+        for entry in entries:
+            try:
+                candidates.append((entry, decode_row(family, entry.record.encode("utf-8"))))
+            except TerminalRecordError as exc:
+                outcomes.append(Outcome(entry, "still failing", exc.detail))
+        verdict = self.gate.check(family, [row for _, row in candidates]) if self.gate else None
+        for position, (entry, row) in enumerate(candidates):
+            failures = verdict.failures_of(position) if verdict else ()
+            if not failures:
+                try:
+                    outcomes.append(self._release_one(family, entry, row))
+                    continue
+                except ROW_DB_ERRORS as exc:
+                    failures = (database_refusal(first_line(exc)),)
+            refail(self.engine, entry, [f.as_json() for f in failures])
+            outcomes.append(
+                Outcome(refailed(entry, failures), "still failing", "; ".join(f.summary for f in failures))
+            )
+        return outcomes
+
+    def _release_one(self, family: Family, entry: QuarantinedRow, row: Row) -> Outcome:
         with self.engine.begin() as connection:
-            _insert_ignoring_conflicts(connection, quarantined_batches, [row])
-        log.error(
-            "quarantined %s[%d] %d..%d: %s",
-            batch.topic,
-            batch.partition,
-            batch.first_offset,
-            batch.last_offset,
-            reason,
-        )
+            lock_quarantine(connection, family)
+            remove(connection, entry)
+            insert_events(connection, family, [row])
+            refresh_state(connection, family, [row[entity_key(family)]])
+        metrics.ROWS_WRITTEN.labels(sink=self.name, table=family.table).inc(1)
+        return Outcome(entry, "released")

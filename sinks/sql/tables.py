@@ -2,8 +2,9 @@
 
 Event tables are generated from `schemas.warehouse` (one typed column per enriched key, primary key
 `event_id`). Current-state tables hold one row per entity, recomputed from the event rows (see
-`sinks.sql.state`). `dead_letters` is keyed by the original coordinates, `quarantined_batches` by the
-batch's topic, partition and first offset, so replays never add rows.
+`sinks.sql.state`). `dead_letters` is keyed by the original coordinates, `quarantined_rows` by table
+and event id (one row per event the gate or the database kept out), so replays never add rows.
+`quarantined_batches` (whole batches, before revision 0003) is kept readable for old data.
 
 Types: money is NUMERIC(18,2) on every engine (SQLite keeps up to 15 significant digits exactly, which
 covers the contract's <= 10^13 with 2 decimals; reads are rounded back to scale 2); timestamps are
@@ -248,6 +249,24 @@ quarantined_batches = Table(
     Column("records", Text, nullable=False),
     Column("quarantined_at", UtcDateTime, nullable=False),
 )
+
+quarantined_rows = Table(
+    "quarantined_rows",
+    metadata,
+    Column("table_name", String(64), primary_key=True),
+    Column("event_id", String(80), primary_key=True),
+    Column("event_type", Text),
+    Column("topic", String(249), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("record_offset", BigInteger, nullable=False),
+    Column("failures", Text, nullable=False),
+    Column("record", Text, nullable=False),
+    Column("quarantined_at", UtcDateTime, nullable=False),
+    Index("ix_quarantined_rows_quarantined_at", "quarantined_at"),
+)
+"""`event_id` is the row's event id when it is a printable id of at most 80 characters, else
+`sha256:<hex>` of it (see `sinks.quarantine.event_key`); `failures` is a JSON list of
+`{expectation, column, rule, value}`; `record` the enriched record as consumed (JSON text)."""
 
 quality_results = Table(
     "quality_results",
