@@ -31,6 +31,7 @@ from typing import Any
 from streams.enrich import Profile, money_text
 
 SME_SIZES = frozenset({"small", "medium"})
+_ZERO = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class EntitySums:
     """
 
     def __init__(self, entities: Iterable[tuple[str, Mapping[str, Any]]] = ()) -> None:
-        self._entries: dict[str, tuple[Counter[str], dict[str, Decimal]]] = {}
+        self._entries: dict[str, tuple[dict[str, int], dict[str, Decimal]]] = {}
         for key, entity in entities:
             self._add(key, entity, 1)
 
@@ -127,14 +128,18 @@ class EntitySums:
         self._add(key, new, 1)
 
     def _add(self, key: str, entity: Mapping[str, Any], sign: int) -> None:
+        entries = self._entries
         for delta in entity_deltas(key, entity):
-            counts, money = self._entries.setdefault(delta.key, (Counter(), {}))
+            entry = entries.get(delta.key)
+            if entry is None:
+                entry = entries[delta.key] = ({}, {})
+            counts, money = entry
             for name, n in delta.counts.items():
                 counts[name] = counts.get(name, 0) + sign * n
             for name, amount in delta.money.items():
-                money[name] = money.get(name, Decimal(0)) + sign * amount
+                money[name] = money.get(name, _ZERO) + sign * amount
             if not any(counts.values()) and not any(money.values()):
-                del self._entries[delta.key]
+                del entries[delta.key]
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """The entries in `entities_partial`'s format."""

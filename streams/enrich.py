@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 import msgspec
@@ -71,14 +72,35 @@ def related_company(event: Event) -> str | None:
     return value if isinstance(value, str) else None
 
 
+_COMPANY, _RELATED, _CHANGED, _PAYLOAD = range(4)
+
+
+@cache
+def _plan(family: Family) -> tuple[tuple[str, int, str, str], ...]:
+    """Per payload column of `family`: (name, source, source field, kind) -- computed once."""
+    spec = RELATED_COMPANY_FIELD[family]
+    prefix = spec[1] if spec else None
+    plan = []
+    for column in columns(family)[7:]:  # after the envelope's seven columns
+        name = column.name
+        if prefix and name.startswith(prefix) and name[len(prefix) :] in PROFILE_FIELDS:
+            plan.append((name, _RELATED, name[len(prefix) :], column.kind))
+        elif name in PROFILE_KEYS and (family is Family.MEMBER or name in PROFILE_FIELDS):
+            plan.append((name, _COMPANY, name, column.kind))
+        elif name == "changed_fields":
+            plan.append((name, _CHANGED, name, column.kind))
+        else:
+            plan.append((name, _PAYLOAD, name, column.kind))
+    return tuple(plan)
+
+
 def enriched_record(event: Event, company: Profile | None, related: Profile | None = None) -> dict[str, Any]:
     """The flat warehouse row of `event`.
 
     `company` is the profile of `company_id` (for member events: the profile as of this event);
     `related` the profile of the manufacturer/buyer/debtor when that company is an active member.
     """
-    family = event.family
-    payload = msgspec.structs.asdict(event.payload)
+    payload = event.payload
     row: dict[str, Any] = {
         "event_id": event.event_id,
         "event_type": event.event_type,
@@ -88,21 +110,25 @@ def enriched_record(event: Event, company: Profile | None, related: Profile | No
         "company_id": event.company_id,
         "trace_id": event.trace_id,
     }
-    spec = RELATED_COMPANY_FIELD[family]
-    prefix = spec[1] if spec else None
-    for column in columns(family)[len(row) :]:
-        name = column.name
-        if prefix and name.startswith(prefix) and name[len(prefix) :] in PROFILE_FIELDS:
-            value = related.get(name[len(prefix) :]) if related else None
-        elif name in PROFILE_KEYS and (family is Family.MEMBER or name in PROFILE_FIELDS):
-            value = company.get(name) if company else None
-        elif name == "changed_fields":
-            value = changed_fields(event)
+    for name, source, field, kind in _plan(event.family):
+        if source == _PAYLOAD:
+            value = getattr(payload, field, None)
+        elif source == _COMPANY:
+            value = company.get(field) if company else None
+        elif source == _RELATED:
+            value = related.get(field) if related else None
         else:
-            value = payload.get(name)
-        if isinstance(value, msgspec.UnsetType):
-            value = None
-        row[name] = _encode_value(column.kind, value)
+            value = changed_fields(event)
+        if value is None or value.__class__ is msgspec.UnsetType:
+            row[name] = None
+        elif kind == "money":
+            row[name] = money_text(Decimal(value))
+        elif kind == "date":
+            row[name] = value.isoformat() if isinstance(value, date) else value
+        elif kind == "rate":
+            row[name] = float(value)
+        else:
+            row[name] = value
     return row
 
 
