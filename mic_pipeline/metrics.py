@@ -13,6 +13,8 @@ closed sets (topics, reasons, sinks, tables), never event ids.
 | `mic_batch_write_seconds` | histogram | sink | time to write one batch durably |
 | `mic_rows_written_total` | counter | sink, table | rows landed |
 | `mic_quality_gate_total` | counter | table, result | batches checked (`passed`/`quarantined`) |
+| `mic_streams_parked_records` | gauge | partition | records waiting for their member (rule 1) |
+| `mic_streams_changelog_records_total` | counter | kind | state changelog records written, by key kind |
 
 `serve(port, ready=..., health=...)` answers `GET /metrics`, `GET /health/live` (200 while the
 process runs) and `GET /health/ready` (200 when `ready()` is true and `health`, a
@@ -36,6 +38,11 @@ EVENTS_OUT = Counter("mic_events_out_total", "Records produced", ["topic"])
 DEAD_LETTERS = Counter("mic_dead_letters_total", "Dead letters produced", ["reason"])
 DUPLICATES = Counter("mic_duplicates_total", "Repeated event_ids dropped", ["family"])
 PARKED = Gauge("mic_streams_parked_records", "Records waiting for their member (rule 1)", ["partition"])
+CHANGELOG_RECORDS = Counter(
+    "mic_streams_changelog_records_total",
+    "State changelog records written at checkpoints, by key kind (e = markers, r = parked records...)",
+    ["kind"],
+)
 CONSUMER_LAG = Gauge(
     "mic_consumer_lag_records", "End offset minus committed offset", ["group", "topic", "partition"]
 )

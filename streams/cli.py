@@ -31,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--dedupe-days", type=int, help="event-time retention of de-duplication (default 7)")
     parser.add_argument(
         "--guarantee",
-        choices=("at_least_once", "exactly_once"),
-        help="faust processing guarantee (env MIC_STREAMS_GUARANTEE)",
+        choices=("at_least_once",),
+        help="processing guarantee (env MIC_STREAMS_GUARANTEE; at_least_once, replay-safe)",
     )
     parser.add_argument("--loglevel", default="warning", help="faust log level (default warning)")
     parser.set_defaults(handler=run_streams)
@@ -49,9 +49,8 @@ def ensure_internal_topics(settings: object) -> None:
     compacted = {"cleanup.policy": "compact"}
     specs = [
         *pipeline_topic_specs(pipeline),
-        TopicSpec(settings.recheck_topic, n, {"cleanup.policy": "delete", "retention.ms": str(3600 * 1000)}),
         TopicSpec(settings.members_topic, n, compacted),
-        *(TopicSpec(name, n, compacted) for name in settings.changelog_topics),
+        TopicSpec(settings.changelog_topic, n, compacted),
         TopicSpec(settings.partials_topic, n, compacted),
     ]
     with admin_client(pipeline.kafka_bootstrap) as admin:

@@ -1,104 +1,95 @@
 """Decide each input partition's records strictly in offset order, without holes.
 
-Rule 2 (lifecycles) and the de-duplication markers need every partition's records in order. faust
-does not guarantee it: right after a rebalance its stream can miss a record while later records of
-the same partition are still delivered (which faust path drops it is not pinned down; its stream
-iterator silently skips records "fetched before the rebalance" or "taken while the flow was
-suspended"). Seen on the real broker (graceful stops while a backlog was processed):
-`mic.membership` partition 0 offset 346 was never decided while 347 on were; in
-another run a company's second `member.joined` (an injected invalid transition, offset 1206) was
-applied before its first one (offset 917), which was then re-read after the next rebalance and
-dead-lettered as `invalid_transition` -- a valid event lost, and its orders dead-lettered as
-`unknown_company`.
+Rule 2 (lifecycles) and the de-duplication markers need every partition's records in order and
+none skipped. The worker receives fetched batches per partition (`streams.faust_compat`) and knows
+where the consumer was positioned for each partition (`sought`: faust's seek to the committed
+offsets after a rebalance, with never-committed partitions rewound to their start, and the
+worker's own re-seeks). `OffsetOrder.admit` then says, per batch, which of its records to decide:
 
-`OffsetOrder` knows where the consumer was positioned for each partition (`sought`, called on
-every seek) and admits only the next offset (`admit`). A record above it means records were
-dropped: the worker seeks the partition back to the missing offset (`RESEEK`) and skips later
-records until it arrives (seeking again every `RESEEK_RETRY_S` while it does not: records fetched
-before the seek can advance faust's read position past the re-read ones, which it then drops).
-Offsets the fetcher never saw as records (transaction markers, gaps that faust itself recorded)
-are not holes: `admit` is told about them and lets the record through.
-A record below the expected offset was already decided since the last seek: skipped.
+- the batch starts at the expected offset: all of it;
+- it starts below: the records below the expected offset were decided since the last seek (a
+  fetch that was under way when the consumer was sought back): skipped;
+- it starts above: records between were not delivered -- seek back to the expected offset and
+  drop the batch (`Admission.RESEEK`). If the first fetch after that seek starts at the same offset
+  again, the offsets in between are not records at all (transaction markers, records removed by
+  compaction or by retention before anyone read them): the batch is decided, with a warning.
 
-Skipped records are released unacknowledged (`streams.seeking.release_unprocessed`), so their
-offsets are never committed by this pass; they are decided when the partition reaches them.
+Offsets inside one fetched batch may jump for the same reasons; a batch is what the fetcher read
+contiguously, so those jumps are never holes. (Before batch delivery, faust's own stream dropped
+the first records after a seek in almost every partition; that path is no longer used. See the
+history of `streams/README.md`.)
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
-RESEEK_RETRY_S = 2.0
-"""How long a re-read may take before the partition is sought again."""
 
 
 class Admission(enum.Enum):
-    """What to do with a record, given the partition's expected offset."""
+    """What to do with a fetched batch of one partition."""
 
-    PROCESS = "process"
-    SKIP = "skip"
-    """Already decided since the last seek, or above a hole whose re-read is under way."""
+    DECIDE = "decide"
+    """Decide the batch's records from `Admitted.start` on."""
     RESEEK = "reseek"
-    """Above a hole: seek the partition back to `OffsetOrder.expected(tp)`, then skip this record."""
+    """Records before the batch are missing: seek the partition back to `Admitted.seek_to`."""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    admission: Admission
+    start: int = 0
+    """Index of the first record of the batch to decide."""
+    seek_to: int | None = None
 
 
 class OffsetOrder:
     """The next offset to decide per partition, from the last seek and the records decided since."""
 
-    def __init__(self, *, retry_s: float = RESEEK_RETRY_S) -> None:
-        self.retry_s = retry_s
+    def __init__(self) -> None:
         self._expected: dict[Hashable, int] = {}
-        self._reseeking: dict[Hashable, tuple[int, float]] = {}
-        """Partition -> (offset re-sought, when): a re-read under way."""
+        self._reseeking: dict[Hashable, tuple[int, int]] = {}
+        """Partition -> (expected offset sought back to, first offset of the batch that made us)."""
 
     def sought(self, tp: Hashable, offset: int) -> None:
         """The consumer was positioned at `offset` for `tp`: that record is decided next."""
         self._expected[tp] = offset
-        self._reseeking.pop(tp, None)
 
     def expected(self, tp: Hashable) -> int | None:
         return self._expected.get(tp)
 
-    def admit(
-        self, tp: Hashable, offset: int, not_records: Callable[[int, int], bool], now: float
-    ) -> Admission:
-        """Whether to decide the record at `offset` now (`now`: a monotonic clock in seconds).
-
-        `not_records(first, last)` says whether offsets `first..last` are known not to be records
-        (transaction markers or other gaps the fetcher saw); such a jump is not a hole.
-        """
-        expected = self._expected.get(tp)
-        if expected is None or offset == expected:
-            return Admission.PROCESS
-        if offset < expected:
-            return Admission.SKIP
-        if not_records(expected, offset - 1):
-            return Admission.PROCESS
-        pending = self._reseeking.get(tp)
-        if pending is not None and pending[0] == expected and now - pending[1] < self.retry_s:
-            return Admission.SKIP  # records fetched before the re-seek are still arriving
-        self._reseeking[tp] = (expected, now)
-        log.warning(
-            "%s: offsets %d..%d were not processed; re-reading from %d", tp, expected, offset - 1, expected
-        )
-        return Admission.RESEEK
-
-    def overdue(self, now: float) -> list[tuple[Hashable, int]]:
-        """Re-reads not answered for `retry_s` (faust may have dropped the re-read records as
-        older than its read position): seek them again; each is restarted as of `now`."""
-        due = [(tp, offset) for tp, (offset, since) in self._reseeking.items() if now - since >= self.retry_s]
-        for tp, offset in due:
-            self._reseeking[tp] = (offset, now)
-        return due
-
-    def processed(self, tp: Hashable, offset: int) -> None:
-        """The record at `offset` was decided: the next one is expected."""
-        self._expected[tp] = offset + 1
+    def forget(self, tp: Hashable) -> None:
+        self._expected.pop(tp, None)
         self._reseeking.pop(tp, None)
 
+    def admit(self, tp: Hashable, offsets: list[int]) -> Admitted:
+        """Which records of a fetched batch (their `offsets`, ascending) to decide now."""
+        expected = self._expected.get(tp)
+        first = offsets[0]
+        if expected is None or first == expected:
+            return Admitted(Admission.DECIDE)
+        if first < expected:
+            start = next((i for i, offset in enumerate(offsets) if offset >= expected), len(offsets))
+            return Admitted(Admission.DECIDE, start=start)
+        if self._reseeking.get(tp) == (expected, first):
+            log.warning(
+                "%s: offsets %d..%d are not records (transaction markers, compacted or expired); "
+                "deciding from %d",
+                tp,
+                expected,
+                first - 1,
+                first,
+            )
+            return Admitted(Admission.DECIDE)
+        self._reseeking[tp] = (expected, first)
+        log.warning("%s: offsets %d..%d not delivered; re-reading from %d", tp, expected, first - 1, expected)
+        return Admitted(Admission.RESEEK, seek_to=expected)
 
-ORDER = OffsetOrder()
-"""The worker process's order keeper (one faust app per process)."""
+    def decided(self, tp: Hashable, last_offset: int) -> None:
+        """Every record up to `last_offset` was decided: the next one is expected."""
+        self._expected[tp] = last_offset + 1
+        self._reseeking.pop(tp, None)

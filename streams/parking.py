@@ -18,7 +18,10 @@ the broker: after a crash before that it is still parked, and the next tick repe
 (its de-duplication marker says what was decided).
 
 State values (JSON lists, as the faust table stores them):
-- `r:<origin>` = `[seq, since, topic, partition, offset, key (base64 or null), value (base64), replayed]`
+- `r:<origin>` = `[seq, since, topic, partition, offset, key (base64 or null), value (base64), replayed,
+  entity, waiting_for]`: `entity` is the state key of the record's entity, `waiting_for` the company ids
+  it waits for (empty when it only waits behind an earlier record of its entity); a re-check skips
+  decoding a record while those are still unknown (entries of older versions have neither: re-decided).
 - `c:<p>` = `[clock_s, wall_s]`: the partition's clock and the wall time of its last advance.
 """
 
@@ -42,16 +45,29 @@ class Parked:
     key: str
     record: SourceRecord
     waited_s: float
+    entity: str | None = None
+    """The state key of its entity (None: unknown, an entry of an older version)."""
+    waiting_for: tuple[str, ...] | None = None
+    """Company ids it waits for; empty: only behind an earlier record of its entity; None: unknown."""
 
 
-def _entry(seq: int, since: float, record: SourceRecord) -> list[Any]:
+def _entry(
+    seq: int, since: float, record: SourceRecord, entity: str | None, waiting_for: list[str] | None
+) -> list[Any]:
     key = base64.b64encode(record.key).decode() if record.key is not None else None
     value = base64.b64encode(record.value).decode()
-    return [seq, since, record.topic, record.partition, record.offset, key, value, record.replayed]
+    coordinates = [record.topic, record.partition, record.offset]
+    return [seq, since, *coordinates, key, value, record.replayed, entity, waiting_for]
+
+
+def _parked(key: str, entry: list[Any], clock: float) -> Parked:
+    entity = entry[8] if len(entry) > 8 else None
+    waiting_for = tuple(entry[9]) if len(entry) > 9 and entry[9] is not None else None
+    return Parked(key, _record(entry), clock - entry[1], entity, waiting_for)
 
 
 def _record(entry: list[Any]) -> SourceRecord:
-    _, _, topic, partition, offset, key, value, replayed = entry
+    topic, partition, offset, key, value, replayed = entry[2:8]
     return SourceRecord(
         topic,
         partition,
@@ -93,8 +109,17 @@ class ParkingLot:
         clock: list[float] | None = self.state.get(f"{CLOCK_PREFIX}{partition}")
         return clock if clock is not None else [0.0, 0.0]
 
-    def park(self, record: SourceRecord, now: float) -> None:
-        """Keep `record` until it is decided; parking an already parked record changes nothing."""
+    def park(
+        self,
+        record: SourceRecord,
+        now: float,
+        *,
+        entity: str | None = None,
+        waiting_for: list[str] | None = None,
+    ) -> None:
+        """Keep `record` until it is decided; parking an already parked record changes nothing.
+
+        `entity` and `waiting_for` (see `Parked`) let re-checks skip it cheaply while it must wait."""
         key = f"{PARKED_PREFIX}{record.origin}"
         if key in self.state:
             return
@@ -105,7 +130,7 @@ class ParkingLot:
             self.state[f"{CLOCK_PREFIX}{partition}"] = [clock, now]
         seq = self._next_seq[partition]
         self._next_seq[partition] = seq + 1
-        entry = _entry(seq, clock, record)
+        entry = _entry(seq, clock, record, entity, waiting_for)
         self.state[key] = entry
         parked[key] = entry
 
@@ -123,7 +148,16 @@ class ParkingLot:
         clock, wall = self._clock(partition)
         clock += min(max(now - wall, 0.0), self.max_step_s)
         self.state[f"{CLOCK_PREFIX}{partition}"] = [clock, now]
-        return [Parked(key, _record(entry), clock - entry[1]) for key, entry in list(parked.items())]
+        return [_parked(key, entry, clock) for key, entry in list(parked.items())]
+
+    def waiting(self, partition: int) -> list[Parked]:
+        """The partition's parked records, oldest first, with their waiting time so far -- without a
+        tick (the clock does not advance): for re-deciding them as soon as a member arrived."""
+        parked = self._parked(partition)
+        if not parked:
+            return []
+        clock, _ = self._clock(partition)
+        return [_parked(key, entry, clock) for key, entry in list(parked.items())]
 
     def release(self, partition: int, keys: list[str]) -> None:
         """Forget decided records (call once their outputs are acknowledged)."""

@@ -77,6 +77,10 @@ class MemberDirectory(Protocol):
         """Record a member state decided by this worker (read-your-writes before replication)."""
         ...
 
+    def knows(self, company_id: str) -> bool:
+        """Whether any state of the company is known (active or not)."""
+        ...
+
 
 @dataclass
 class Outcome:
@@ -156,7 +160,7 @@ class EventProcessor:
             if behind or waited_s is None or waited_s < self.member_wait_s:
                 if record.origin not in queue:
                     self.state[f"w:{key}"] = [*queue, record.origin]
-                self.parking.park(record, self.clock().timestamp())
+                self.parking.park(record, self.clock().timestamp(), entity=key, waiting_for=missing)
                 outcome.wait = True
                 return outcome
             detail = f"not an active member after {self.member_wait_s:g} s: {', '.join(missing)}"
@@ -333,6 +337,40 @@ class EventProcessor:
         those that no longer wait are released with `release` once their outputs are acknowledged.
         """
         return self.parking.due(partition, self.clock().timestamp())
+
+    def waiting(self, partition: int) -> list[Parked]:
+        """`partition`'s parked records without a tick: re-decide them once their member arrived
+        (their waiting time does not advance, so only ticks can expire them)."""
+        return self.parking.waiting(partition)
+
+    def recheck(self, partition: int, position: Position, *, tick: bool) -> list[tuple[Parked, Outcome]]:
+        """Re-decide the parked records of `partition` that may be decided now, oldest first.
+
+        `tick` advances the partition's waiting clock (`parked`); without it (`waiting`) only records
+        whose members arrived are decided. A record is skipped without decoding it while a company
+        it waits for is still unknown, or while an earlier record of its entity is still parked --
+        unless it has waited `member_wait_s`. Release the decided ones (outcome without `wait`) with
+        `release` once their outputs are acknowledged.
+        """
+        parked = self.parked(partition) if tick else self.waiting(partition)
+        blocked: set[str] = set()
+        decided: list[tuple[Parked, Outcome]] = []
+        for item in parked:
+            entity = item.entity
+            if item.waited_s < self.member_wait_s and entity is not None:
+                if entity in blocked:
+                    continue
+                if item.waiting_for and not all(self._known(company) for company in item.waiting_for):
+                    blocked.add(entity)
+                    continue
+            outcome = self.process(item.record, position, waited_s=item.waited_s)
+            if outcome.wait and entity is not None:
+                blocked.add(entity)
+            decided.append((item, outcome))
+        return decided
+
+    def _known(self, company_id: str) -> bool:
+        return self.directory.knows(company_id) or f"m:{company_id}" in self.state
 
     def release(self, partition: int, keys: list[str]) -> None:
         """Forget parked records that were decided (their outputs are acknowledged)."""

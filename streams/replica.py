@@ -53,6 +53,10 @@ class MemberReplica:
             self.members[company_id] = member
             self.version += 1
 
+    def knows(self, company_id: str) -> bool:
+        """Whether any state of the company was seen (active or not)."""
+        return company_id in self.members
+
     def active_profile(self, company_id: str, at: datetime | None = None) -> Profile | None:
         """The profile of `company_id` if it is an active member -- or, with `at`, was one at `at`.
 

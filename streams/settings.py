@@ -8,7 +8,8 @@
 | `MIC_STREAMS_RECHECK_S` | `1.0` | how often a waiting event re-checks the member directory |
 | `MIC_STREAMS_DEDUPE_DAYS` | `7` | event-time retention of the de-duplication index |
 | `MIC_STREAMS_SNAPSHOT_S` | `1.0` | interval of aggregate snapshots (replicas and `mic.aggregates`) |
-| `MIC_STREAMS_GUARANTEE` | `at_least_once` | faust processing guarantee (`at_least_once`/`exactly_once`) |
+| `MIC_STREAMS_COMMIT_S` | `1.0` | checkpoint interval: outputs, state, offsets made durable |
+| `MIC_STREAMS_GUARANTEE` | `at_least_once` | the only guarantee (replay-safe; `streams/README.md`) |
 
 The CLI flags of `mic-pipeline streams` override the variables.
 """
@@ -20,11 +21,9 @@ from dataclasses import dataclass
 
 from mic_pipeline.config import Settings
 
-GUARANTEES = ("at_least_once", "exactly_once")
-STATE_TABLE = "state"
-"""faust table of decisions, entity lifecycles, member states and parked records (`streams.processor`)."""
-AGGREGATES_TABLE = "aggregates"
-"""faust table of the once-only dead-letter and duplicate counts (`streams.tallies`)."""
+GUARANTEES = ("at_least_once",)
+"""faust's `exactly_once` (transactions) is not used: it failed both kill -9 runs it was tried in
+(duplicates, a crash in table recovery), and the outputs are idempotent by `event_id` anyway."""
 
 
 @dataclass(frozen=True)
@@ -38,13 +37,14 @@ class StreamSettings:
     recheck_s: float = 1.0
     dedupe_days: int = 7
     snapshot_s: float = 1.0
+    commit_s: float = 1.0
     guarantee: str = "at_least_once"
 
     def __post_init__(self) -> None:
         if self.guarantee not in GUARANTEES:
             raise ValueError(f"guarantee must be one of {GUARANTEES}, got {self.guarantee!r}")
-        if self.member_wait_s < 0 or self.recheck_s <= 0 or self.snapshot_s <= 0:
-            raise ValueError("member wait must be >= 0, recheck and snapshot intervals > 0")
+        if self.member_wait_s < 0 or self.recheck_s <= 0 or self.snapshot_s <= 0 or self.commit_s <= 0:
+            raise ValueError("member wait must be >= 0, recheck, snapshot and commit intervals > 0")
         if self.dedupe_days < 1:
             raise ValueError(f"dedupe retention must be >= 1 day, got {self.dedupe_days}")
 
@@ -60,24 +60,15 @@ class StreamSettings:
             recheck_s=float(env.get("MIC_STREAMS_RECHECK_S", "1.0")),
             dedupe_days=int(env.get("MIC_STREAMS_DEDUPE_DAYS", "7")),
             snapshot_s=float(env.get("MIC_STREAMS_SNAPSHOT_S", "1.0")),
+            commit_s=float(env.get("MIC_STREAMS_COMMIT_S", "1.0")),
             guarantee=env.get("MIC_STREAMS_GUARANTEE", "at_least_once"),
         )
 
     @property
-    def recheck_topic(self) -> str:
-        """Internal topic of re-check ticks for parked records (same partition count as the inputs)."""
-        return f"{self.app_id}-recheck"
-
-    @property
-    def changelog_topics(self) -> tuple[str, ...]:
-        """faust's changelog topics of the two tables (`<app id>-<table>-changelog`, compacted).
-
-        Created before the worker starts: faust creates them itself right before joining the group,
-        and a changelog whose partitions the join's metadata snapshot did not see yet fails every
-        write to its table for the whole generation (faust `PartitionsMismatch`, "has 0 partitions";
-        seen once in CI, every dead letter of a run became a processing error).
-        """
-        return tuple(f"{self.app_id}-{table}-changelog" for table in (STATE_TABLE, AGGREGATES_TABLE))
+    def changelog_topic(self) -> str:
+        """The compacted changelog of the partitions' state (`streams.store`), one partition per
+        input partition; created before the worker starts (`streams.cli.ensure_internal_topics`)."""
+        return f"{self.app_id}-state-changelog"
 
     @property
     def members_topic(self) -> str:

@@ -1,63 +1,25 @@
-"""`streams.seeking` on the real broker: a seek to committed offsets rewinds never-committed partitions."""
+"""`streams.faust_compat` on the real broker: a seek to committed offsets rewinds never-committed
+partitions; the version gate refuses untested versions."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from mic_pipeline.config import Settings
 from mic_pipeline.infra.topics import TopicSpec, admin_client, ensure_topics
-from streams import seeking
-from streams.seeking import ack_may_commit, first_unprocessed, seek_to_committed_or_start
+from streams.faust_compat import UnsupportedVersion, check_versions, seek_to_committed_or_start
 
 
-def test_a_hole_at_the_committed_offset_is_found() -> None:
-    assert first_unprocessed([428, 429], 427) == 427  # faust would commit 430 past 427
-    assert first_unprocessed([427, 428], 427) is None
-    assert first_unprocessed([], 427) is None
-    assert first_unprocessed([5], None) is None  # never committed: the seek fix covers it
-
-
-def test_only_acks_of_the_current_generation_outside_a_rebalance_may_commit() -> None:
-    assert ack_may_commit(3, 3, flow_active=True)
-    assert not ack_may_commit(2, 3, flow_active=True)  # fetched before the last rebalance
-    assert not ack_may_commit(3, 3, flow_active=False)  # a rebalance is under way
-    assert not ack_may_commit(None, 3, flow_active=True)
-
-
-def test_the_consumer_records_no_ack_during_a_rebalance_or_from_an_older_generation() -> None:
-    """The patched `Consumer.ack` on a real (unconnected) faust consumer: refused acknowledgements
-    release the message but leave no offset that a commit could pass."""
-    import faust
-    from faust.types import TP
-    from faust.types.tuples import Message
-
-    async def scenario() -> None:
-        seeking.install(["ack.processed"])
-        app = faust.App("ack-guard-test", broker="kafka://127.0.0.1:1", autodiscover=False, web_enabled=False)
-        consumer: Any = app.consumer
-        app.topics._acking_topics.add("ack.processed")  # type: ignore[attr-defined]  # as a subscribed topic
-        app.consumer_generation_id = 3
-        tp = TP("ack.processed", 0)
-
-        def ack(offset: int, generation: int) -> bool:
-            message = Message(tp.topic, 0, offset, 0.0, 0, None, b"k", b"v", None, generation_id=generation)
-            message.tracked = True
-            consumer._unacked_messages.add(message)
-            acked: bool = consumer.ack(message)
-            assert message.acked and message not in consumer._unacked_messages
-            return acked
-
-        app.flow_control.resume()
-        assert ack(5, generation=3)
-        assert not ack(6, generation=2)
-        app.flow_control.suspend()
-        assert not ack(7, generation=3)
-        assert consumer._acked[tp] == [5]
-
-    asyncio.run(scenario())
+def test_untested_faust_or_aiokafka_versions_are_refused_with_a_clear_message() -> None:
+    check_versions({"faust-streaming": "0.15.3", "aiokafka": "0.14.0"})
+    check_versions()  # the installed ones are the tested ones
+    with pytest.raises(UnsupportedVersion) as refused:
+        check_versions({"faust-streaming": "0.16.0", "aiokafka": "0.14.0"})
+    message = str(refused.value)
+    assert "faust-streaming 0.16.0 (tested: 0.15.3)" in message
+    assert "aiokafka" not in message.split("versions:")[1]
 
 
 @pytest.mark.kafka

@@ -87,9 +87,8 @@ class Harness:
         position = Position(RECHECK, 0, self.ticks)
         self.ticks += 1
         outcomes, decided = [], []
-        for parked in self.processor.parked(0):
-            outcome = self._collect(self.processor.process(parked.record, position, waited_s=parked.waited_s))
-            outcomes.append(outcome)
+        for parked, outcome in self.processor.recheck(0, position, tick=True):
+            outcomes.append(self._collect(outcome))
             if not outcome.wait:
                 decided.append(parked.key)
         if acknowledged:
@@ -216,7 +215,7 @@ def test_event_waits_for_its_member_then_proceeds_or_expires() -> None:
     placed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")[0]
     first = h.feed(wire(placed))
     assert first.wait and not first.enriched and not first.dead_letters
-    assert [outcome.wait for outcome in h.recheck()] == [True]
+    assert h.recheck() == []  # its member is still unknown: not even decoded again
     h.feed_events(joined(CUSTOMER))
     released = h.recheck()
     assert len(released) == 1 and len(released[0].enriched) == 1
@@ -225,7 +224,7 @@ def test_event_waits_for_its_member_then_proceeds_or_expires() -> None:
     orphan = event(STRANGER, MemberUpdated(size="large"))
     assert h.feed(wire(orphan), "mic.membership").wait
     for _ in range(4):  # 8 s of 10
-        assert h.recheck(after_s=2.0)[0].wait
+        assert h.recheck(after_s=2.0) == []
     expired = h.recheck(after_s=2.0)[0]
     letter = parse_dead_letter(expired.dead_letters[0][1])
     assert letter.reason == "unknown_company" and letter.event_id == orphan.event_id
@@ -237,8 +236,10 @@ def test_time_without_ticks_does_not_count_against_the_wait() -> None:
     orphan = event(STRANGER, MemberUpdated(size="large"))
     h.now -= timedelta(hours=1)  # parked an hour before the worker stopped and restarted
     assert h.feed(wire(orphan), "mic.membership").wait
-    assert h.recheck(after_s=3600)[0].wait  # one tick adds at most max_wait_step_s (2 s)
-    assert h.recheck(after_s=2.0)[0].wait and h.reasons == []
+    assert h.recheck(after_s=3600) == []  # one tick adds at most max_wait_step_s (2 s)
+    for _ in range(3):  # 2 + 6 = 8 s of 10
+        assert h.recheck(after_s=2.0) == [] and h.reasons == []
+    assert h.recheck(after_s=2.0)[0].dead_letters and h.reasons == ["unknown_company"]
 
 
 def test_parked_record_whose_outputs_were_not_acknowledged_is_decided_again_and_counted_once() -> None:
@@ -428,8 +429,8 @@ def test_replayed_copy_of_an_accepted_event_and_plain_repeat_of_a_failed_one_are
 
 def test_replay_header_matches_the_operator_command() -> None:
     from mic_pipeline.ops.deadletter_io import REPLAY_HEADER as OPS_HEADER
-    from streams.app import is_replayed
     from streams.processor import REPLAY_HEADER
+    from streams.worker import is_replayed
 
     assert REPLAY_HEADER == OPS_HEADER
     assert is_replayed([(OPS_HEADER, b"mic.deadletter:0:5")]) and is_replayed({OPS_HEADER: b"x"})

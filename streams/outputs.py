@@ -1,0 +1,123 @@
+"""Produced messages, handed to an aiokafka producer in record batches, and their acknowledgements.
+
+The stream worker writes enriched records, dead letters, member states and changelog records; each
+goes to the partition of its topic that the worker names (the input record's partition: every key
+of an input record stays on its partition number). `OutputWriter.append` adds a message to an open
+record batch of its topic-partition (aiokafka's `BatchBuilder`, a few microseconds a message);
+`submit` hands the open batches to the producer, and `wait` returns once every message handed over
+so far is acknowledged by the broker (`acks=all`) -- raising `DeliveryError` if one was not, so that
+no offset is committed past it. A message too large for a batch is sent on its own.
+
+Nothing here knows about records or state: `streams.checkpoint` decides what is written when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+BATCH_BYTES = 512 * 1024
+"""Largest record batch the producer builds (its `max_batch_size`)."""
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+"""Largest produce request: a dead letter carries up to 512 KiB of its original value."""
+
+
+class DeliveryError(RuntimeError):
+    """A produced message was not acknowledged: offsets must not be committed past it."""
+
+
+@dataclass
+class _Open:
+    builder: Any
+    count: int = 0
+
+
+@dataclass
+class OutputWriter:
+    """Record batches per topic-partition over `producer` (an `aiokafka.AIOKafkaProducer`)."""
+
+    producer: Any
+    counted: Callable[[str, int], None] = lambda topic, n: None
+    """Called with (topic, messages) for every batch handed over (metrics)."""
+    _open: dict[tuple[str, int], _Open] = field(default_factory=dict)
+    _full: list[tuple[str, int, _Open]] = field(default_factory=list)
+    _single: list[tuple[str, int, bytes | None, bytes | None]] = field(default_factory=list)
+    _pending: list[asyncio.Future[Any]] = field(default_factory=list)
+    appended: int = 0
+    """Messages appended since the writer was made (all kinds)."""
+    ends: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(topic, partition) -> the offset after the last acknowledged message this writer produced."""
+
+    def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
+        """Add one message; it is handed to the producer by the next `submit`."""
+        self.appended += 1
+        where = (topic, partition)
+        current = self._open.get(where)
+        if current is None:
+            current = self._open[where] = _Open(self.producer.create_batch())
+        if current.builder.append(timestamp=None, key=key, value=value) is not None:
+            current.count += 1
+            return
+        if current.count:  # full: hand it over at the next submit, start another one
+            self._full.append((topic, partition, current))
+            current = self._open[where] = _Open(self.producer.create_batch())
+            if current.builder.append(timestamp=None, key=key, value=value) is not None:
+                current.count += 1
+                return
+        self._single.append((topic, partition, key, value))  # larger than a whole batch
+
+    @property
+    def unsubmitted(self) -> int:
+        """Messages appended but not yet handed to the producer."""
+        return (
+            sum(o.count for o in self._open.values())
+            + sum(o.count for _, _, o in self._full)
+            + len(self._single)
+        )
+
+    async def submit(self) -> None:
+        """Hand every appended message to the producer (their acknowledgements are awaited by `wait`)."""
+        full, self._full = self._full, []
+        opened, self._open = self._open, {}
+        single, self._single = self._single, []
+        for (topic, partition), current in opened.items():
+            if current.count:
+                full.append((topic, partition, current))
+        for topic, partition, current in full:
+            future = await self.producer.send_batch(current.builder, topic, partition=partition)
+            self._track(future, topic, partition, current.count)
+        for topic, partition, key, value in single:
+            future = await self.producer.send(topic, value=value, key=key, partition=partition)
+            self._track(future, topic, partition, 1)
+
+    def _track(self, future: asyncio.Future[Any], topic: str, partition: int, count: int) -> None:
+        self._pending.append(future)
+        self.counted(topic, count)
+
+        def acknowledged(done: asyncio.Future[Any]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                end = done.result().offset + count
+                where = (topic, partition)
+                if end > self.ends.get(where, -1):
+                    self.ends[where] = end
+
+        future.add_done_callback(acknowledged)
+
+    async def wait(self) -> None:
+        """Wait until everything submitted so far is acknowledged; `DeliveryError` if any failed."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures:
+            raise DeliveryError(
+                f"{len(failures)} of {len(pending)} produced batches were not acknowledged: {failures[0]!r}"
+            ) from failures[0]
+
+    async def flush(self) -> None:
+        """`submit`, then `wait`."""
+        await self.submit()
+        await self.wait()

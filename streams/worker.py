@@ -1,0 +1,432 @@
+"""The stream worker: fetched batches in, decisions, outputs and state out, checkpoints last.
+
+One `StreamWorker` per faust app (it is the app's `batch_handler`, `streams.faust_compat`). It owns,
+per input partition number it is assigned, a `PartitionRuntime`: the partition's state
+(`streams.store.PartitionStore`, rebuilt from the changelog by `streams.recovery`) and a fresh
+`EventProcessor` over it -- a new one for every assignment. Partition `p` of every input topic is
+assigned to the same worker (faust's assignor, same partition counts), so one store holds
+everything about the companies of partition `p`.
+
+For each fetched batch of one partition (`on_batch`, membership partitions first) the worker
+admits the records in offset order (`streams.ordering`), decides each with the processor, appends
+the outputs (enriched records, dead letters, member states) to the partition of their topic with
+the same number (`streams.outputs`), and notes the batch's last offset as decided. Parked records
+(rule 1) are re-decided right after a membership batch of their partition (their member may just
+have arrived) and on a timer every `recheck_s` (which also advances their waiting time). About
+every `commit_s` the checkpoint makes everything durable: outputs, then state, then offsets
+(`streams.checkpoint`). A rebalance or a stop runs a last checkpoint first.
+
+Everything that decides or writes runs under one lock, in the consumer's drain task or in faust's
+rebalance and shutdown callbacks, so decisions never interleave with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from mic_pipeline import metrics
+from mic_pipeline.health import Health
+from schemas.deadletter import build_dead_letter
+from schemas.reasons import DeadLetterReason
+from schemas.topics import DEADLETTER_TOPIC, Family, family_of_topic
+from streams import faust_compat
+from streams.checkpoint import Checkpoint
+from streams.ordering import Admission, OffsetOrder
+from streams.outputs import DeliveryError, OutputWriter
+from streams.processor import DEAD_LETTER_VALUE_BYTES, REPLAY_HEADER, EventProcessor, Outcome
+from streams.records import RECHECK, Position, SourceRecord
+from streams.recovery import changelog_ends, load_stores
+from streams.replica import MemberReplica, PartialsReplica
+from streams.settings import StreamSettings
+from streams.store import PartitionStore, key_kind
+
+log = logging.getLogger(__name__)
+MAX_WAIT_STEP_S = 2.0
+"""Most one re-check tick adds to the waiting time of parked records (or 2 x `recheck_s` if more)."""
+STALL_S = 30.0
+"""A worker whose partitions lag while no checkpoint advanced their offsets for this long is not ready."""
+_encode = msgspec.json.Encoder(decimal_format="string").encode
+
+
+class _Identity(msgspec.Struct):
+    event_id: Any = None
+    event_type: Any = None
+
+
+_identity_decoder = msgspec.json.Decoder(_Identity)
+
+
+def readable_identity(value: bytes) -> tuple[str | None, str | None]:
+    """`event_id` and `event_type` of a record value when readable as short strings, for dead letters."""
+    try:
+        found = _identity_decoder.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None, None
+
+    def short(text: Any) -> str | None:
+        return text if isinstance(text, str) and len(text) <= 64 else None
+
+    return short(found.event_id), short(found.event_type)
+
+
+def is_replayed(headers: Any) -> bool:
+    """Whether a record's headers (pairs or a mapping) mark a dead-letter replay."""
+    if not headers:
+        return False
+    names = headers.keys() if isinstance(headers, Mapping) else (name for name, _ in headers)
+    return REPLAY_HEADER in names
+
+
+@dataclass
+class PartitionRuntime:
+    """What the worker keeps for one assigned partition number."""
+
+    store: PartitionStore
+    processor: EventProcessor
+    changelog_end: int
+    """The changelog partition's end offset this store is current up to."""
+
+
+class StreamWorker:
+    """Decides fetched batches (see the module doc); `faust_compat.BatchHandler`."""
+
+    def __init__(self, settings: StreamSettings, app: Any) -> None:
+        pipeline = settings.pipeline
+        self.settings = settings
+        self.app = app
+        self.logical = {pipeline.topic(f.topic): f.topic for f in Family}
+        self.membership_topic = pipeline.topic(Family.MEMBER.topic)
+        self.enriched = {f: pipeline.topic(f.enriched_topic) for f in Family}
+        self.deadletters = pipeline.topic(DEADLETTER_TOPIC)
+        self.order = OffsetOrder()
+        self.members = MemberReplica()
+        self.partials = PartialsReplica()
+        self.runtimes: dict[int, PartitionRuntime] = {}
+        self.health = Health("streams")
+        self.ready = asyncio.Event()
+        """Set once the producer runs and the member replica caught up."""
+        self.replicas_ready = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self.producer: Any = None
+        self.outputs: OutputWriter | None = None
+        self.checkpoint: Checkpoint | None = None
+        self._lock = asyncio.Lock()
+        self._loading: dict[int, asyncio.Future[None]] = {}
+        self._widths: dict[str, int] = {}
+        self._rechecked_at = 0.0
+        self._recheck_seq = 0
+        self._advanced_at = time.monotonic()
+        self.health.problem("start", "starting: producer and member replica not ready yet")
+
+    # --- life cycle -------------------------------------------------------------------------------
+
+    async def start_producer(self) -> None:
+        """Start the producer of outputs and changelog records (`acks=all`, idempotent)."""
+        from aiokafka import AIOKafkaProducer
+
+        from streams.outputs import BATCH_BYTES, MAX_REQUEST_BYTES
+
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.pipeline.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            max_batch_size=BATCH_BYTES,
+            max_request_size=MAX_REQUEST_BYTES,
+            linger_ms=0,
+        )
+        await producer.start()
+        self.producer = producer
+        for topic in [*self.enriched.values(), self.deadletters, self.settings.members_topic,
+                      self.settings.changelog_topic]:
+            self._widths[topic] = len(await producer.partitions_for(topic))
+        self.outputs = OutputWriter(producer, counted=_count_out)
+        self.checkpoint = Checkpoint(
+            self.outputs,
+            self.settings.changelog_topic,
+            lambda offsets: faust_compat.commit_offsets(self.app, offsets),
+            interval_s=self.settings.commit_s,
+        )
+
+    async def wait_until_ready(self, replica_wait_s: float) -> None:
+        """Ready once the member replica caught up (at most `replica_wait_s`: rule 1 waits anyway)."""
+        try:
+            await asyncio.wait_for(self.replicas_ready.wait(), replica_wait_s)
+        except TimeoutError:
+            log.warning("member replica not caught up after %s s; deciding anyway", replica_wait_s)
+        self.ready.set()
+        self.health.clear("start")
+
+    async def stop(self) -> None:
+        """A graceful stop: one last checkpoint, then the producer stops."""
+        self.stopped.set()
+        async with self._lock:
+            if self.checkpoint is not None:
+                try:
+                    await self._checkpoint()
+                except DeliveryError:
+                    log.exception("last checkpoint failed: the records since the last commit are re-read")
+        if self.producer is not None:
+            await self.producer.stop()
+
+    # --- rebalances -----------------------------------------------------------------------------------
+
+    async def on_revoked(self, revoked: Iterable[Any]) -> None:
+        """A rebalance starts: checkpoint while the partitions are still ours."""
+        revoked = set(revoked)
+        async with self._lock:
+            if self.checkpoint is not None and self.ready.is_set():
+                await self._checkpoint()
+                self.checkpoint.forget(revoked)
+            for tp in revoked:
+                self.order.forget(tp)
+
+    async def on_assigned(self, assigned: Iterable[Any]) -> None:
+        """Keep the stores of partitions whose changelog nobody wrote since; load the others."""
+        partitions = {tp.partition for tp in assigned if tp.topic in self.logical}
+        async with self._lock:
+            for p in [p for p in self.runtimes if p not in partitions]:
+                del self.runtimes[p]
+            if self.runtimes:
+                ends = await changelog_ends(
+                    self.settings.pipeline.kafka_bootstrap, self.settings.changelog_topic, list(self.runtimes)
+                )
+                for p, runtime in list(self.runtimes.items()):
+                    if ends.get(p) != runtime.changelog_end:
+                        log.info("partition %d: changelog moved on (%s != %s); reloading", p, ends.get(p),
+                                 runtime.changelog_end)
+                        del self.runtimes[p]
+                    else:
+                        self.runtimes[p] = self._runtime_for(runtime.store, runtime.changelog_end)
+            missing = sorted(p for p in partitions if p not in self.runtimes and p not in self._loading)
+            if missing:
+                self._start_loading(missing)
+
+    def _start_loading(self, partitions: list[int]) -> None:
+        self.health.problem("recovery", f"recovering the state of partitions {partitions}")
+        task = asyncio.ensure_future(self._load(partitions))
+        for p in partitions:
+            self._loading[p] = task
+
+    async def _load(self, partitions: list[int]) -> None:
+        try:
+            recovered = await load_stores(
+                self.settings.pipeline.kafka_bootstrap, self.settings.changelog_topic, partitions
+            )
+            for p, found in recovered.items():
+                self.runtimes[p] = self._runtime_for(found.store, found.end_offset)
+        finally:
+            for p in partitions:
+                self._loading.pop(p, None)
+            if not self._loading:
+                self.health.clear("recovery")
+
+    def _runtime_for(self, store: PartitionStore, changelog_end: int) -> PartitionRuntime:
+        settings = self.settings
+        processor = EventProcessor(
+            store,
+            store,
+            self.members,
+            member_wait_s=settings.member_wait_s,
+            dedupe_days=settings.dedupe_days,
+            max_wait_step_s=max(MAX_WAIT_STEP_S, 2 * settings.recheck_s),
+        )
+        return PartitionRuntime(store, processor, changelog_end)
+
+    async def _runtime(self, partition: int) -> PartitionRuntime | None:
+        """The partition's runtime, waiting for its recovery; None if it is not ours (any more)."""
+        runtime = self.runtimes.get(partition)
+        if runtime is None:
+            loading = self._loading.get(partition)
+            if loading is None:
+                self._start_loading([partition])
+                loading = self._loading[partition]
+            await asyncio.shield(loading)
+            runtime = self.runtimes.get(partition)
+        return runtime
+
+    def owned(self) -> dict[int, PartitionRuntime]:
+        """The partitions this worker decides now (assigned and recovered)."""
+        if self.app.rebalancing:
+            return {}
+        return dict(self.runtimes)
+
+    # --- batches ------------------------------------------------------------------------------------
+
+    def sought(self, tp: Any, offset: int) -> None:
+        self.order.sought(tp, offset)
+
+    async def on_batch(self, records: Mapping[Any, list[Any]], generation: int) -> None:
+        await self.ready.wait()
+        consumer = self.app.consumer
+        async with self._lock:
+            for tp in sorted(records, key=lambda tp: (tp.topic != self.membership_topic, tp)):
+                if generation != self.app.consumer_generation_id or not consumer.flow_active:
+                    break  # a rebalance started: faust seeks back to the committed offsets after it
+                batch = records[tp]
+                if not batch or tp.topic not in self.logical:
+                    continue
+                runtime = await self._runtime(tp.partition)
+                if runtime is None or generation != self.app.consumer_generation_id:
+                    break
+                await self._decide_batch(tp, batch, runtime)
+            await self._after_batches()
+
+    async def on_idle(self) -> None:
+        async with self._lock:
+            if self.ready.is_set():
+                await self._after_batches()
+
+    async def _decide_batch(self, tp: Any, batch: list[Any], runtime: PartitionRuntime) -> None:
+        admitted = self.order.admit(tp, [message.offset for message in batch])
+        if admitted.admission is Admission.RESEEK:
+            assert admitted.seek_to is not None
+            await self.app.consumer.seek(tp, admitted.seek_to)
+            return
+        topic = self.logical[tp.topic]
+        partition = tp.partition
+        processor = runtime.processor
+        decided = 0
+        for message in batch[admitted.start :]:
+            offset = message.offset
+            headers = message.headers
+            record = SourceRecord(
+                topic,
+                partition,
+                offset,
+                message.key,
+                message.value if message.value is not None else b"",
+                bool(headers) and is_replayed(headers),
+            )
+            self._stage(self._decide(processor, record, Position(topic, partition, offset), None), record)
+            decided += 1
+        last = batch[-1].offset
+        self.order.decided(tp, last)
+        assert self.checkpoint is not None
+        self.checkpoint.decided(tp, last + 1)
+        metrics.EVENTS_IN.labels(topic=topic).inc(decided)
+        if tp.topic == self.membership_topic:
+            self._recheck(runtime, tick=False)
+
+    def _decide(
+        self, processor: EventProcessor, record: SourceRecord, position: Position, waited: float | None
+    ) -> Outcome:
+        try:
+            return processor.process(record, position, waited_s=waited)
+        except Exception as exc:  # a bug must not stop the partition: the record becomes a dead letter
+            log.exception("failed to decide %s", record.origin)
+            event_id, event_type = readable_identity(record.value)
+            value = build_dead_letter(
+                reason=DeadLetterReason.SCHEMA_VIOLATION,
+                detail=f"processing error: {exc!r}"[:500],
+                original_topic=record.topic,
+                original_partition=record.partition,
+                original_offset=record.offset,
+                original_key=record.key,
+                original_value=record.value,
+                event_id=event_id,
+                event_type=event_type,
+                failed_at=processor.clock(),
+                max_value_bytes=DEAD_LETTER_VALUE_BYTES,
+            )
+            outcome = Outcome()
+            outcome.dead_letters.append((record.key, value, DeadLetterReason.SCHEMA_VIOLATION.value))
+            return outcome
+
+    def _stage(self, outcome: Outcome, record: SourceRecord) -> None:
+        """Append what `outcome` lists to the outputs (partition = the record's partition number)."""
+        outputs = self.outputs
+        assert outputs is not None
+        p = record.partition
+        widths = self._widths
+        for family, key, value in outcome.enriched:
+            topic = self.enriched[family]
+            outputs.append(topic, p % widths[topic], key.encode(), value)
+        for dl_key, value, reason in outcome.dead_letters:
+            outputs.append(self.deadletters, p % widths[self.deadletters], dl_key, value)
+            metrics.DEAD_LETTERS.labels(reason=reason).inc()
+        members = self.settings.members_topic
+        for company_id, member in outcome.members:
+            outputs.append(members, p % widths[members], company_id.encode(), _encode(member))
+        if outcome.duplicate:
+            source = family_of_topic(record.topic)
+            metrics.DUPLICATES.labels(family=source.value if source else record.topic).inc()
+
+    # --- parked records, checkpoints, health --------------------------------------------------------
+
+    def _recheck(self, runtime: PartitionRuntime, *, tick: bool) -> None:
+        """Re-decide the partition's parked records that may be decided now (rule 1); `tick`
+        advances their waiting time. Released at once: the checkpoint writes the release only after
+        their outputs are acknowledged."""
+        processor = runtime.processor
+        p = runtime.store.partition
+        if not processor.parking.has_parked(p):
+            return
+        self._recheck_seq += 1
+        decided: list[str] = []
+        for item, outcome in processor.recheck(p, Position(RECHECK, p, self._recheck_seq), tick=tick):
+            if not outcome.wait:
+                self._stage(outcome, item.record)
+                decided.append(item.key)
+        processor.release(p, decided)
+        metrics.PARKED.labels(partition=str(p)).set(processor.parking.count(p))
+
+    async def _after_batches(self) -> None:
+        assert self.outputs is not None and self.checkpoint is not None
+        now = time.monotonic()
+        if now - self._rechecked_at >= self.settings.recheck_s:
+            self._rechecked_at = now
+            for runtime in self.owned().values():
+                self._recheck(runtime, tick=True)
+        await self.outputs.submit()
+        if self.checkpoint.due():
+            await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        """Run a checkpoint; a delivery failure stops the worker (its stores are no longer exact)."""
+        assert self.checkpoint is not None and self.outputs is not None
+        stores = [runtime.store for runtime in self.runtimes.values()]
+        kinds = Counter(key_kind(key) for store in stores for key in store.changed_keys())
+        try:
+            result = await self.checkpoint.commit(stores)
+        except DeliveryError as exc:
+            log.critical("checkpoint failed, stopping the worker: %s", exc)
+            self.health.problem("delivery", f"outputs not acknowledged: {exc}", sticky=True)
+            await self.app.crash(exc)
+            raise
+        for kind, n in kinds.items():
+            metrics.CHANGELOG_RECORDS.labels(kind=kind).inc(n)
+        ends = self.outputs.ends
+        for p, runtime in self.runtimes.items():
+            runtime.changelog_end = ends.get((self.settings.changelog_topic, p), runtime.changelog_end)
+        if result.committed and result.offsets:
+            self._advanced_at = time.monotonic()
+            self.health.progress()
+
+    def lagging(self) -> str | None:
+        """Why the worker is stalled, if its partitions lag while no checkpoint advanced for `STALL_S`."""
+        if self.checkpoint is None or time.monotonic() - self._advanced_at < STALL_S:
+            return None
+        consumer = self.app.consumer
+        lag = 0
+        for tp in consumer.assignment():
+            if tp.topic in self.logical:
+                end = consumer.highwater(tp)
+                position = self.checkpoint.committed(tp)
+                if end is not None and position is not None and end > position:
+                    lag += end - position
+        if not lag:
+            return None
+        idle = time.monotonic() - self._advanced_at
+        return f"partitions lag by {lag} records and no commit advanced for {idle:.0f} s"
+
+
+def _count_out(topic: str, n: int) -> None:
+    metrics.EVENTS_OUT.labels(topic=topic).inc(n)
