@@ -3,6 +3,10 @@
 Each package owns a `cli.py` with `register(subparsers)`; handlers take the parsed arguments and
 return the exit code. Heavy libraries (faust, Great Expectations, pyarrow) are imported inside the
 handlers, never at registration, so `mic-pipeline --help` and `validate` start fast.
+
+A configuration variable the process cannot use (`mic_pipeline.config.ConfigError`, raised by the
+`from_env` readers every subcommand goes through) ends any subcommand with one line on stderr,
+`mic-pipeline: configuration error: MIC_X='value': what is wrong`, and exit code 2.
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from mic_pipeline.config import ConfigError
 from mic_pipeline.infra import cli as infra_cli
 from mic_pipeline.ops import cli as ops_cli
 from producers import cli as producers_cli
 from schemas import cli as schemas_cli
 from sinks import cli as sinks_cli
 from streams import cli as streams_cli
+
+EXIT_CONFIGURATION = 2
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -48,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
+    except ConfigError as error:
+        print(f"mic-pipeline: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIGURATION
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from mic_pipeline.config import ConfigError
 from mic_pipeline.ops.drain import still_pending
 from mic_pipeline.ops.kafka_probe import is_pipeline_topic, partition_lag
 from mic_pipeline.ops.verdict import (
+    ComponentHealth,
     FamilyFreshness,
     GroupStatus,
     PartitionLag,
@@ -113,10 +115,14 @@ def test_thresholds_from_env_parse_and_disable() -> None:
     assert thresholds.max_lag_seconds is None
     assert thresholds.max_freshness_seconds == 30.5
     assert thresholds.failing_lag_seconds == Thresholds().failing_lag_seconds
-    with pytest.raises(ValueError, match="MIC_STATUS_MAX_LAG_RECORDS must be an integer"):
+    with pytest.raises(ConfigError) as error:
         Thresholds.from_env({"MIC_STATUS_MAX_LAG_RECORDS": "1.5"})
-    with pytest.raises(ValueError, match=">= 0"):
+    assert str(error.value) == "MIC_STATUS_MAX_LAG_RECORDS='1.5': must be an integer or 'off'"
+    with pytest.raises(ConfigError, match=r"MIC_STATUS_MAX_LAG_SECONDS='-1': must be >= 0"):
         Thresholds.from_env({"MIC_STATUS_MAX_LAG_SECONDS": "-1"})
+    with pytest.raises(ConfigError, match="MIC_STATUS_FAILING_NOT_READY_SECONDS='nan'"):
+        Thresholds.from_env({"MIC_STATUS_FAILING_NOT_READY_SECONDS": "nan"})
+    assert Thresholds.from_env({"MIC_STATUS_FAILING_NOT_READY_SECONDS": "60"}).failing_not_ready_seconds == 60
 
 
 def test_partition_lag_counts_from_committed_or_first_retained_offset() -> None:
@@ -196,3 +202,78 @@ def test_text_report_lists_verdict_groups_dead_letters_and_freshness() -> None:
     assert "dead letters (last hour): 2" in lines
     assert any(line.startswith("  order_events") and line.endswith("nothing landed") for line in lines)
     assert lines[-1] == "quality gate: no results recorded yet"
+
+
+def test_not_ready_components_degrade_with_their_reasons_then_fail_after_the_threshold() -> None:
+    now = NOW.timestamp()
+    disk = ComponentHealth(
+        "sink-parquet",
+        "http://h:9102/health/ready",
+        False,
+        reasons=("disk full: [Errno 28] No space left on device",),
+        since=now - 42,
+    )
+    ready = ComponentHealth("sink-sql", "http://h:9101/health/ready", True, since=now - 500)
+    snapshot = StatusSnapshot(taken_at=NOW, components=(disk, ready))
+    assessment = evaluate(snapshot, Thresholds())
+    assert assessment.verdict is Verdict.DEGRADED
+    assert assessment.reasons == (
+        "sink-parquet: not ready for 42 s: disk full: [Errno 28] No space left on device",
+    )
+    long_ago = ComponentHealth(
+        "sink-sql", "u", False, reasons=("database unavailable: refused", "write error: x"), since=now - 301
+    )
+    assessment = evaluate(StatusSnapshot(taken_at=NOW, components=(long_ago, disk)), Thresholds())
+    assert assessment.verdict is Verdict.FAILING
+    assert assessment.reasons == (
+        "sink-sql: not ready for 301 s (> 300 s): database unavailable: refused; write error: x",
+        "sink-parquet: not ready for 42 s: disk full: [Errno 28] No space left on device",
+    )
+    no_limit = Thresholds(failing_not_ready_seconds=None)
+    snapshot = StatusSnapshot(taken_at=NOW, components=(long_ago,))
+    assert evaluate(snapshot, no_limit).verdict is Verdict.DEGRADED
+
+
+def test_an_unreachable_health_endpoint_degrades_and_is_reported_as_such() -> None:
+    down = ComponentHealth(
+        "sink-sql", "http://h:9101/health/ready", False, error="health endpoint unreachable (refused)"
+    )
+    snapshot = StatusSnapshot(taken_at=NOW, components=(down,))
+    assessment = evaluate(snapshot, Thresholds())
+    assert (assessment.verdict, assessment.reasons) == (
+        Verdict.DEGRADED,
+        ("sink-sql: health endpoint unreachable (refused)",),
+    )
+    document = snapshot_to_json(snapshot, assessment, Thresholds())
+    assert document["components"] == [
+        {
+            "component": "sink-sql",
+            "url": "http://h:9101/health/ready",
+            "status": "unknown",
+            "reasons": [],
+            "since": None,
+            "last_progress": None,
+            "not_ready_seconds": None,
+            "error": "health endpoint unreachable (refused)",
+        }
+    ]
+    assert document["thresholds"]["failing_not_ready_seconds"] == 300.0
+
+
+def test_text_report_lists_components_and_escapes_what_they_say() -> None:
+    from mic_pipeline.ops.status import render_text
+
+    now = NOW.timestamp()
+    components = (
+        ComponentHealth("streams", "u1", True, since=now - 900, last_progress=now - 3),
+        ComponentHealth(
+            "sink-parquet", "u2", False, reasons=("write error: \x1b]0;pwned\x07\n!",), since=now - 7
+        ),
+    )
+    snapshot = StatusSnapshot(taken_at=NOW, components=components)
+    text = render_text(snapshot, evaluate(snapshot, Thresholds()))
+    lines = text.splitlines()
+    escaped = "sink-parquet: not ready for 7 s: write error: \\x1b]0;pwned\\x07\\n!"
+    assert lines[:2] == ["verdict: DEGRADED", f"  - {escaped}"]
+    assert lines[3:6] == ["components:", "  streams: ready (last progress 3 s ago)", f"  {escaped}"]
+    assert "\x1b" not in text and "\x07" not in text

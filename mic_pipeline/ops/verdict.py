@@ -14,6 +14,17 @@ into OK / DEGRADED / FAILING with one human reason per breached rule:
 | dead letters in the last hour over `max_dead_letters_per_hour` (when set) | DEGRADED |
 | a family's newest landed event older than `max_freshness_seconds` (when set) | DEGRADED |
 | any quarantined batch or failed quality check | DEGRADED |
+| a component not ready (`/health/ready` 503) for longer than `failing_not_ready_seconds` | FAILING |
+| a component not ready for less long; its health endpoint unreachable or answering oddly | DEGRADED |
+
+A component's readiness (`mic_pipeline.health`) says whether it makes progress: a sink that cannot
+write (database down, disk full, a write error), a worker whose partitions lag while its commits do
+not move. Not ready for a moment is normal (a database restart, a rebalance, a child being restarted
+by `run`): DEGRADED, with the component's reasons. Not ready for longer than every self-healing the
+pipeline does (retries with backoff up to 30 s, a rebalance's session timeout, `run`'s restart
+backoff up to 30 s), 5 minutes by default, means someone must act: FAILING. An unreachable health
+endpoint is DEGRADED only: `status` cannot tell for how long it has been down, and a component that
+stays down stops committing, which the lag rules judge.
 
 Exit codes of the verdicts: OK 0, DEGRADED 1, FAILING 2.
 """
@@ -26,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from mic_pipeline.config import ConfigError
 
 
 class Verdict(StrEnum):
@@ -113,6 +126,43 @@ class QualityGateStatus:
 
 
 @dataclass(frozen=True)
+class ComponentHealth:
+    """What one component's readiness endpoint answered.
+
+    `error` is set when the endpoint did not answer a readiness document (unreachable, another HTTP
+    status than 200/503); else `ready` and, when not ready, its `reasons` and `since` (epoch
+    seconds of the last change of readiness, the component's clock)."""
+
+    name: str
+    url: str
+    ready: bool
+    reasons: tuple[str, ...] = ()
+    since: float | None = None
+    last_progress: float | None = None
+    error: str | None = None
+
+    def not_ready_for(self, now: float) -> float | None:
+        """Seconds the component has been not ready at `now` (None when ready or unknown)."""
+        if self.ready or self.error is not None or self.since is None:
+            return None
+        return max(0.0, now - self.since)
+
+    def describe(self, now: float, limit: float | None = None) -> str:
+        """One line: `sink-parquet: not ready for 42 s: disk full: ...` (with `(> limit s)` after
+        the duration when given)."""
+        if self.error is not None:
+            return f"{self.name}: {self.error}"
+        if self.ready:
+            return f"{self.name}: ready"
+        duration = self.not_ready_for(now)
+        for_how_long = "" if duration is None else f" for {duration:.0f} s"
+        if limit is not None:
+            for_how_long += f" (> {limit:g} s)"
+        reasons = "; ".join(self.reasons) or "no reason given"
+        return f"{self.name}: not ready{for_how_long}: {reasons}"
+
+
+@dataclass(frozen=True)
 class StatusSnapshot:
     """Everything `status` measured at `taken_at`. Errors are strings, never exceptions."""
 
@@ -126,6 +176,7 @@ class StatusSnapshot:
     warehouse_error: str | None = None
     freshness: tuple[FamilyFreshness, ...] = ()
     quality: QualityGateStatus = field(default_factory=lambda: QualityGateStatus(available=False))
+    components: tuple[ComponentHealth, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,17 +188,22 @@ class Thresholds:
     failing_lag_seconds: float | None = 900.0
     max_freshness_seconds: float | None = None
     max_dead_letters_per_hour: int | None = None
+    failing_not_ready_seconds: float | None = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Thresholds:
-        """Defaults overridden by `MIC_STATUS_*` variables; an empty or `off` value disables a rule."""
+        """Defaults overridden by `MIC_STATUS_*` variables; an empty or `off` value disables a rule.
+        A value that is neither raises `ConfigError`."""
         env = os.environ if environ is None else environ
         defaults = cls()
         values: dict[str, Any] = {}
         for name, variable in ENV_VARIABLES.items():
             default = getattr(defaults, name)
             text = env.get(variable)
-            values[name] = default if text is None else parse_threshold(name, text, variable)
+            try:
+                values[name] = default if text is None else parse_limit_value(text, integer=name in _INTS)
+            except ValueError as error:
+                raise ConfigError(variable, "" if text is None else text, str(error)) from None
         return cls(**values)
 
 
@@ -157,6 +213,7 @@ ENV_VARIABLES: dict[str, str] = {
     "failing_lag_seconds": "MIC_STATUS_FAILING_LAG_SECONDS",
     "max_freshness_seconds": "MIC_STATUS_MAX_FRESHNESS_SECONDS",
     "max_dead_letters_per_hour": "MIC_STATUS_MAX_DEAD_LETTERS_PER_HOUR",
+    "failing_not_ready_seconds": "MIC_STATUS_FAILING_NOT_READY_SECONDS",
 }
 _INTS = frozenset({"max_lag_records", "max_dead_letters_per_hour"})
 
@@ -167,17 +224,25 @@ def parse_threshold(name: str, text: str, label: str) -> Any:
 
 
 def parse_limit(text: str, name: str, *, integer: bool) -> Any:
-    """A limit from text: a non-negative number, or None for `""`/`off`/`none`."""
+    """A limit from text: a non-negative number, or None for `""`/`off`/`none`; `ValueError` naming
+    `name` otherwise."""
+    try:
+        return parse_limit_value(text, integer=integer)
+    except ValueError as error:
+        raise ValueError(f"{name} {error}, got {text!r}") from None
+
+
+def parse_limit_value(text: str, *, integer: bool) -> Any:
+    """`parse_limit` without the name: the `ValueError` says only what is wrong."""
     cleaned = text.strip().lower()
     if cleaned in ("", "off", "none"):
         return None
     try:
         value = int(cleaned) if integer else float(cleaned)
-    except ValueError as exc:
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {kind} or 'off', got {text!r}") from exc
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {text!r}")
+    except ValueError:
+        raise ValueError(f"must be {'an integer' if integer else 'a number'} or 'off'") from None
+    if value < 0 or value != value or value == float("inf"):
+        raise ValueError("must be >= 0 and finite")
     return value
 
 
@@ -230,11 +295,28 @@ def evaluate(snapshot: StatusSnapshot, thresholds: Thresholds) -> Assessment:
                 )
     if snapshot.quality.failures > 0:
         degraded.append(f"quality gate: {snapshot.quality.failures} failed or quarantined batches")
+    _judge_components(snapshot, thresholds, failing, degraded)
     if failing:
         return Assessment(Verdict.FAILING, tuple(failing + degraded))
     if degraded:
         return Assessment(Verdict.DEGRADED, tuple(degraded))
     return Assessment(Verdict.OK, ())
+
+
+def _judge_components(
+    snapshot: StatusSnapshot, thresholds: Thresholds, failing: list[str], degraded: list[str]
+) -> None:
+    """The component rules of the module docstring, appended to `failing` / `degraded`."""
+    now = snapshot.taken_at.timestamp()
+    limit = thresholds.failing_not_ready_seconds
+    for component in snapshot.components:
+        if component.ready and component.error is None:
+            continue
+        duration = component.not_ready_for(now)
+        if limit is not None and duration is not None and duration > limit:
+            failing.append(component.describe(now, limit))
+        else:
+            degraded.append(component.describe(now))
 
 
 def snapshot_to_json(
@@ -280,6 +362,23 @@ def snapshot_to_json(
             for f in snapshot.freshness
         ],
         "quality": asdict(snapshot.quality) | {"details": list(snapshot.quality.details)},
+        "components": [
+            {
+                "component": c.name,
+                "url": c.url,
+                "status": "unknown" if c.error is not None else "ready" if c.ready else "not ready",
+                "reasons": list(c.reasons),
+                "since": c.since,
+                "last_progress": c.last_progress,
+                "not_ready_seconds": _rounded(c.not_ready_for(snapshot.taken_at.timestamp())),
+                "error": c.error,
+            }
+            for c in snapshot.components
+        ],
         "thresholds": asdict(thresholds),
     }
     return document
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
