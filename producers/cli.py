@@ -66,7 +66,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _error(command: str, message: str) -> None:
-    print(f"mic-pipeline {command}: error: {message}", file=sys.stderr)
+    from mic_pipeline.text import printable
+
+    print(printable(f"mic-pipeline {command}: error: {message}"), file=sys.stderr)
 
 
 def _readable(command: str, path: Path) -> bool:
@@ -77,7 +79,10 @@ def _readable(command: str, path: Path) -> bool:
 
 
 def _describe(path: Path, verdict: LineVerdict) -> str:
-    return f"{path}:{verdict.line}: {verdict.reason}: {verdict.detail}"
+    """One line per invalid input line; escaped, the detail can quote the line's text."""
+    from mic_pipeline.text import printable
+
+    return printable(f"{path}:{verdict.line}: {verdict.reason}: {verdict.detail}")
 
 
 def validate_command(args: argparse.Namespace) -> int:

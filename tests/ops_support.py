@@ -14,6 +14,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 
 from mic_pipeline.config import Settings
+from mic_pipeline.ops.verdict import ENV_VARIABLES
 from schemas.deadletter import build_dead_letter
 from schemas.reasons import DeadLetterReason
 
@@ -24,13 +25,9 @@ def use_settings(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     monkeypatch.setenv("MIC_TOPIC_PREFIX", settings.topic_prefix)
     monkeypatch.setenv("MIC_WAREHOUSE_DIR", str(settings.warehouse_dir))
     monkeypatch.setenv("MIC_DATABASE_URL", settings.database_url)
-    for name in (
-        "MIC_STATUS_MAX_LAG_RECORDS",
-        "MIC_STATUS_MAX_LAG_SECONDS",
-        "MIC_STATUS_FAILING_LAG_SECONDS",
-        "MIC_STATUS_MAX_FRESHNESS_SECONDS",
-        "MIC_STATUS_MAX_DEAD_LETTERS_PER_HOUR",
-    ):
+    monkeypatch.setenv("MIC_STATE_DIR", str(settings.state_dir))  # no `run` of another test's
+    monkeypatch.delenv("MIC_HEALTH_URLS", raising=False)
+    for name in ENV_VARIABLES.values():
         monkeypatch.delenv(name, raising=False)
 
 

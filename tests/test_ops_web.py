@@ -266,3 +266,62 @@ def test_health_and_apis_when_broker_and_stream_are_down(settings: Settings) -> 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_page_shows_why_a_component_is_not_ready_as_text(
+    pipeline_topics: Settings, browser: Any, tmp_path: Path
+) -> None:
+    """A sink's readiness reasons (which can quote event data) appear in the verdict's reasons and the
+    components table as text: markup in them is shown, never parsed."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from mic_pipeline import metrics
+    from mic_pipeline.config import HealthEndpoint
+    from mic_pipeline.health import Health
+
+    attack = "write error: <img src=x onerror=alert(1)> \u202eevil"
+    health = Health("sink-sql")
+    health.problem("write", attack)
+    sink = metrics.serve(0, health=health)
+    nobody = HealthEndpoint("http://127.0.0.1:1/health/ready", "streams")
+    server = make_server(
+        pipeline_topics,
+        thresholds=Thresholds(),
+        health_endpoints=(HealthEndpoint(f"http://127.0.0.1:{sink.server_address[1]}/health/ready"), nobody),
+        streams_url="http://127.0.0.1:1/aggregates",
+        port=0,
+        refresh_ms=500,
+        status_ttl_s=0.2,
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        text_becomes(browser, "verdict", "DEGRADED")
+
+        def rows(driver: Any) -> dict[str, list[str]]:  # read in one go: the page redraws them
+            shown: dict[str, list[str]] = driver.execute_script(
+                "const out = {};"
+                "for (const tr of document.querySelectorAll('#components-body tr[data-component]'))"
+                "  out[tr.dataset.component] = [tr.dataset.status, ...[...tr.cells].map(c => c.textContent)];"
+                "return out;"
+            )
+            return shown
+
+        WebDriverWait(browser, 15, poll_frequency=0.2).until(lambda d: len(rows(d)) == 2)
+        shown = rows(browser)
+        assert shown["sink-sql"][:2] == ["not ready", "sink-sql"] and shown["sink-sql"][3] == attack
+        assert shown["sink-sql"][2].startswith("not ready for ")
+        assert shown["streams"][0] == "unknown"
+        assert shown["streams"][3].startswith(f"health endpoint unreachable ({nobody.url}: ")
+        reasons = browser.find_element(By.ID, "reasons").get_attribute("textContent")
+        assert "sink-sql: not ready for " in reasons and attack in reasons
+        assert browser.find_elements(By.CSS_SELECTOR, "main img") == []
+        browser.save_screenshot(str(tmp_path / "components.png"))
+        health.clear("write")
+        WebDriverWait(browser, 15, poll_frequency=0.2).until(lambda d: rows(d)["sink-sql"][0] == "ready")
+    finally:
+        server.shutdown()
+        server.server_close()
+        sink.shutdown()
+        sink.server_close()

@@ -144,7 +144,55 @@ def test_unreachable_broker_fails_fast(
     started = time.monotonic()
     assert main([*argv, "--timeout", "1"]) == 3
     assert time.monotonic() - started < 5
-    assert UNREACHABLE in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err == (
+        f"mic-pipeline {command[0]}: error: cannot reach Kafka at {UNREACHABLE}: "
+        f"KafkaTimeoutError: Unable to bootstrap from ['{UNREACHABLE}']\n"
+    )
+
+
+@pytest.mark.parametrize("command", [["publish", "FILE"], ["simulate", "--rate", "10", "--duration", "1"]])
+def test_a_well_formed_but_dead_broker_is_one_line_and_exit_3_from_the_real_command(
+    command: list[str], mixed_file: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    argv = [str(mixed_file) if part == "FILE" else part for part in command]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MIC_")}
+    environ["MIC_KAFKA_BOOTSTRAP"] = "nosuchhost.invalid:9092"
+    result = subprocess.run(
+        [sys.executable, "-m", "mic_pipeline.cli", *argv, "--timeout", "1"],
+        env=environ, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 3
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    expected = f"mic-pipeline {command[0]}: error: cannot reach Kafka at nosuchhost.invalid:9092"
+    assert result.stderr.startswith(expected)
+
+
+def test_a_malformed_bootstrap_is_a_configuration_error(
+    mixed_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MIC_KAFKA_BOOTSTRAP", "127.0.0.1:notaport")
+    assert main(["publish", str(mixed_file)]) == 2
+    assert capsys.readouterr().err == (
+        "mic-pipeline: configuration error: MIC_KAFKA_BOOTSTRAP='127.0.0.1:notaport': "
+        "port must be a number 1-65535\n"
+    )
+
+
+def test_invalid_lines_are_reported_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hostile = "\u001b[31mRED\u001b]0;pwned\u0007\u202e"
+    document = json.loads(_valid_lines(1)[0])
+    document[hostile] = 1  # the decoder's detail quotes an unknown key as it is
+    path = _write(tmp_path / "hostile.jsonl", [json.dumps(document, ensure_ascii=False).encode()])
+    monkeypatch.setenv("MIC_KAFKA_BOOTSTRAP", UNREACHABLE)
+    assert main(["publish", str(path), "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"{path}:1: schema_violation: $.\\x1b[31mRED\\x1b]0;pwned\\x07\\u202e: unknown field\n"
 
 
 @pytest.mark.parametrize("flags", [["--invalid-fraction", "1.5"], ["--scale", "0"], ["--duration", "0"]])

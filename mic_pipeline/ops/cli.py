@@ -1,9 +1,12 @@
 """Operator subcommands: `status`, `drain`, `deadletters list|replay`, `web`, `run`, `demo`, `report`.
 
 Thresholds of `status` come from `MIC_STATUS_*` variables (see `mic_pipeline.ops.verdict`) and are
-overridden by the flags. Exit codes: `status` 0 OK / 1 DEGRADED / 2 FAILING; `drain` 0 drained /
-1 still lagging at the timeout (or broker unreachable); `deadletters` 0 (skipped replays are
-reported, not errors), 2 for bad arguments.
+overridden by the flags. `status` and `web` also ask the components' readiness endpoints
+(`--health-url`, `MIC_HEALTH_URLS` or a live `run`'s; see `mic_pipeline.ops.components`).
+Exit codes: `status` 0 OK / 1 DEGRADED / 2 FAILING; `drain` 0 drained / 1 still lagging at the
+timeout (or broker unreachable); `deadletters` 0 (skipped replays are reported, not errors), 2 for
+bad arguments, 3 when the broker cannot be reached. Every value that came from events, dead letters
+or the broker is printed escaped (`mic_pipeline.text`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,18 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from mic_pipeline.text import printable, printable_json
+
+EXIT_KAFKA = 3
+
+
+def kafka_errors() -> tuple[type[Exception], ...]:
+    """What a broker that cannot be reached raises through kafka-python (socket errors are
+    `OSError`); imported on use, kafka-python takes 0.3 s to import."""
+    from kafka.errors import KafkaError
+
+    return (KafkaError, OSError)
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the operator subcommands."""
@@ -21,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     status.add_argument("--json", action="store_true", help="print the status document as JSON")
     _add_groups(status)
+    _add_health_urls(status)
     _add_thresholds(status)
     status.set_defaults(handler=run_status)
 
@@ -64,6 +80,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     web.add_argument("--metrics-port", type=int, metavar="P", help="also serve Prometheus /metrics on P")
     _add_groups(web)
+    _add_health_urls(web)
     _add_thresholds(web)
     web.set_defaults(handler=run_web)
 
@@ -79,6 +96,17 @@ def _add_groups(parser: argparse.ArgumentParser) -> None:
         dest="groups",
         metavar="G",
         help="consumer group to watch (repeatable; default: every group with offsets on our topics)",
+    )
+
+
+def _add_health_urls(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--health-url",
+        action="append",
+        dest="health_urls",
+        metavar="[NAME=]URL",
+        help="a component's /health/ready URL to include (repeatable; default: MIC_HEALTH_URLS, else "
+        "the children of a `mic-pipeline run` using the same MIC_STATE_DIR)",
     )
 
 
@@ -101,6 +129,7 @@ def _add_thresholds(parser: argparse.ArgumentParser) -> None:
         "failing_lag_seconds": "FAILING when a group's oldest unprocessed record is older (s)",
         "max_freshness_seconds": "DEGRADED when a family's newest landed event is older (s)",
         "max_dead_letters_per_hour": "DEGRADED above this many dead letters in the last hour",
+        "failing_not_ready_seconds": "FAILING when a component has not been ready for longer (s)",
     }
     for name, variable in ENV_VARIABLES.items():
         parser.add_argument(
@@ -134,19 +163,31 @@ def run_status(args: argparse.Namespace) -> int:
     from mic_pipeline.ops.status import collect_status, render_text
     from mic_pipeline.ops.verdict import evaluate, snapshot_to_json
 
+    settings = Settings.from_env()
     try:
         thresholds = thresholds_from_args(args)
+        endpoints = _health_endpoints(settings, args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    snapshot = collect_status(Settings.from_env(), args.groups)
+    snapshot = collect_status(settings, args.groups, health_endpoints=endpoints)
     assessment = evaluate(snapshot, thresholds)
     if args.json:
         document = snapshot_to_json(snapshot, assessment, thresholds)
-        print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        print(printable_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()))
     else:
         print(render_text(snapshot, assessment))
     return assessment.verdict.exit_code
+
+
+def _health_endpoints(settings: Any, args: argparse.Namespace) -> Any:
+    """The readiness endpoints to watch; `ValueError` for a bad flag or an unreadable run file."""
+    from mic_pipeline.ops.components import RunFileError, resolve_endpoints
+
+    try:
+        return resolve_endpoints(settings, args.health_urls)
+    except RunFileError as error:
+        raise ValueError(str(error)) from error
 
 
 def run_drain(args: argparse.Namespace) -> int:
@@ -166,7 +207,7 @@ def run_drain(args: argparse.Namespace) -> int:
         return 0
     print(f"not drained after {result.elapsed_s:.1f} s; still pending:", file=sys.stderr)
     for line in result.pending:
-        print(f"  {line}", file=sys.stderr)
+        print(f"  {printable(line)}", file=sys.stderr)
     return 1
 
 
@@ -209,15 +250,27 @@ def run_deadletters_list(args: argparse.Namespace) -> int:
             counts[letter.reason] = counts.get(letter.reason, 0) + 1
             yield letter
 
-    letters = counted(iter_dead_letters(Settings.from_env(), selection))
-    kept = heapq.nlargest(args.limit, letters, key=newest_first) if args.limit > 0 else list(letters)
+    settings = Settings.from_env()
+    letters = counted(iter_dead_letters(settings, selection))
+    try:
+        kept = heapq.nlargest(args.limit, letters, key=newest_first) if args.limit > 0 else list(letters)
+    except kafka_errors() as error:
+        return _broker_unreachable("deadletters list", settings, error)
     kept.sort(key=newest_first)
     for letter in kept:
-        print(orjson.dumps(letter.to_json()).decode() if args.json else format_letter(letter))
+        if args.json:
+            print(printable_json(orjson.dumps(letter.to_json()).decode()))
+        else:
+            print(printable(format_letter(letter)))
     if not args.json:
         summary = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items())) or "none"
-        print(f"{sum(counts.values())} dead letters matched ({summary}); showing {len(kept)}")
+        print(printable(f"{sum(counts.values())} dead letters matched ({summary}); showing {len(kept)}"))
     return 0
+
+
+def _broker_unreachable(command: str, settings: Any, error: BaseException) -> int:
+    print(printable(f"{command}: broker unreachable at {settings.kafka_bootstrap}: {error}"), file=sys.stderr)
+    return EXIT_KAFKA
 
 
 def run_deadletters_replay(args: argparse.Namespace) -> int:
@@ -232,9 +285,12 @@ def run_deadletters_replay(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     settings = Settings.from_env()
-    decisions = replay(
-        settings, list(iter_dead_letters(settings, selection)), force=args.force, dry_run=args.dry_run
-    )
+    try:
+        decisions = replay(
+            settings, list(iter_dead_letters(settings, selection)), force=args.force, dry_run=args.dry_run
+        )
+    except kafka_errors() as error:
+        return _broker_unreachable("deadletters replay", settings, error)
     for decision in decisions:
         letter = decision.letter
         action = "would replay" if args.dry_run else "replayed"
@@ -243,11 +299,11 @@ def run_deadletters_replay(args: argparse.Namespace) -> int:
             if decision.skip_reason
             else f"{action} -> {decision.target_topic}"
         )
-        print(f"{letter.reason:<20} {letter.event_id or '-':<36} {outcome}")
+        print(printable(f"{letter.reason:<20} {letter.event_id or '-':<36} {outcome}"))
     summary = summarize_decisions(decisions)
     skipped = ", ".join(f"{reason}: {n}" for reason, n in summary["skipped"].items()) or "none"
     verb = "would replay" if args.dry_run else "replayed"
-    print(f"{summary['selected']} selected, {verb} {summary['replayed']}, skipped {skipped}")
+    print(printable(f"{summary['selected']} selected, {verb} {summary['replayed']}, skipped {skipped}"))
     return 0
 
 
@@ -260,15 +316,18 @@ def run_web(args: argparse.Namespace) -> int:
     from mic_pipeline.config import Settings
     from mic_pipeline.ops.web import default_streams_url, make_server
 
+    settings = Settings.from_env()
     try:
         thresholds = thresholds_from_args(args)
+        endpoints = _health_endpoints(settings, args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     server = make_server(
-        Settings.from_env(),
+        settings,
         thresholds=thresholds,
         groups=args.groups,
+        health_endpoints=endpoints,
         streams_url=args.streams_url or default_streams_url(dict(os.environ)),
         port=args.port,
         host=args.host,

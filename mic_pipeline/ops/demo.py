@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mic_pipeline.config import Settings
+from mic_pipeline.text import printable
 
 QUICK = {"rate": 200.0, "duration": 12.0, "scale": 0.05, "member_wait": 8.0, "timeout": 90.0}
 DEFAULTS = {"rate": 200.0, "duration": 150.0, "scale": 0.1, "member_wait": 20.0, "timeout": 600.0}
@@ -149,8 +150,8 @@ def free_port() -> int:
 
 
 def say(message: str) -> None:
-    """One progress line of the demo on stdout."""
-    print(f"demo [{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+    """One progress line of the demo on stdout (escaped: it can quote group names, errors)."""
+    print(f"demo [{datetime.now(UTC):%H:%M:%S}] {printable(message)}", flush=True)
 
 
 def demo_settings(plan: DemoPlan, environ: dict[str, str]) -> Settings:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from mic_pipeline.config import Settings
-from mic_pipeline.ops.verdict import Assessment, GroupStatus, StatusSnapshot
+from mic_pipeline.config import HealthEndpoint, Settings
+from mic_pipeline.ops.verdict import Assessment, ComponentHealth, GroupStatus, StatusSnapshot
+from mic_pipeline.text import printable
 from schemas.topics import DEADLETTER_TOPIC, INPUT_TOPICS
 
 THROUGHPUT_WINDOW_S = 60.0
@@ -18,18 +19,23 @@ DEAD_LETTER_WINDOW = timedelta(hours=1)
 
 
 def collect_status(
-    settings: Settings, groups: Sequence[str] | None = None, timeout_ms: int = 5000
+    settings: Settings,
+    groups: Sequence[str] | None = None,
+    timeout_ms: int = 5000,
+    health_endpoints: Sequence[HealthEndpoint] = (),
 ) -> StatusSnapshot:
-    """Measure everything `status` reports. A broker or warehouse that cannot be reached is recorded
-    in the snapshot, never raised."""
+    """Measure everything `status` reports. A broker, warehouse or component that cannot be reached
+    is recorded in the snapshot, never raised."""
     from kafka.errors import KafkaError
 
+    from mic_pipeline.ops.components import collect_components
     from mic_pipeline.ops.deadletter_io import read_dead_letters
     from mic_pipeline.ops.deadletters import count_by_reason
     from mic_pipeline.ops.kafka_probe import KNOWN_TOPICS, KafkaProbe
     from mic_pipeline.ops.warehouse_probe import read_warehouse
 
     now = datetime.now(UTC)
+    components = collect_components(health_endpoints)
     warehouse = read_warehouse(settings.database_url, now)
     try:
         with KafkaProbe(settings, timeout_ms=timeout_ms) as probe:
@@ -48,6 +54,7 @@ def collect_status(
             warehouse_error=warehouse.error,
             freshness=warehouse.freshness,
             quality=warehouse.quality,
+            components=components,
         )
     return StatusSnapshot(
         taken_at=now,
@@ -59,6 +66,7 @@ def collect_status(
         warehouse_error=warehouse.error,
         freshness=warehouse.freshness,
         quality=warehouse.quality,
+        components=components,
     )
 
 
@@ -84,10 +92,14 @@ def _age(seconds: float | None) -> str:
 
 
 def render_text(snapshot: StatusSnapshot, assessment: Assessment) -> str:
-    """The human report of `status`: verdict and reasons first, then each section."""
+    """The human report of `status`: verdict and reasons first, then each section. Each line is
+    escaped (`mic_pipeline.text.printable`): names and reasons can carry event data."""
     lines = [f"verdict: {assessment.verdict.value}"]
     lines.extend(f"  - {reason}" for reason in assessment.reasons)
     lines.append(f"taken at {snapshot.taken_at.isoformat(timespec='seconds')}")
+    if snapshot.components:
+        lines.append("components:")
+        lines.extend(_component_line(c, snapshot.taken_at.timestamp()) for c in snapshot.components)
     if snapshot.broker_error is not None:
         lines.append(f"broker: {snapshot.broker_error}")
     else:
@@ -129,4 +141,12 @@ def render_text(snapshot: StatusSnapshot, assessment: Assessment) -> str:
         else:
             lines.append(f"quality gate: {quality.failures} failed or quarantined")
             lines.extend(f"  {detail}" for detail in quality.details)
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
+
+
+def _component_line(component: ComponentHealth, now: float) -> str:
+    if component.ready and component.error is None:
+        progress = component.last_progress
+        note = "" if progress is None else f" (last progress {_age(max(0.0, now - progress))})"
+        return f"  {component.name}: ready{note}"
+    return f"  {component.describe(now)}"

@@ -10,6 +10,9 @@
 
 The page polls both APIs every `refresh_ms` and redraws; it keeps a short history in the browser for
 the trend charts. Measuring is done on request threads, one at a time (a lock), never concurrently.
+The status includes the readiness of the components at `health_endpoints`.
+The page renders every value as text (`textContent`, `setAttribute`), never as HTML: names, reasons
+and details can carry event data.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from typing import Any
 
 import orjson
 
-from mic_pipeline.config import Settings
+from mic_pipeline.config import HealthEndpoint, Settings
 from mic_pipeline.ops.verdict import StatusSnapshot, Thresholds, evaluate, snapshot_to_json
+from mic_pipeline.text import printable_json
 
 AGGREGATES_TIMEOUT_S = 3.0
 
@@ -96,7 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/":
             self._send(200, self.page, "text/html; charset=utf-8")
         elif path == "/api/status":
-            self._send(200, orjson.dumps(self.status_source.document()), "application/json")
+            body = printable_json(orjson.dumps(self.status_source.document()).decode()).encode()
+            self._send(200, body, "application/json")
         elif path == "/api/aggregates":
             status, body = fetch_aggregates(self.streams_url)
             self._send(status, body, "application/json")
@@ -126,6 +131,7 @@ def make_server(
     *,
     thresholds: Thresholds,
     groups: Sequence[str] | None = None,
+    health_endpoints: Sequence[HealthEndpoint] = (),
     streams_url: str,
     port: int = 8080,
     host: str = "127.0.0.1",
@@ -137,7 +143,11 @@ def make_server(
     from mic_pipeline.ops.status import collect_status
 
     source = StatusSource(
-        lambda: collect_status(settings, groups, timeout_ms=kafka_timeout_ms), thresholds, ttl_s=status_ttl_s
+        lambda: collect_status(
+            settings, groups, timeout_ms=kafka_timeout_ms, health_endpoints=health_endpoints
+        ),
+        thresholds,
+        ttl_s=status_ttl_s,
     )
     handler = type(
         "OpsWebHandler",
