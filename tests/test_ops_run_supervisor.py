@@ -1,10 +1,13 @@
 """The supervisor of `mic-pipeline run` with real child processes: prefixed output, signal forwarding,
-SIGKILL after the stop timeout, a child's death failing the run; and `mic-pipeline run` itself
-starting the stream, both sinks and the web page and stopping them all on SIGINT (real broker)."""
+SIGKILL after the stop timeout, a crashed child restarted with backoff (killed by SIGKILL), too many
+restarts (or a configuration error) failing the run with a report; and `mic-pipeline run` itself
+starting the stream, both sinks and the web page, restarting the SQL sink after a kill -9, telling
+`status` its children, and stopping them all on SIGINT (real broker)."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
@@ -19,7 +22,8 @@ import pytest
 
 from mic_pipeline.config import Settings
 from mic_pipeline.infra.processes import is_alive
-from mic_pipeline.ops.supervisor import ChildDied, ChildSpec, Supervisor, run_supervised, settings_environment
+from mic_pipeline.ops.children import ChildSpec, settings_environment
+from mic_pipeline.ops.supervisor import ChildDied, RestartPolicy, Supervisor, run_supervised
 
 POLITE = """
 import signal, sys, time
@@ -85,17 +89,122 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_timeout() -> None:
     assert not any(is_alive(pid) for pid in supervisor.pids().values())
 
 
-def test_a_child_that_dies_fails_the_run_and_the_others_are_stopped() -> None:
+NO_RESTARTS = RestartPolicy(max_restarts=0)
+QUICK = RestartPolicy(max_restarts=2, window_s=60, backoff_s=0.2, max_backoff_s=0.3)
+SELF_KILLING = """
+import os, signal, time
+print("up, about to be killed", flush=True)
+time.sleep(0.3)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_without_restarts_a_child_that_dies_fails_the_run_and_the_others_are_stopped() -> None:
     output = io.StringIO()
     dying = ChildSpec("dying", (sys.executable, "-c", "import time; time.sleep(2); raise SystemExit(3)"))
-    supervisor = Supervisor([python_child("polite", POLITE), dying], output=output, stop_timeout_s=10)
+    supervisor = Supervisor(
+        [python_child("polite", POLITE), dying], output=output, stop_timeout_s=10, restart=NO_RESTARTS
+    )
     assert run_supervised(supervisor) == 1
     text = output.getvalue()
-    assert "FAILED: dying" in text and "exited with status 3" in text
+    assert re.search(r"FAILED: dying \(pid \d+\) exited with status 3 \(restarts are off\)", text), text
     assert f"polite | got signal {int(signal.SIGTERM)}" in text
-    lone = Supervisor([dying], output=io.StringIO())
+    lone = Supervisor([dying], output=io.StringIO(), restart=NO_RESTARTS)
     with lone, pytest.raises(ChildDied, match="exited with status 3"):
         lone.wait(threading.Event(), interval_s=0.1)
+
+
+def test_a_child_killed_by_sigkill_is_restarted_after_a_backoff_and_the_others_keep_running() -> None:
+    output = io.StringIO()
+    supervisor = Supervisor(
+        [python_child("alpha", POLITE), python_child("beta", POLITE)], output=output, restart=QUICK
+    )
+    with supervisor:
+        wait_for(lambda: output.getvalue().count("| hello from") == 2, 10)
+        first = supervisor.pids()
+        for restart, backoff, hellos in ((1, 0.2, 2), (2, 0.3, 3)):  # doubling, capped at 0.3 s
+            killed = supervisor.pids()["alpha"]
+            os.kill(killed, signal.SIGKILL)
+            died = time.monotonic()
+            wait_for(lambda: output.getvalue().count("alpha | hello from alpha") == hellos, 10)  # noqa: B023
+            new = supervisor.pids()["alpha"]
+            assert new != killed and is_alive(new)
+            assert time.monotonic() - died >= backoff
+            lines = output.getvalue().splitlines()
+            logged = (
+                f"alpha exited with status -9; restarting in {backoff} s (restart {restart} of 2 in 60 s)"
+            )
+            assert f"run   | {logged}" in lines
+            assert f"run   | restarted alpha (pid {new})" in lines
+            supervisor.check()
+        assert supervisor.pids()["beta"] == first["beta"] and is_alive(first["beta"])
+        assert output.getvalue().count("beta  | hello from beta") == 1
+        pids = supervisor.pids()
+    lines = output.getvalue().splitlines()
+    assert "run   | alpha exited with status 0" in lines and "run   | beta exited with status 0" in lines
+    assert not any(is_alive(pid) for pid in pids.values())
+
+
+def test_more_restarts_than_allowed_stop_everything_with_a_report_and_exit_1() -> None:
+    output = io.StringIO()
+    children = [python_child("polite", POLITE), ChildSpec("crashy", (sys.executable, "-c", SELF_KILLING))]
+    supervisor = Supervisor(children, output=output, stop_timeout_s=10, restart=QUICK)
+    began = time.monotonic()
+    assert run_supervised(supervisor) == 1
+    assert time.monotonic() - began < 30
+    lines = output.getvalue().splitlines()
+    restarts = [line for line in lines if "restarting in" in line]
+    assert restarts == [
+        "run    | crashy exited with status -9; restarting in 0.2 s (restart 1 of 2 in 60 s)",
+        "run    | crashy exited with status -9; restarting in 0.3 s (restart 2 of 2 in 60 s)",
+    ]
+    assert lines.count("crashy | up, about to be killed") == 3
+    failed = next(i for i, line in enumerate(lines) if "FAILED" in line)
+    why = r"crashy \(pid \d+\) exited with status -9 after 2 restarts within 60 s \(the limit is 2\)"
+    assert re.fullmatch(rf"run    \| FAILED: {why}; stopping the others", lines[failed])
+    assert lines[failed + 1 : failed + 3] == [
+        "run    | last output of crashy:",
+        "run    |   up, about to be killed",
+    ]
+    assert f"polite | got signal {int(signal.SIGTERM)}" in lines
+    assert re.fullmatch(rf"run    \| stopped: {why}", lines[-1])
+
+
+def test_a_child_exiting_with_status_2_is_not_restarted() -> None:
+    output = io.StringIO()
+    usage = ChildSpec("usage", (sys.executable, "-c", "print('bad flag', flush=True); raise SystemExit(2)"))
+    supervisor = Supervisor([usage], output=output)
+    assert run_supervised(supervisor) == 1
+    text = output.getvalue()
+    assert "restarting" not in text
+    assert re.search(r"FAILED: usage \(pid \d+\) exited with status 2, a configuration or usage error", text)
+
+
+def test_child_output_is_relayed_with_control_characters_escaped_but_tabs_kept() -> None:
+    output = io.StringIO()
+    source = "print('col1\\tcol2 \\x1b]0;pwned\\x07 \\u202eevil\\r', flush=True)"
+    supervisor = Supervisor([ChildSpec("noisy", (sys.executable, "-c", source))], output=output)
+    with supervisor:
+        wait_for(lambda: "noisy | " in output.getvalue(), 10)
+    line = next(line for line in output.getvalue().splitlines() if line.startswith("noisy | "))
+    assert line == "noisy | col1\tcol2 \\x1b]0;pwned\\x07 \\u202eevil"
+
+
+def test_stopping_cancels_a_pending_restart() -> None:
+    output = io.StringIO()
+    slow = RestartPolicy(max_restarts=1, window_s=60, backoff_s=30)
+    supervisor = Supervisor([python_child("alpha", POLITE)], output=output, restart=slow)
+    supervisor.start()
+    try:
+        wait_for(lambda: "| hello from alpha" in output.getvalue(), 10)
+        os.kill(supervisor.pids()["alpha"], signal.SIGKILL)
+        wait_for(lambda: "restarting in 30.0 s" in output.getvalue(), 10)
+    finally:
+        began = time.monotonic()
+        supervisor.stop()
+    assert time.monotonic() - began < 5
+    assert "restarted" not in output.getvalue()
+    assert output.getvalue().count("alpha | hello from alpha") == 1
 
 
 def free_port() -> int:
@@ -118,7 +227,7 @@ def free_port_pair() -> int:
 
 
 def test_pipeline_children_run_stream_workers_on_consecutive_ports() -> None:
-    from mic_pipeline.ops.supervisor import PipelinePorts, pipeline_children
+    from mic_pipeline.ops.children import PipelinePorts, pipeline_children, pipeline_health_endpoints
 
     settings = Settings(topic_prefix="t.")
     children = pipeline_children(settings, PipelinePorts(7000, 7100, 7200, None), stream_workers=3)
@@ -128,6 +237,16 @@ def test_pipeline_children_run_stream_workers_on_consecutive_ports() -> None:
     assert [child.name for child in children[3:]] == ["sink-sql", "sink-parquet"]
     with pytest.raises(ValueError):
         pipeline_children(settings, PipelinePorts(), stream_workers=0)
+    endpoints = pipeline_health_endpoints(PipelinePorts(7000, 7100, 7200, 7300), stream_workers=2)
+    assert [str(e) for e in endpoints] == [
+        "streams-0=http://127.0.0.1:7000/health",
+        "streams-1=http://127.0.0.1:7001/health",
+        "sink-sql=http://127.0.0.1:7100/health/ready",
+        "sink-parquet=http://127.0.0.1:7200/health/ready",
+    ]
+    web = pipeline_children(settings, PipelinePorts(7000, 7100, 7200, 7300), stream_workers=2)[-1]
+    assert web.name == "web"
+    assert web.environment["MIC_HEALTH_URLS"] == ",".join(str(e) for e in endpoints)
 
 
 @pytest.mark.kafka
@@ -158,6 +277,28 @@ def test_mic_pipeline_run_starts_every_process_and_stops_them_on_sigint(
             return all(owned) and sorted(p for part in owned for p in part) == [0, 1, 2]
 
         wait_for(split, 90)
+        assert "restarting" not in log.read_text(), log.read_text()
+
+        # `status` beside the run watches its children (from the run file), without being told
+        probe = subprocess.run(
+            [sys.executable, "-m", "mic_pipeline.cli", "status", "--json"],
+            env=environment, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        components = {c["component"]: c for c in json.loads(probe.stdout)["components"]}
+        assert set(components) == {"streams-0", "streams-1", "sink-sql", "sink-parquet"}, probe.stdout
+        assert components["sink-sql"]["url"] == f"http://127.0.0.1:{ports[1]}/health/ready"
+        assert components["sink-sql"]["status"] == "ready", components
+        assert components["streams-0"]["status"] in ("ready", "not ready"), components  # it answered
+
+        # kill -9 of the SQL sink: restarted after 1 s, ready again, the rest untouched
+        os.kill(pids["sink-sql"], signal.SIGKILL)
+        wait_for(lambda: "restarted sink-sql (pid" in log.read_text(), 30)
+        text = log.read_text()
+        assert "sink-sql exited with status -9; restarting in 1.0 s (restart 1 of 5 in 300 s)" in text
+        pids["sink-sql (restarted)"] = int(re.findall(r"restarted sink-sql \(pid (\d+)\)", text)[0])
+        wait_for(lambda: _ready(f"http://127.0.0.1:{ports[1]}/health/ready"), 60)
+        assert process.poll() is None
+        assert all(is_alive(pid) for name, pid in pids.items() if name != "sink-sql")
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0, log.read_text()
     finally:
@@ -170,13 +311,31 @@ def test_mic_pipeline_run_starts_every_process_and_stops_them_on_sigint(
     for name in ("streams-0", "streams-1", "sink-sql", "sink-parquet"):
         assert re.search(rf"run\s+\| {name} exited with status 0", text), text
     assert not any(is_alive(pid) for pid in pids.values())
+    assert not (settings.state_dir / "run.json").exists()
+
+
+def _ready(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def _partitions(port: int) -> list[int]:
-    """The partitions a stream worker owns, from its /health."""
-    import json
+    """The partitions a stream worker owns, from its /health (none while it does not answer)."""
+    import urllib.error
     import urllib.request
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
-        partitions: list[int] = json.loads(response.read())["partitions"]
-        return partitions
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            body = response.read()
+    except urllib.error.HTTPError as not_ready:
+        body = not_ready.read()
+    except (urllib.error.URLError, OSError):
+        return []
+    partitions: list[int] = json.loads(body)["partitions"]
+    return partitions

@@ -11,6 +11,12 @@ import time
 from typing import IO
 
 from mic_pipeline.config import Settings
+from mic_pipeline.ops.children import (
+    PipelinePorts,
+    pipeline_children,
+    pipeline_groups,
+    settings_environment,
+)
 from mic_pipeline.ops.demo import DemoPlan, free_port, say, simulate
 from mic_pipeline.ops.reconcile import (
     Expected,
@@ -20,14 +26,8 @@ from mic_pipeline.ops.reconcile import (
     format_summary,
     reconcile,
 )
-from mic_pipeline.ops.supervisor import (
-    ChildDied,
-    PipelinePorts,
-    Supervisor,
-    pipeline_children,
-    pipeline_groups,
-    settings_environment,
-)
+from mic_pipeline.ops.supervisor import ChildDied, Supervisor
+from mic_pipeline.text import printable
 
 READY_TIMEOUT_S = 180.0
 _BEHIND = re.compile(r"^(\S+) \S+: (\d+) records behind")
@@ -103,7 +103,8 @@ class DemoRun:
         except (ChildDied, TimeoutError, RuntimeError) as error:
             say(f"FAILED: {error} (logs: {self.plan.log_file})")
             return 2
-        print("\n".join(["", *format_summary(expected, landed, verdict), ""]), flush=True)
+        summary = [printable(line) for line in format_summary(expected, landed, verdict)]
+        print("\n".join(["", *summary, ""]), flush=True)
         self._write_report()
         self._print_locations()
         return 0 if verdict.ok else 1
