@@ -506,3 +506,33 @@ def test_old_counts_are_folded_into_the_base_once_even_if_a_crash_keeps_their_ke
     h.aggregates.update(old_keys)  # a crash kept the folded keys (their deletions were lost)
     h.processor.forget_partition(0)
     assert h.live()["quality"]["dead_letters"] == {"malformed": 4}
+
+
+def test_a_recheck_decodes_only_records_whose_member_arrived_or_that_expired(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import streams.processor as processor_module
+
+    decoded: list[bytes] = []
+    real_decode = processor_module.decode_event
+
+    def counting_decode(value: bytes, **kwargs: Any) -> Any:
+        decoded.append(value)
+        return real_decode(value, **kwargs)
+
+    monkeypatch.setattr(processor_module, "decode_event", counting_decode)
+    h = Harness(wait_s=10)
+    placed, accepted, _ = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")
+    h.feed_events(joined(MAKER_MOSCOW))
+    orphan = event(STRANGER, MemberUpdated(size="large"))
+    assert h.feed(wire(placed)).wait and h.feed(wire(accepted)).wait  # accepted waits behind placed
+    assert h.feed(wire(orphan), "mic.membership").wait
+    decoded.clear()
+    assert h.recheck() == [] and decoded == []  # CUSTOMER and STRANGER unknown: nothing decoded
+    h.feed_events(joined(CUSTOMER))
+    decoded.clear()
+    released = h.processor.recheck(0, Position(RECHECK, 0, 99), tick=False)  # as after a membership batch
+    assert [len(outcome.enriched) for _, outcome in released] == [1, 1]  # placed, then accepted
+    assert decoded == [wire(placed), wire(accepted)]  # the orphan was not decoded
+    h.processor.release(0, [parked.key for parked, _ in released])
+    assert [p.record.topic for p in h.processor.waiting(0)] == ["mic.membership"]
