@@ -48,7 +48,8 @@ def test_a_store_rebuilt_from_its_changelog_equals_the_original() -> None:
             original.pop(f"e:{step - 1}")
         for key, value in original.take_changes():
             replayed.apply_changelog(key, value)
-    assert dict(replayed.items()) == dict(original.items()) == {"e:2": [2, "mic.orders/0/2"], "c:0": [2.0, 0.0]}
+    expected = {"e:2": [2, "mic.orders/0/2"], "c:0": [2.0, 0.0]}
+    assert dict(replayed.items()) == dict(original.items()) == expected
     replayed.apply_changelog(None, b"[1]")  # a record without a key is not ours: ignored
     assert len(replayed) == 2
     assert [key_kind(k) for k in ("e:x", "b|3", "plain")] == ["e", "b", "plain"]
@@ -167,7 +168,13 @@ def test_a_checkpoint_acknowledges_outputs_then_state_then_commits() -> None:
         result = await checkpoint.commit([store])
         done.set_result(None)
         await broker
-        assert producer.events == ["handed enriched", "acked enriched", "handed changelog", "acked changelog", "commit"]
+        assert producer.events == [
+            "handed enriched",
+            "acked enriched",
+            "handed changelog",
+            "acked changelog",
+            "commit",
+        ]
         assert commits == [{("mic.orders", 4): 11}]
         assert (result.outputs, result.changelog_records, result.committed) == (1, 1, True)
         assert checkpoint.committed(("mic.orders", 4)) == 11 and checkpoint.uncommitted == {}
