@@ -339,3 +339,15 @@ def _partitions(port: int) -> list[int]:
         return []
     partitions: list[int] = json.loads(body)["partitions"]
     return partitions
+
+
+def test_run_rejects_a_restart_policy_it_cannot_follow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mic_pipeline.cli import main
+
+    monkeypatch.setenv("MIC_STATE_DIR", str(tmp_path / "state"))
+    assert main(["run", "--restart-window", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mic-pipeline run: error: restarts >= 0, a positive window and backoffs >= 0")
+    assert not (tmp_path / "state" / "run.json").exists()

@@ -138,14 +138,16 @@ def pipeline_children(
             )
         )
     if ports.web is not None:
-        streams_url = f"http://127.0.0.1:{ports.streams}/aggregates"
-        watched = health_urls_value(pipeline_health_endpoints(ports, stream_workers))
-        children.append(
-            ChildSpec(
-                "web",
-                mic_command("web", "--port", str(ports.web), "--streams-url", streams_url),
-                {"MIC_HEALTH_URLS": watched},
-                f"http://127.0.0.1:{ports.web}/health/live",
-            )
-        )
+        children.append(_web_child(ports, ports.web, stream_workers))
     return children
+
+
+def _web_child(ports: PipelinePorts, web_port: int, stream_workers: int) -> ChildSpec:
+    streams_url = f"http://127.0.0.1:{ports.streams}/aggregates"
+    watched = health_urls_value(pipeline_health_endpoints(ports, stream_workers))
+    return ChildSpec(
+        "web",
+        mic_command("web", "--port", str(web_port), "--streams-url", streams_url),
+        {"MIC_HEALTH_URLS": watched},
+        f"http://127.0.0.1:{web_port}/health/live",
+    )

@@ -19,7 +19,7 @@ import os
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `run`, `demo` and `report`."""
     from mic_pipeline.ops.children import DEFAULT_PARQUET_METRICS_PORT, DEFAULT_SQL_METRICS_PORT
-    from mic_pipeline.ops.supervisor import DEFAULT_STOP_TIMEOUT_S, RestartPolicy
+    from mic_pipeline.ops.supervisor import DEFAULT_STOP_TIMEOUT_S
 
     run = subparsers.add_parser(
         "run", help="run the stream worker and both sinks (and optionally the web page) together"
@@ -65,6 +65,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="S",
         help="fail when a child's /health is not 200 after S seconds (default 180; 0: do not wait)",
     )
+    _add_restart_flags(run)
+    run.set_defaults(handler=run_pipeline)
+
+    from mic_pipeline.ops.demo import register_demo
+    from mic_pipeline.ops.report import register_report
+
+    register_demo(subparsers)
+    register_report(subparsers)
+
+
+def _add_restart_flags(run: argparse.ArgumentParser) -> None:
+    from mic_pipeline.ops.supervisor import RestartPolicy
+
     policy = RestartPolicy()
     run.add_argument(
         "--max-restarts",
@@ -89,13 +102,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"wait S seconds before the first restart, doubling for each further restart in the window "
         f"up to {policy.max_backoff_s:g} s (default {policy.backoff_s:g})",
     )
-    run.set_defaults(handler=run_pipeline)
-
-    from mic_pipeline.ops.demo import register_demo
-    from mic_pipeline.ops.report import register_report
-
-    register_demo(subparsers)
-    register_report(subparsers)
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
