@@ -302,9 +302,7 @@ def test_mic_pipeline_run_starts_every_process_and_stops_them_on_sigint(
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0, log.read_text()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        _stop_run(process, log)
     text = log.read_text()
     assert "received SIGINT: stopping every child" in text
     assert "SIGKILL" not in text
@@ -312,6 +310,21 @@ def test_mic_pipeline_run_starts_every_process_and_stops_them_on_sigint(
         assert re.search(rf"run\s+\| {name} exited with status 0", text), text
     assert not any(is_alive(pid) for pid in pids.values())
     assert not (settings.state_dir / "run.json").exists()
+
+
+def _stop_run(process: subprocess.Popen[bytes], log: Path) -> None:
+    """Stop the run even when the test failed half-way: SIGTERM (forwarded to the children), then
+    SIGKILL for the supervisor and any child it started (children run in their own sessions)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    for pid in (int(p) for p in re.findall(r"(?:started \S+|restarted \S+) \(pid (\d+)\)", log.read_text())):
+        if is_alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _ready(url: str) -> bool:
