@@ -78,7 +78,7 @@ class EventIdClaims:
                     owners[event_id] = (topic, partition, offset, status)
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         claims = []
         for event_id, source in zip(event_ids, sources, strict=True):
@@ -108,8 +108,14 @@ class EventIdClaims:
             )
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction, if SQLite did not already (it does when a COMMIT fails
+        on a full disk: an explicit ROLLBACK would then hide the real error)."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def close(self) -> None:
         self._db.close()

@@ -116,14 +116,22 @@ class GxValidator:
         return self.by_check(name, outcome.results)
 
     def failing_rows(self, name: str, data: pd.DataFrame, failed: Sequence[Check]) -> dict[Check, list[int]]:
-        """The row indices of `data` each of the `failed` checks of suite `name` refuses (each check
-        validated alone, with the complete result format)."""
-        batch = self._batches[name].get_batch(batch_parameters={"dataframe": data})
-        found = {}
+        """The row indices of `data` each of the `failed` checks of suite `name` refuses: one more
+        validation, of a suite of just those checks, with the complete result format."""
+        suite = gx.ExpectationSuite(name=f"{name}_failed")
+        by_label = {}
         for check in failed:
-            expectation = getattr(gx.expectations, check.expectation)(column=check.column, **check.arguments)
-            result = batch.validate(expectation, result_format={"result_format": "COMPLETE"})
-            found[check] = [int(i) for i in (result.result or {}).get("unexpected_index_list") or []]
+            suite.add_expectation(
+                getattr(gx.expectations, check.expectation)(column=check.column, **check.arguments)
+            )
+            by_label[check.label] = check
+        batch = self._batches[name].get_batch(batch_parameters={"dataframe": data})
+        outcome = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+        found: dict[Check, list[int]] = {}
+        for item in outcome.results:
+            config = item.expectation_config
+            check = by_label[f"{_class_name(config.type)}({config.kwargs.get('column')})"]
+            found[check] = [int(i) for i in (item.result or {}).get("unexpected_index_list") or []]
         return found
 
     def by_check(self, name: str, results: Sequence[Any]) -> list[tuple[Check, bool, dict[str, Any]]]:
@@ -133,6 +141,11 @@ class GxValidator:
             check = self._by_id[name][str(item.expectation_config.id)]
             found[check] = (bool(item.success), dict(item.result or {}))
         return [(check, *found[check]) for check in self.checks[name] if check in found]
+
+
+def _class_name(snake: str) -> str:
+    """`expect_column_values_to_be_unique` -> `ExpectColumnValuesToBeUnique`."""
+    return "".join(part.title() for part in snake.split("_"))
 
 
 class GxGate:
