@@ -1,8 +1,10 @@
 """Reading the SQL warehouse for `status`: freshness per family and the sinks' quality-gate records.
 
 Read-only, by table name (the sinks own the schema): `<family>_events.occurred_at`,
-`quarantined_batches` (one row per batch the quality gate kept out) and `quality_results` (one row
-per expectation of each `mic-pipeline check` run). A SQLite file or a table that does not exist yet
+`quarantined_rows` (one row per event the quality gate or the database kept out),
+`quarantined_batches` (legacy: whole batches kept out before per-row quarantine) and
+`quality_results` (one row per expectation of each `mic-pipeline check` run). Event data shown
+(ids, reasons) has its control characters escaped. A SQLite file or a table that does not exist yet
 means "nothing landed"; only a database that cannot be reached is an error.
 """
 
@@ -17,6 +19,7 @@ from mic_pipeline.ops.verdict import FamilyFreshness, QualityGateStatus
 from schemas.topics import Family
 
 QUARANTINE_TABLE = "quarantined_batches"
+QUARANTINED_ROWS_TABLE = "quarantined_rows"
 QUALITY_RESULTS_TABLE = "quality_results"
 MAX_QUALITY_DETAILS = 10
 
@@ -87,14 +90,43 @@ def read_warehouse(database_url: str, now: datetime) -> WarehouseReading:
     return WarehouseReading(freshness, quality)
 
 
+def _quarantined_rows(connection: Any, details: list[str]) -> int:
+    """How many events are quarantined; one detail line per table (count, newest reason)."""
+    import sqlalchemy as sa
+
+    from sinks.quarantine import escape
+
+    rows = connection.execute(
+        sa.text(
+            f"SELECT table_name, COUNT(*) AS n, MAX(quarantined_at) AS newest "
+            f"FROM {QUARANTINED_ROWS_TABLE} GROUP BY table_name ORDER BY table_name"
+        )
+    ).all()
+    for row in rows[:MAX_QUALITY_DETAILS]:
+        latest = connection.execute(
+            sa.text(
+                f"SELECT event_id, failures FROM {QUARANTINED_ROWS_TABLE} WHERE table_name = :table "
+                "ORDER BY quarantined_at DESC LIMIT 1"
+            ),
+            {"table": row.table_name},
+        ).one()
+        details.append(
+            f"quarantined {row.n} {row.table_name} rows (mic-pipeline quarantine list); latest "
+            f"{escape(str(latest.event_id))}: {escape(str(latest.failures))[:300]}"
+        )
+    return sum(int(row.n) for row in rows)
+
+
 def _quality_status(connection: Any, tables: set[str]) -> QualityGateStatus:
     """Quarantined batches (all kept ones) plus the failed expectations of the latest check run."""
     import sqlalchemy as sa
 
-    if QUARANTINE_TABLE not in tables and QUALITY_RESULTS_TABLE not in tables:
+    if not tables & {QUARANTINE_TABLE, QUARANTINED_ROWS_TABLE, QUALITY_RESULTS_TABLE}:
         return QualityGateStatus(available=False)
     details: list[str] = []
     failures = 0
+    if QUARANTINED_ROWS_TABLE in tables:
+        failures += _quarantined_rows(connection, details)
     if QUARANTINE_TABLE in tables:
         rows = connection.execute(
             sa.text(
