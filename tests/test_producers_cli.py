@@ -185,14 +185,24 @@ def test_a_malformed_bootstrap_is_a_configuration_error(
 def test_invalid_lines_are_reported_escaped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from producers.cli import _describe
+    from producers.jsonl import LineVerdict
+    from schemas.reasons import DeadLetterReason
+
     hostile = "\u001b[31mRED\u001b]0;pwned\u0007\u202e"
     document = json.loads(_valid_lines(1)[0])
-    document[hostile] = 1  # the decoder's detail quotes an unknown key as it is
+    document[hostile] = 1
     path = _write(tmp_path / "hostile.jsonl", [json.dumps(document, ensure_ascii=False).encode()])
     monkeypatch.setenv("MIC_KAFKA_BOOTSTRAP", UNREACHABLE)
     assert main(["publish", str(path), "--strict"]) == 1
     err = capsys.readouterr().err
-    assert err == f"{path}:1: schema_violation: $.\\x1b[31mRED\\x1b]0;pwned\\x07\\u202e: unknown field\n"
+    assert err.startswith(f"{path}:1: schema_violation: $.") and err.endswith(": unknown field\n")
+    assert not set(err) & {"\x1b", "\x07", "\u202e"}
+    # whatever a decoder's detail quotes, the line printed for it is escaped
+    verdict = LineVerdict(3, b"", None, DeadLetterReason.SCHEMA_VIOLATION, f"$.{hostile}\nx: unknown field")
+    assert _describe(path, verdict) == (
+        f"{path}:3: schema_violation: $.\\x1b[31mRED\\x1b]0;pwned\\x07\\u202e\\nx: unknown field"
+    )
 
 
 @pytest.mark.parametrize("flags", [["--invalid-fraction", "1.5"], ["--scale", "0"], ["--duration", "0"]])
