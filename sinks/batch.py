@@ -5,6 +5,7 @@ Pure data, no Kafka imports: sinks and their tests use these without a broker.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +73,11 @@ class Sink(Protocol):
 
         Raises `TransientSinkError` when the destination is unavailable (nothing is committed).
         """
+        ...
+
+    def write_group(self, batches: Sequence[Batch]) -> list[list[Rejected]]:
+        """Land batches of several partitions together (one gate run per family amortizes its
+        cost); the records that can never be written, per batch. Same contract as `write`."""
         ...
 
     def close(self) -> None:

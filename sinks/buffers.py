@@ -66,13 +66,21 @@ class Buffers:
     def next_due(self, now: float, *, force: bool = False) -> Batch | None:
         """The next batch to checkpoint: a full buffer, one whose oldest record waited long enough,
         or (with `force`) any non-empty one. None if nothing is due."""
+        due = self.all_due(now, force=force)
+        return due[0] if due else None
+
+    def all_due(self, now: float, *, force: bool = False) -> list[Batch]:
+        """Every partition's due batch (see `next_due`): checkpointed together, they share one
+        quality-gate run per family."""
+        due = []
         for tp, buffer in self.by_partition.items():
             if buffer.records and (
                 force or len(buffer.records) >= self.max_rows or now - buffer.first_arrival >= self.max_wait_s
             ):
-                taken = tuple(buffer.records[: self.max_rows])
-                return Batch(tp.topic, tp.partition, taken, resumed=buffer.resumed)
-        return None
+                due.append(
+                    Batch(tp.topic, tp.partition, tuple(buffer.records[: self.max_rows]), buffer.resumed)
+                )
+        return due
 
     def committed(self, batch: Batch, now: float) -> None:
         """`batch` was checkpointed: drop its records if the buffer still starts with them."""

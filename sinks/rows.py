@@ -13,6 +13,7 @@ quality gate's decision (`sinks.quality`), per row.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -174,3 +175,26 @@ def decode_batch(family: Family, batch: Batch) -> DecodedBatch:
         rows.append(row)
         sources.append(record)
     return DecodedBatch(rows, sources, rejected, duplicates)
+
+
+def decode_group(family: Family, batches: Sequence[Batch]) -> tuple[DecodedBatch, list[list[Rejected]]]:
+    """Decode batches of one family (several partitions) into one set of rows (first occurrence per
+    `event_id` across them) and the rejected records of each batch."""
+    rows: list[Row] = []
+    sources: list[SourceRecord] = []
+    seen: set[str] = set()
+    duplicates = 0
+    rejected: list[list[Rejected]] = []
+    for batch in batches:
+        decoded = decode_batch(family, batch)
+        rejected.append(decoded.rejected)
+        duplicates += decoded.duplicates
+        for row, source in zip(decoded.rows, decoded.sources, strict=True):
+            if row["event_id"] in seen:
+                duplicates += 1
+                continue
+            seen.add(row["event_id"])
+            rows.append(row)
+            sources.append(source)
+    flat = [item for items in rejected for item in items]
+    return DecodedBatch(rows, sources, flat, duplicates), rejected

@@ -5,7 +5,9 @@ for dead letters and one `Sink`. Records are buffered per partition and a partit
 a `Batch` when it holds `max_batch_rows` records or its oldest record has waited `max_batch_wait_s`
 (batching is the only place the wall clock is used; what a sink writes never depends on it).
 
-A batch is checkpointed in this order, and only in this order (see `_checkpoint`):
+Every batch due at the same moment (one per partition) is checkpointed together, so the sink runs
+its quality gate once per family for all of them (its cost is per run, not per row). A group of
+batches is checkpointed in this order, and only in this order (see `_checkpoint`):
   1. the sink writes the batch durably (rows landed / file renamed / quarantine kept) and returns
      the records that can never be written;
   2. those records are produced to the dead-letter topic and we wait for every acknowledgement;
@@ -202,34 +204,40 @@ class SinkRunner:
             self.buffers.add(tp, records, now)
 
     def _checkpoint_due(self, *, force: bool) -> None:
-        while (batch := self.buffers.next_due(time.monotonic(), force=force)) is not None:
-            if not self._checkpoint(TopicPartition(batch.topic, batch.partition), batch):
-                return  # partition revoked meanwhile: its new owner replays it from the committed offset
-            self.buffers.committed(batch, time.monotonic())
+        while batches := self.buffers.all_due(time.monotonic(), force=force):
+            if not self._checkpoint(batches):
+                return  # partitions revoked meanwhile: their new owners replay from the committed offsets
+            now = time.monotonic()
+            for batch in batches:
+                self.buffers.committed(batch, now)
 
-    def _checkpoint(self, tp: TopicPartition, batch: Batch) -> bool:
-        """Make `batch` durable, then commit its offsets. False if the partition was revoked."""
-        # 1. Flush the sink: the batch is durable (or quarantined) before anything else happens.
+    def _checkpoint(self, batches: list[Batch]) -> bool:
+        """Make `batches` durable, then commit their offsets. False if a partition was revoked."""
+        # 1. Flush the sink: the batches are durable (or quarantined) before anything else happens.
         started = time.perf_counter()
-        rejected = self._retrying("sink write", lambda: self.sink.write(batch))
+        results = self._retrying("sink write", lambda: self.sink.write_group(batches))
         metrics.BATCH_WRITE_SECONDS.labels(sink=self.sink.name).observe(time.perf_counter() - started)
+        rejected = [item for items in results for item in items]
         # 2. Produce the dead letters and wait for all their acknowledgements.
         if rejected:
             self._retrying("dead-letter produce", lambda: self._produce_dead_letters(rejected))
-        # 3. Only now commit the offset after the batch's last record.
-        commit = {tp: OffsetAndMetadata(batch.last_offset + 1, "", -1)}
+        # 3. Only now commit the offset after each batch's last record.
+        commit = {
+            TopicPartition(b.topic, b.partition): OffsetAndMetadata(b.last_offset + 1, "", -1)
+            for b in batches
+        }
         try:
             self._retrying("offset commit", lambda: self._commit(commit))
         except CommitFailedError:
-            log.warning("%s revoked before commit; the new owner replays it (idempotent)", tp)
+            log.warning("partitions revoked before commit; their new owners replay them (idempotent)")
             return False
         except RebalanceInProgressError:
             # The group is rebalancing: only the main loop's (unpaused) poll completes the rejoin.
-            # The batch stays buffered; if the partition is still ours it is written again
-            # (idempotent) and committed, else its new owner replays it from the committed offset.
-            log.info("%s: rebalance in progress at commit; checkpointing again after it", tp)
+            # The batches stay buffered; partitions still ours are written again (idempotent) and
+            # committed, the others are replayed by their new owners from the committed offsets.
+            log.info("rebalance in progress at commit; checkpointing again after it")
             return False
-        self.committed_batches += 1
+        self.committed_batches += len(batches)
         self.health.progress()
         return True
 

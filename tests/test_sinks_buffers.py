@@ -53,3 +53,14 @@ def test_lost_partitions_forget_their_records() -> None:
     buffers.add(A, records(A, range(3)), now=0.0)
     buffers.lost([A])
     assert buffers.next_due(now=100.0, force=True) is None
+
+
+def test_every_due_partition_is_checkpointed_together() -> None:
+    buffers = Buffers(max_rows=3, max_wait_s=5.0)
+    a, b, c = TopicPartition("t", 0), TopicPartition("t", 1), TopicPartition("u", 0)
+    buffers.assigned([a, b, c])
+    buffers.add(a, [SourceRecord("t", 0, i, None, b"x") for i in range(4)], now=0.0)  # full
+    buffers.add(b, [SourceRecord("t", 1, 0, None, b"x")], now=0.0)  # waited long enough at 5.0
+    buffers.add(c, [SourceRecord("u", 0, 0, None, b"x")], now=4.0)  # not yet
+    due = buffers.all_due(now=5.0)
+    assert [(d.topic, d.partition, len(d.records)) for d in due] == [("t", 0, 3), ("t", 1, 1)]

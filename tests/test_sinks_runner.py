@@ -201,11 +201,14 @@ class Flaky:
         self.inner, self.failures, self.calls = inner, failures, 0
         self.name = inner.name
 
-    def write(self, batch: Batch) -> list[Rejected]:
+    def prepare(self) -> None:
+        self.inner.prepare()
+
+    def write_group(self, batches: list[Batch]) -> list[list[Rejected]]:
         self.calls += 1
         if self.calls <= self.failures:
             raise TransientSinkError("simulated outage")
-        result: list[Rejected] = self.inner.write(batch)
+        result: list[list[Rejected]] = self.inner.write_group(batches)
         return result
 
     def close(self) -> None:

@@ -320,3 +320,33 @@ def test_sinks_starting_together_migrate_once(engine: Engine) -> None:
     assert failures == []
     with engine.connect() as connection:
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+
+
+def test_the_fast_sqlite_insert_stores_exactly_what_sqlalchemy_would(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sinks.sql.sink import _insert_ignoring_conflicts, insert_events
+
+    events = scenario(6)
+    paths = []
+    for name, insert in (
+        ("core", lambda c, f, rows: _insert_ignoring_conflicts(c, EVENT_TABLES[f], rows)),
+        ("fast", insert_events),
+    ):
+        path = tmp_path / f"{name}.db"
+        engine = make_engine(f"sqlite:///{path}")
+        make_sink(engine).prepare()
+        from sinks.rows import decode_row
+
+        with engine.begin() as connection:
+            for family in Family:
+                rows = [decode_row(family, encode(r)) for f, r in events if f is family]
+                insert(connection, family, rows)
+        engine.dispose()
+        paths.append(path)
+    for family in Family:
+        dumps = []
+        for path in paths:
+            with sqlite3.connect(path) as db:
+                dumps.append(db.execute(f"SELECT * FROM {family.table} ORDER BY event_id").fetchall())
+        assert dumps[0] == dumps[1] and dumps[0], family

@@ -46,7 +46,7 @@ from sinks.parquet.files import fsync_dir, write_atomically
 from sinks.parquet.layout import FileName, Rotation, partition_dir, rotate, table_dir, to_table
 from sinks.quality.verdict import QualityGate
 from sinks.quarantine import Outcome, QuarantinedRow, Screened, refailed, screen
-from sinks.rows import Row, decode_batch, decode_row, event_date
+from sinks.rows import Row, decode_group, decode_row, event_date
 
 log = logging.getLogger(__name__)
 
@@ -117,21 +117,44 @@ class ParquetSink:
             raise _unwritable(exc) from exc
 
     def write(self, batch: Batch) -> list[Rejected]:
-        family = self.families_by_topic[batch.topic]
-        decoded = decode_batch(family, batch)
+        return self.write_group([batch])[0]
+
+    def write_group(self, batches: Sequence[Batch]) -> list[list[Rejected]]:
+        """Write batches of several partitions: per table one claim transaction and one gate run
+        (its cost is per call), files per partition; the rejected records of each batch."""
+        by_family: dict[Family, list[int]] = {}
+        for index, batch in enumerate(batches):
+            by_family.setdefault(self.families_by_topic[batch.topic], []).append(index)
+        rejected: dict[int, list[Rejected]] = {}
+        for family, indexes in by_family.items():
+            per_batch = self._write_family(family, [batches[i] for i in indexes])
+            rejected.update(zip(indexes, per_batch, strict=True))
+        return [rejected[index] for index in range(len(batches))]
+
+    def _write_family(self, family: Family, batches: Sequence[Batch]) -> list[list[Rejected]]:
+        decoded, rejected = decode_group(family, batches)
         try:
+            self.prepare()
             with table_lock(self.root, family.table):
-                if batch.resumed:
-                    self._delete_uncommitted(family, batch)
+                for batch in batches:
+                    if batch.resumed:
+                        self._delete_uncommitted(family, batch)
                 screened = self._screen(family, decoded.rows, decoded.sources)
                 metrics.DUPLICATES.labels(family=family.value).inc(decoded.duplicates)
                 self._quarantine(family, screened.quarantined)
-                if screened.rows:
-                    self._write_files(family, screened.rows, screened.sources)
+                by_partition: dict[tuple[str, int], list[int]] = {}
+                for position, source in enumerate(screened.sources):
+                    by_partition.setdefault((source.topic, source.partition), []).append(position)
+                for positions in by_partition.values():
+                    self._write_files(
+                        family,
+                        [screened.rows[p] for p in positions],
+                        [screened.sources[p] for p in positions],
+                    )
         except (OSError, sqlite3.OperationalError) as exc:
             raise _unwritable(exc) from exc
         metrics.ROWS_WRITTEN.labels(sink=self.name, table=family.table).inc(len(screened.rows))
-        return decoded.rejected
+        return rejected
 
     def close(self) -> None:
         if self._claims is not None:

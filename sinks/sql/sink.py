@@ -49,7 +49,7 @@ from sinks.quarantine import (
     refailed,
     screen,
 )
-from sinks.rows import Row, decode_batch, decode_row
+from sinks.rows import Row, decode_group, decode_row
 from sinks.sql.deadletters import dead_letter_row, unstorable_row
 from sinks.sql.migrate import upgrade
 from sinks.sql.quarantine import (
@@ -61,7 +61,7 @@ from sinks.sql.quarantine import (
     remove,
 )
 from sinks.sql.state import refresh_state
-from sinks.sql.tables import EVENT_TABLES, dead_letters, entity_key
+from sinks.sql.tables import EVENT_TABLES, UtcDateTime, dead_letters, entity_key
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +132,46 @@ def _copy_events(connection: Connection, table: Table, rows: Sequence[Row]) -> N
         )
 
 
+def _sqlite_timestamp(value: dt.datetime | None) -> str | None:
+    """What `UtcDateTime` binds on SQLite: naive UTC text (rows hold UTC datetimes already)."""
+    if value is None:
+        return None
+    utc = value.astimezone(dt.UTC) if value.utcoffset() else value
+    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _sqlite_binders(table: Table, dialect: Any) -> list[Callable[[Any], Any] | None]:
+    """Per column, how a value is bound on SQLite: SQLAlchemy's own bind processor, except for
+    timestamps, bound by an equivalent direct conversion (the hot path of every event row)."""
+    binders: list[Callable[[Any], Any] | None] = []
+    for column in table.columns:
+        if isinstance(column.type, UtcDateTime):
+            binders.append(_sqlite_timestamp)
+        else:
+            binders.append(column.type.dialect_impl(dialect).bind_processor(dialect))
+    return binders
+
+
+def _sqlite_events(connection: Connection, table: Table, rows: Sequence[Row]) -> None:
+    """SQLite: one `executemany` on the driver with the parameters SQLAlchemy would bind, converted
+    column by column, skipping its per-row statement machinery."""
+    names = [c.name for c in table.columns]
+    columns = []
+    for name, bind in zip(names, _sqlite_binders(table, connection.dialect), strict=True):
+        values = [row[name] for row in rows]
+        columns.append([bind(v) for v in values] if bind is not None else values)
+    marks = ", ".join("?" * len(names))
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT (event_id) DO NOTHING"
+    connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+
+
 def insert_events(connection: Connection, family: Family, rows: Sequence[Row]) -> None:
     """Insert event rows of `family`, ignoring `event_id`s already present (one transaction)."""
     table = EVENT_TABLES[family]
     if connection.dialect.name == "postgresql":
         _copy_events(connection, table, rows)
     else:
-        _insert_ignoring_conflicts(connection, table, rows)
+        _sqlite_events(connection, table, rows)
 
 
 class SqlSink:
@@ -178,14 +211,27 @@ class SqlSink:
         self._prepared = True
 
     def write(self, batch: Batch) -> list[Rejected]:
+        return self.write_group([batch])[0]
+
+    def write_group(self, batches: Sequence[Batch]) -> list[list[Rejected]]:
+        """Land batches of several partitions: per family one gate run and one transaction (the
+        gate's cost is per call, so the group amortizes it); the rejected records of each batch."""
         self.prepare()
+        rejected: dict[int, list[Rejected]] = {}
+        by_family: dict[Family, list[int]] = {}
         try:
-            if batch.topic == self.deadletter_topic:
-                self._land_dead_letters(batch)
-                return []
-            return self._land_events(self.families_by_topic[batch.topic], batch)
+            for index, batch in enumerate(batches):
+                if batch.topic == self.deadletter_topic:
+                    self._land_dead_letters(batch)
+                    rejected[index] = []
+                else:
+                    by_family.setdefault(self.families_by_topic[batch.topic], []).append(index)
+            for family, indexes in by_family.items():
+                per_batch = self._land_events(family, [batches[i] for i in indexes])
+                rejected.update(zip(indexes, per_batch, strict=True))
         except TRANSIENT_DB_ERRORS as exc:
             raise unavailable(exc) from exc
+        return [rejected[index] for index in range(len(batches))]
 
     def close(self) -> None:
         self.engine.dispose()
@@ -220,26 +266,24 @@ class SqlSink:
         self._insert_dead_letters(rows[:middle], batch)
         self._insert_dead_letters(rows[middle:], batch)
 
-    def _land_events(self, family: Family, batch: Batch) -> list[Rejected]:
-        decoded = decode_batch(family, batch)
+    def _land_events(self, family: Family, batches: Sequence[Batch]) -> list[list[Rejected]]:
+        decoded, rejected = decode_group(family, batches)
         metrics.DUPLICATES.labels(family=family.value).inc(decoded.duplicates)
         if not decoded.rows:
-            return decoded.rejected
+            return rejected
         screened = screen(family, self.gate, decoded.rows, decoded.sources)
         try:
             self._land(family, screened.rows, screened.quarantined)
         except ROW_DB_ERRORS as exc:
             log.warning(
-                "%s[%d] %d..%d refused by the database (%s); bisecting to isolate the refused rows",
-                batch.topic,
-                batch.partition,
-                batch.first_offset,
-                batch.last_offset,
+                "%d rows of %s refused by the database (%s); bisecting to isolate the refused rows",
+                len(screened.rows),
+                family.table,
                 first_line(exc),
             )
             refused = self._bisect(family, screened.rows, screened.sources, exc)
             self._land(family, [], screened.quarantined + refused)
-        return decoded.rejected
+        return rejected
 
     def _land(self, family: Family, rows: Sequence[Row], kept: Sequence[QuarantinedRow]) -> None:
         """One transaction: the rows (less those whose event is quarantined) with the state they
