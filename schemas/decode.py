@@ -9,21 +9,28 @@ Order of checks (the first failing one decides the reason):
 1. size (256 KiB), UTF-8 BOM, nesting depth (32) - on the raw bytes, before any parse;
 2. one typed decode of the envelope (payload kept raw): JSON syntax, UTF-8, envelope fields;
 3. registry lookup of `(event_type, schema_version)`;
-4. `occurred_at`, `source`, `company_id` check digits, topic of the family;
+4. `occurred_at` (RFC 3339, in UTC within 2000-01-01T00:00:00Z..2099-12-31T23:59:59Z), `source`,
+   `company_id` check digits, topic of the family;
 5. typed decode of the payload;
 6. duplicate keys and money written as strings, which typed decoding cannot see, found by counting
    the quote characters of the text (`quotes_add_up`): a valid value has two per key, two per string
    value and one per escaped quote, and the decode says how many keys and strings it found; explicit
    nulls of absent optional fields are matched by key. Only when the count still does not add up is
-   the text re-parsed strictly (about 5 µs) to tell a duplicate key from money given as a string;
-7. money range and decimals, INN check digits of payload fields, non-empty `member.updated`.
-Any failure at 2-7 is re-checked for duplicate keys and non-JSON first, so `malformed` wins.
+   the text scanned for duplicate keys (`schemas.rawchecks.malformation`) and the payload's money
+   fields read raw, to tell a duplicate key from money given as a string;
+7. control characters in strings (U+0000-U+001F but TAB, LF, CR, and U+007F, raw or escaped): a
+   value with neither a backslash nor a DEL byte has none (JSON forbids them raw), so only such
+   values have their decoded strings searched;
+8. money range and decimals, dates within 2000-01-01..2099-12-31, INN check digits of payload
+   fields, non-empty `member.updated`.
+Any failure at 2-8 is re-checked for bad UTF-8 and duplicate keys first, so `malformed` wins. Every
+step is linear in the value (`bench/bench_hostile.py` measures the worst cases at the size limit).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated
@@ -41,11 +48,10 @@ from schemas.failures import (
     classify_envelope_failure,
     describe_validation_error,
     failure,
-    malformation,
     unparsable,
 )
 from schemas.inn import is_valid_inn
-from schemas.rawchecks import MAX_NESTING_DEPTH, MAX_VALUE_BYTES, UTF8_BOM, nesting_too_deep
+from schemas.rawchecks import MAX_NESTING_DEPTH, MAX_VALUE_BYTES, UTF8_BOM, malformation, nesting_too_deep
 from schemas.registry import DEFAULT_REGISTRY, PayloadSpec, Registry, null_key_pattern
 
 __all__ = ["DecodeFailure", "WireEnvelope", "check_money", "decode_event", "quotes_add_up"]
@@ -78,6 +84,14 @@ _COLON = ord(":")
 _SOURCE = re.compile(fields.SOURCE_PATTERN)
 _INN_SHAPE = re.compile(fields.INN_PATTERN)
 _TRACE_NULL = null_key_pattern("trace_id")
+_PAYLOAD_MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_CONTROL_ESCAPE = re.compile(rb"\\(?:u00[01]|u007[fF]|[bf])")
+"""An escape that may stand for a banned control character (or be the end of `\\\\u0000`, an
+escaped backslash before text: the decoded strings then clear it)."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_EARLIEST = datetime(fields.EARLIEST_DATE.year, 1, 1, tzinfo=UTC)
+_LATEST = datetime(fields.LATEST_DATE.year, 12, 31, 23, 59, 59, tzinfo=UTC)
+TIME_RANGE = "2000-01-01T00:00:00Z..2099-12-31T23:59:59Z"
 
 
 def decode_event(
@@ -92,7 +106,7 @@ def decode_event(
     try:
         return _decode(raw, topic, registry)
     except Exception as exc:  # the promise is "never raises": anything unforeseen is undecodable
-        return DecodeFailure(reason=MALFORMED, detail=f"$: undecodable ({type(exc).__name__}: {exc})"[:500])
+        return failure(MALFORMED, f"$: undecodable ({type(exc).__name__}: {exc})")
 
 
 def _decode(raw: bytes, topic: str | None, registry: Registry) -> Event | DecodeFailure:
@@ -118,6 +132,10 @@ def _decode(raw: bytes, topic: str | None, registry: Registry) -> Event | Decode
     occurred_at = _parse_occurred_at(wire.occurred_at)
     if occurred_at is None:
         return _violation(raw, wire, f"$.occurred_at: {NOT_RFC3339}")
+    if not _EARLIEST.year < occurred_at.year < _LATEST.year and not _EARLIEST <= occurred_at <= _LATEST:
+        # aware comparison: no conversion to UTC, so no overflow at year 9999 with a negative offset
+        moment = bytes(wire.occurred_at)[1:-1].decode()
+        return _violation(raw, wire, f"$.occurred_at: {moment} is outside {TIME_RANGE} (in UTC)")
     if not _valid_source(wire.source):
         return _violation(raw, wire, "$.source: must be 1-64 characters of [a-z0-9_.-]")
     if not is_valid_inn(wire.company_id):
@@ -134,7 +152,7 @@ def _decode(raw: bytes, topic: str | None, registry: Registry) -> Event | Decode
         return unparsable(raw, exc)
 
     if not quotes_add_up(raw, spec, payload, wire):
-        problem = malformation(raw)
+        problem = malformation(raw, parsed=True)
         if problem is not None:
             return failure(MALFORMED, problem, wire.event_id, wire.event_type)
         quoted = _money_given_as_string(spec, wire.payload)
@@ -145,7 +163,7 @@ def _decode(raw: bytes, topic: str | None, registry: Registry) -> Event | Decode
                 wire.event_id,
                 wire.event_type,
             )
-    problem = _payload_problem(spec, payload)
+    problem = _control_problem(raw, spec, payload, wire) or _payload_problem(spec, payload)
     if problem:
         return _violation(raw, wire, problem)
     return Event(
@@ -230,11 +248,29 @@ def _explicit_nulls(raw: bytes, spec: PayloadSpec, payload: Payload, wire: WireE
         patterns.append(_TRACE_NULL)
     found = 0
     for pattern in patterns:
-        count = len(pattern.findall(raw))
-        if count > 1:
-            return None
-        found += count
+        matches = pattern.finditer(raw)  # stops at a second match: a key written twice
+        if next(matches, None) is not None:
+            if next(matches, None) is not None:
+                return None
+            found += 1
     return found
+
+
+def _control_problem(raw: bytes, spec: PayloadSpec, payload: Payload, wire: WireEnvelope) -> str | None:
+    """The first string field holding a banned control character, as a detail.
+
+    JSON forbids them raw (msgspec rejects such text), so without a backslash (an escape) and
+    without a DEL byte in `raw` there is none: valid events pay two byte searches. Other envelope
+    strings are patterns or registry names that cannot hold one.
+    """
+    if b"\x7f" not in raw and (b"\\" not in raw or _CONTROL_ESCAPE.search(raw) is None):
+        return None
+    strings = [("$.trace_id", wire.trace_id)]
+    strings += [(f"$.payload.{name}", getattr(payload, name)) for name in spec.string_fields]
+    for path, value in strings:
+        if type(value) is str and (found := _CONTROL.search(value)) is not None:
+            return f"{path}: control character U+{ord(found.group()):04X} not allowed"
+    return None
 
 
 def _payload_problem(spec: PayloadSpec, payload: Payload) -> str | None:
@@ -250,6 +286,10 @@ def _payload_problem(spec: PayloadSpec, payload: Payload) -> str | None:
                 continue
         problem, _ = check_money(value, positive=positive)
         return f"$.payload.{name}: {problem}"
+    for name in spec.date_fields:
+        value = getattr(payload, name)
+        if value is not None and not fields.EARLIEST_DATE <= value <= fields.LATEST_DATE:
+            return f"$.payload.{name}: {value.isoformat()} is outside {fields.DATE_RANGE}"
     for name in spec.inn_fields:
         value = getattr(payload, name)
         if value is not None and not is_valid_inn(value):
@@ -276,18 +316,20 @@ def check_money(value: Decimal, *, positive: bool) -> tuple[str | None, Decimal]
 
 
 def _money_given_as_string(spec: PayloadSpec, raw_payload: msgspec.Raw) -> str | None:
-    """The money field written as a JSON string in the payload, if any."""
+    """The money field written as a JSON string in the payload, if any (the payload decoded, so its
+    keys are the struct's few fields; values stay raw: no number conversion)."""
     if not spec.money_fields:
         return None
-    decoded = msgspec.json.decode(raw_payload)
+    members = _PAYLOAD_MEMBERS.decode(raw_payload)
     for name, _ in spec.money_fields:
-        if isinstance(decoded.get(name), str):
+        value = members.get(name)
+        if value is not None and bytes(value)[:1] == b'"':
             return name
     return None
 
 
 def _violation(raw: bytes, wire: WireEnvelope, detail: str) -> DecodeFailure:
-    problem = malformation(raw)
+    problem = malformation(raw, parsed=True)
     if problem is not None:
         return failure(MALFORMED, problem, wire.event_id, wire.event_type)
     return failure(SCHEMA_VIOLATION, detail, wire.event_id, wire.event_type)

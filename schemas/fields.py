@@ -20,6 +20,11 @@ import msgspec
 
 MAX_MONEY = Decimal(10) ** 13
 """Largest money amount the contract allows (10^13 roubles)."""
+EARLIEST_DATE = date(2000, 1, 1)
+LATEST_DATE = date(2099, 12, 31)
+"""Dates, and `occurred_at` in UTC (from 00:00:00 of the first to 23:59:59 of the last day), lie in
+these years (contract clarification of 2026-11-30)."""
+DATE_RANGE = "2000-01-01..2099-12-31"
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,19 @@ UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0
 RFC3339_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})\Z"
 )
+OCCURRED_AT_PATTERN = (
+    r"^(20[0-9]{2}-[0-9]{2}-[0-9]{2}|1999-12-31|2100-01-01)[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})\Z"
+)
+"""RFC3339_PATTERN with the local date as close to the UTC range as a pattern can say: an offset can
+move 1999-12-31 and 2100-01-01 into it (the exact rule is checked by `schemas.decode`)."""
+DATE_PATTERN = r"^20[0-9]{2}-[0-9]{2}-[0-9]{2}\Z"
 INN_PATTERN = r"^[0-9]{10}([0-9]{2})?\Z"
 SOURCE_PATTERN = r"^[a-z0-9_.-]{1,64}\Z"
+NO_CONTROL_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*\Z"
+"""Text without C0 control characters (TAB, LF and CR allowed) or DEL. Only documented (the JSON
+Schema `pattern` of free text): `schemas.decode` checks it faster than a per-value regex could."""
+_NO_CONTROL = "No control characters (U+0000-U+001F except TAB, LF, CR; U+007F)."
 
 EventId = Annotated[
     str,
@@ -53,8 +69,10 @@ SchemaVersion = Annotated[int, msgspec.Meta(ge=1, description="Version of the ev
 OccurredAt = Annotated[
     str,
     msgspec.Meta(
-        pattern=RFC3339_PATTERN,
-        description="Business time: RFC 3339 date-time with an offset (`+03:00` or `Z`).",
+        pattern=OCCURRED_AT_PATTERN,
+        description="Business time: RFC 3339 date-time with an offset (`+03:00` or `Z`), in UTC between "
+        "2000-01-01T00:00:00Z and 2099-12-31T23:59:59Z inclusive (the pattern bounds the local date; "
+        "e.g. 1999-12-31T23:30:00-01:00 is valid, 1999-12-31T23:30:00+01:00 is not).",
     ),
 ]
 Source = Annotated[
@@ -77,10 +95,41 @@ Inn = Annotated[
     ),
     InnRule(),
 ]
-TraceId = Annotated[str, msgspec.Meta(max_length=64, description="Passed through untouched.")]
-EntityId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+TraceId = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=64,
+        extra_json_schema={"pattern": NO_CONTROL_PATTERN},
+        description=f"Passed through untouched. {_NO_CONTROL}",
+    ),
+]
+EntityId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        extra_json_schema={"pattern": NO_CONTROL_PATTERN},
+        description=_NO_CONTROL,
+    ),
+]
+Text = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=500,
+        extra_json_schema={"pattern": NO_CONTROL_PATTERN},
+        description=_NO_CONTROL,
+    ),
+]
+Name = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=300,
+        extra_json_schema={"pattern": NO_CONTROL_PATTERN},
+        description=_NO_CONTROL,
+    ),
+]
 RegionCode = Annotated[
     str,
     msgspec.Meta(
@@ -103,7 +152,13 @@ Quantity = Annotated[
     int, msgspec.Meta(ge=1, le=2**63 - 1, description="A count >= 1 (at most 2^63-1, SQL BIGINT).")
 ]
 FeeRate = Annotated[float, msgspec.Meta(gt=0, lt=1, description="Fee as a fraction, 0 < r < 1.")]
-Day = Annotated[date, msgspec.Meta(description="A calendar date, `YYYY-MM-DD`.")]
+Day = Annotated[
+    date,
+    msgspec.Meta(
+        extra_json_schema={"pattern": DATE_PATTERN},
+        description="A calendar date, `YYYY-MM-DD`, between 2000-01-01 and 2099-12-31.",
+    ),
+]
 
 MemberKind = Literal["company", "sole_proprietor", "university", "research_institute"]
 MemberStatus = Literal["participant", "regional_partner"]

@@ -62,6 +62,10 @@ class PayloadSpec:
     nullable fields: whether their key and a string value were present depends on the value."""
     null_key_patterns: tuple[tuple[str, re.Pattern[bytes]], ...]
     """For each field whose default is None: a pattern matching its key with an explicit null."""
+    string_fields: tuple[str, ...]
+    """Fields holding a JSON string when set (text, ids, enums; not dates): no control characters."""
+    date_fields: tuple[str, ...]
+    """Fields holding a date (years 2000-2099)."""
 
 
 def _field_rules(payload_type: type[Payload]) -> tuple[tuple[tuple[str, bool], ...], tuple[str, ...]]:
@@ -87,6 +91,14 @@ def _is_json_string(info: msgspec.inspect.Type) -> bool:
         return all(isinstance(value, str) for value in info.values)
     string_types = (msgspec.inspect.StrType, msgspec.inspect.DateType, msgspec.inspect.DateTimeType)
     return isinstance(info, string_types)
+
+
+def _is_date(info: msgspec.inspect.Type) -> bool:
+    if isinstance(info, msgspec.inspect.Metadata):
+        return _is_date(info.type)
+    if isinstance(info, msgspec.inspect.UnionType):
+        return any(_is_date(t) for t in info.types)
+    return isinstance(info, msgspec.inspect.DateType)
 
 
 def _is_nullable(info: msgspec.inspect.Type) -> bool:
@@ -139,6 +151,10 @@ def make_spec(
         null_key_patterns=tuple(
             (name, null_key_pattern(name)) for name, default in optional if default is None
         ),
+        string_fields=tuple(
+            f.name for f in fields if _is_json_string(infos[f.name]) and not _is_date(infos[f.name])
+        ),
+        date_fields=tuple(f.name for f in fields if _is_date(infos[f.name])),
     )
 
 

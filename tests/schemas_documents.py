@@ -94,3 +94,46 @@ def remover(path: str) -> Mutation:
         del target[last]
 
     return mutate
+
+
+class DuplicateKeyError(ValueError):
+    """`strict_parse` found an object with the same key twice."""
+
+
+def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise DuplicateKeyError(next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i])))
+    return result
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _reject_lone_surrogates(value: object) -> None:
+    strings = [value] if isinstance(value, str) else []
+    if isinstance(value, dict):
+        strings = list(value)
+        for item in value.values():
+            _reject_lone_surrogates(item)
+    elif isinstance(value, list):
+        for item in value:
+            _reject_lone_surrogates(item)
+    for text in strings:
+        text.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
+
+
+def strict_parse(raw: bytes) -> object:
+    """An independent, slow oracle of the contract's JSON: Python's parser on UTF-8 text, rejecting
+    duplicate keys, NaN/Infinity and lone surrogate escapes (which the decoder's msgspec rejects);
+    numbers kept as text. Raises ValueError (UnicodeDecodeError, DuplicateKeyError...) otherwise."""
+    document = json.loads(
+        raw.decode("utf-8"),
+        object_pairs_hook=_reject_duplicates,
+        parse_int=str,
+        parse_float=str,
+        parse_constant=_reject_constant,
+    )
+    _reject_lone_surrogates(document)
+    return document

@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 
 import pytest
+from schemas_documents import strict_parse
 
 from schemas.decode import DecodeFailure, decode_event
 from schemas.encode import encode_event
 from schemas.events import Event
 from schemas.examples import EXAMPLE_PAYLOADS, example_event, example_events
-from schemas.rawchecks import MAX_NESTING_DEPTH, MAX_VALUE_BYTES, nesting_too_deep, parse_strict
+from schemas.rawchecks import MAX_NESTING_DEPTH, MAX_VALUE_BYTES, nesting_too_deep
 from schemas.reasons import DECODE_REASONS, DeadLetterReason
 
 MALFORMED = DeadLetterReason.MALFORMED
@@ -123,7 +124,7 @@ def test_nesting_limit_is_exact() -> None:
 
 def _malformed(raw: bytes) -> bool:
     try:
-        return not isinstance(parse_strict(raw.decode("utf-8")), dict) or nesting_too_deep(raw)
+        return nesting_too_deep(raw) or not isinstance(strict_parse(raw), dict)
     except ValueError:
         return True
 

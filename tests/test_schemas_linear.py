@@ -1,0 +1,77 @@
+"""Work on untrusted bytes is linear: 4x the input never costs 6x the time.
+
+The same adversarial shape (`schemas_hostile.py`) is decoded at N and at 4N bytes in one run, each
+timed as the minimum CPU time of several repeats (repeats batched so a measurement lasts at least a
+few milliseconds), so load from other processes cannot fake a quadratic ratio and a quadratic check
+(16x) cannot pass. Absolute speed is the business of `bench/bench_hostile.py`, not of a test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from schemas_hostile import SHAPES
+
+from schemas.decode import decode_event
+from schemas.rawchecks import nesting_too_deep
+
+SMALL = 8 * 1024
+RATIO_LIMIT = 6.0
+SHAPES_UNDER_TEST = [
+    "33 [ + unterminated string of \\\"",
+    "event, unterminated title of \\\"",
+    "event, title of [ and \\\" (closed)",
+    "deep objects {\"a\":{...",
+    "depth-32 arrays side by side",
+    "flat array of 0s in the payload",
+    "flat array of [] in the payload",
+    "title of \\\\ pairs",
+    "odd backslash run, unterminated",
+    "title of \\u0000 escapes",
+    "title of \\b\\f escapes",
+    "200k-digit money",
+    "200k-digit exponent",
+    "many unknown payload keys",
+    "many distinct unknown keys",
+    "duplicate reason: null repeated",
+    "whitespace padding (valid event)",
+]
+
+
+def _cpu_seconds(work: Callable[[], object], repeats: int = 5) -> float:
+    """Minimum CPU seconds of one call, calls batched so each timed batch lasts at least 5 ms."""
+    batch = 1
+    while True:
+        started = time.process_time()
+        for _ in range(batch):
+            work()
+        if time.process_time() - started >= 0.005 or batch >= 4096:
+            break
+        batch *= 4
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.process_time()
+        for _ in range(batch):
+            work()
+        best = min(best, (time.process_time() - started) / batch)
+    return best
+
+
+def _ratio(build: Callable[[int], bytes], check: Callable[[bytes], object]) -> float:
+    small, large = build(SMALL), build(4 * SMALL)
+    assert 3.9 * len(small) <= len(large) <= 4.1 * len(small)
+    return _cpu_seconds(lambda: check(large)) / _cpu_seconds(lambda: check(small))
+
+
+@pytest.mark.parametrize("shape", SHAPES_UNDER_TEST)
+def test_decode_time_grows_linearly(shape: str) -> None:
+    ratio = _ratio(SHAPES[shape], lambda raw: decode_event(raw, topic="mic.orders"))
+    assert ratio < RATIO_LIMIT, f"{shape}: 4x the bytes took {ratio:.1f}x the time"
+
+
+def test_nesting_check_grows_linearly_on_escaped_quotes() -> None:
+    """The defect of issue 10: the string-stripping regex retried at every quote (quadratic)."""
+    ratio = _ratio(SHAPES["33 [ + unterminated string of \\\""], nesting_too_deep)
+    assert ratio < RATIO_LIMIT, f"4x the bytes took {ratio:.1f}x the time"

@@ -1,0 +1,114 @@
+"""The vectorised scans of `schemas.jsonscan` agree with a plain parse on generated JSON.
+
+Documents are generated as JSON text with keys that collide in several spellings (`"a"`,
+`"\\u0061"`), strings full of brackets, colons, quotes and backslashes, and nesting around the
+limit; the scans must give exactly the answer of Python's parser (the depth of the parsed value, the
+keys an object has twice).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import jsonscan
+from schemas.rawchecks import MAX_NESTING_DEPTH, nesting_too_deep
+
+SCAN = settings(derandomize=True, database=None, max_examples=300, deadline=None)
+
+KEYS = [
+    "a", "\\u0061", "b", 'a\\"', "a\\\\", "\\n", "\\u000a", "ё", "\\u0451", ":", "{", "[", "}", "\\/", "/",
+    "", "\\ud83d\\ude00", "😀", "k" * 300,
+]
+TEXTS = ['"x"', '"a:b"', '"{\\"k\\":1}"', '"[[[["', '"\\\\"', '"\\\\\\""', '"]}"', '""', '"\\u005b"']
+SCALARS = ["1", "-2.5e3", "null", "true", "9" * 50, *TEXTS]
+
+
+def _json(depth: int) -> st.SearchStrategy[str]:
+    """JSON text nested at most `depth` deep, with raw key spellings (duplicates likely)."""
+    if depth == 0:
+        return st.sampled_from(SCALARS)
+    child = _json(depth - 1)
+    pair = st.tuples(st.sampled_from(KEYS), child).map(lambda kv: f'"{kv[0]}" : {kv[1]}')
+    return st.one_of(
+        st.sampled_from(SCALARS),
+        st.lists(child, max_size=4).map(lambda items: "[" + ",".join(items) + "]"),
+        st.lists(pair, max_size=4).map(lambda items: "{" + " , ".join(items) + "}"),
+    )
+
+
+class _Object(list[tuple[str, Any]]):
+    """An object's pairs, duplicates kept (a dict would drop the nesting of overwritten values)."""
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, _Object):
+        return 1 + max((_depth(v) for _, v in value), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _duplicates(text: str) -> set[str]:
+    """Every key some object of `text` has twice."""
+    found: set[str] = set()
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                found.add(key)
+            seen.add(key)
+        return dict(pairs)
+
+    json.loads(text, object_pairs_hook=hook)
+    return found
+
+
+@SCAN
+@given(_json(6))
+def test_duplicate_keys_are_found_exactly(text: str) -> None:
+    raw = text.encode()
+    expected = _duplicates(text)
+    found = jsonscan.duplicate_key(raw)
+    assert (found is None) == (not expected), (text, found, expected)
+    assert found is None or found in expected
+
+
+@SCAN
+@given(_json(5), st.integers(0, 7))
+def test_depth_is_exact_on_json(text: str, limit: int) -> None:
+    raw = text.encode()
+    parsed = json.loads(text, object_pairs_hook=_Object)
+    assert jsonscan.nesting_too_deep(raw, limit) == (_depth(parsed) > limit), text
+
+
+@SCAN
+@given(st.integers(MAX_NESTING_DEPTH - 2, MAX_NESTING_DEPTH + 2), st.sampled_from(TEXTS), st.booleans())
+def test_depth_around_the_limit_with_brackets_in_strings(depth: int, text: str, objects: bool) -> None:
+    opening, closing = ('{"k":', "}") if objects else ("[", "]")
+    raw = (opening * depth + text + closing * depth).encode()
+    assert nesting_too_deep(raw) == (depth > MAX_NESTING_DEPTH)
+
+
+@SCAN
+@given(st.lists(st.sampled_from([b"[", b"]", b"{", b"}", b'"', b"\\", b"a", b":"]), max_size=200)
+       .map(b"".join))
+def test_unbalanced_or_unterminated_never_raises(raw: bytes) -> None:
+    assert isinstance(jsonscan.nesting_too_deep(raw, 3), bool)
+
+
+def test_duplicates_across_objects_are_not_duplicates() -> None:
+    assert jsonscan.duplicate_key(b'[{"a":1},{"a":2}]') is None
+    assert jsonscan.duplicate_key(b'{"a":{"a":1},"b":{"a":2}}') is None
+    assert jsonscan.duplicate_key(b'{"a":{"b":1},"c":2,"a":3}') == "a"
+    assert jsonscan.duplicate_key(b'{"\\u0061":1,"a":2}') == "a"
+    assert jsonscan.duplicate_key(b'{"a\\\\":1,"a\\\\":2}') == "a\\"
+    assert jsonscan.duplicate_key(b'{"x":"\\"a\\":1,\\"a\\":2"}') is None  # keys inside a string
