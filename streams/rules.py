@@ -80,8 +80,13 @@ def _next(state: State | None, event: Event, **changes: Any) -> State:
     return base
 
 
-def _day(event: Event) -> str:
-    return event.occurred_at.astimezone(UTC).date().isoformat()
+def _day(event: Event) -> str | None:
+    """The UTC date of the event, None when `occurred_at` has none (year 9999 at a negative offset
+    or year 1 at a positive one: the conversion overflows; the decoder rejects both first)."""
+    try:
+        return event.occurred_at.astimezone(UTC).date().isoformat()
+    except OverflowError:
+        return None
 
 
 def apply_event(
@@ -96,6 +101,10 @@ def apply_event(
     p = event.payload
     s = state.get("s") if state else None
     day = _day(event)
+    if day is None:
+        moment = event.occurred_at.isoformat()
+        detail = f"$.occurred_at: {moment} is outside 2000-01-01T00:00:00Z..2099-12-31T23:59:59Z"
+        return Violation(DeadLetterReason.SCHEMA_VIOLATION, detail)
     match p:
         case MemberJoined():
             if s == "active":
