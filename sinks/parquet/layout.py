@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from schemas.topics import Family
 from schemas.warehouse import ColumnKind, columns
-from sinks.rows import Row
+from sinks.rows import Row, column_lists
 
 PARTITION_KEY = "event_date"
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -55,14 +55,14 @@ def arrow_schema(family: Family) -> pa.Schema:
 
 def to_table(family: Family, rows: Sequence[Row]) -> pa.Table:
     """Rows as an Arrow table of `arrow_schema(family)` (enums dictionary-encoded)."""
+    schema = arrow_schema(family)
     arrays = []
-    for field in arrow_schema(family):
-        values = [row[field.name] for row in rows]
+    for field, values in zip(schema, column_lists(schema.names, rows), strict=True):
         if pa.types.is_dictionary(field.type):
             arrays.append(pa.array(values, pa.string()).dictionary_encode())
         else:
             arrays.append(pa.array(values, field.type))
-    return pa.Table.from_arrays(arrays, schema=arrow_schema(family))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from schemas.topics import Family
 from schemas.warehouse import columns
 from sinks.quality.suites import Check, row_checks
 from sinks.quality.verdict import Failure, Verdict, shown_value
-from sinks.rows import Row
+from sinks.rows import Row, column_lists
 
 _FRAME_TYPES = {"date": "datetime64[us, UTC]", "timestamp": "datetime64[us, UTC]"}
 
@@ -46,8 +46,8 @@ def frame(family: Family, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The rows as a pandas frame for validation: money as text, dates and timestamps as UTC
     microsecond timestamps (dates at midnight)."""
     data: dict[str, Any] = {}
-    for column in columns(family):
-        values = [row[column.name] for row in rows]
+    names = [column.name for column in columns(family)]
+    for column, values in zip(columns(family), column_lists(names, rows), strict=True):
         if column.kind == "money":
             data[column.name] = [_money_text(v) for v in values]
         elif column.kind == "date":
@@ -55,7 +55,7 @@ def frame(family: Family, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         elif column.kind == "timestamp":
             data[column.name] = pd.Series(values, dtype=_FRAME_TYPES["timestamp"])
         else:
-            data[column.name] = values
+            data[column.name] = list(values)
     return pd.DataFrame(data)
 
 

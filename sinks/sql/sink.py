@@ -49,7 +49,7 @@ from sinks.quarantine import (
     refailed,
     screen,
 )
-from sinks.rows import Row, decode_group, decode_row
+from sinks.rows import Row, column_lists, decode_group, decode_row
 from sinks.sql.deadletters import dead_letter_row, unstorable_row
 from sinks.sql.migrate import upgrade
 from sinks.sql.quarantine import (
@@ -157,8 +157,8 @@ def _sqlite_events(connection: Connection, table: Table, rows: Sequence[Row]) ->
     column by column, skipping its per-row statement machinery."""
     names = [c.name for c in table.columns]
     columns = []
-    for name, bind in zip(names, _sqlite_binders(table, connection.dialect), strict=True):
-        values = [row[name] for row in rows]
+    binders = _sqlite_binders(table, connection.dialect)
+    for bind, values in zip(binders, column_lists(names, rows), strict=True):
         columns.append([bind(v) for v in values] if bind is not None else values)
     marks = ", ".join("?" * len(names))
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT (event_id) DO NOTHING"
