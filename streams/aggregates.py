@@ -202,6 +202,13 @@ def render_members(active_profiles: Iterable[Profile]) -> dict[str, Any]:
         for name, counter in by.items():
             counter[str(profile.get(name))] += 1
         corporations[str(profile.get("state_corporation") or "none")] += 1
+    return members_section(total, by, corporations)
+
+
+def members_section(
+    total: int, by: Mapping[str, Counter[str]], corporations: Counter[str]
+) -> dict[str, Any]:
+    """The `members` section from counts of active members per profile field."""
     sme = sum(n for size, n in by["size"].items() if size in SME_SIZES)
     return {
         "active_total": total,
@@ -227,8 +234,16 @@ def _row(
     return row
 
 
-def render(partials: Iterable[Mapping[str, Entry]], active_profiles: Iterable[Profile]) -> dict[str, Any]:
-    """The aggregates document served over HTTP and snapshotted to `mic.aggregates`."""
+def render(
+    partials: Iterable[Mapping[str, Entry]],
+    active_profiles: Iterable[Profile] = (),
+    *,
+    members: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The aggregates document served over HTTP and snapshotted to `mic.aggregates`.
+
+    `members` is the members section when it is kept incrementally (`MemberReplica.members_section`);
+    otherwise it is counted from `active_profiles`."""
     merged = merge_partials(partials)
     orders: dict[str, dict[str, Any]] = {}
     patents: dict[str, dict[str, Any]] = {}
@@ -260,7 +275,7 @@ def render(partials: Iterable[Mapping[str, Entry]], active_profiles: Iterable[Pr
         if name.startswith("dead_letters.")
     }
     return {
-        "members": render_members(active_profiles),
+        "members": members if members is not None else render_members(active_profiles),
         "orders": {
             "per_day": orders,
             "deals_total": totals.get("deals", 0),

@@ -38,6 +38,10 @@ REPLICA_WAIT_S = 30.0
 """Longest time the worker waits at start-up for the member replica to catch up."""
 MAX_POLL_RECORDS = 5000
 """Records one fetch returns at most (all partitions together)."""
+MAX_FETCH_BYTES_PER_PARTITION = 256 * 1024
+"""aiokafka hands over fetched records one partition's response at a time; smaller responses keep
+the four input topics of a partition closer together for the merge (`streams.merge`). A larger
+record is still fetched (the broker always returns at least one)."""
 
 
 def build_app(settings: StreamSettings) -> Any:
@@ -75,6 +79,7 @@ def _new_app(settings: StreamSettings) -> Any:
         broker_session_timeout=SESSION_TIMEOUT_S,
         broker_heartbeat_interval=SESSION_TIMEOUT_S / 4,
         broker_max_poll_records=MAX_POLL_RECORDS,
+        consumer_max_fetch_size=MAX_FETCH_BYTES_PER_PARTITION,
         autodiscover=False,
         web_enabled=True,
     )

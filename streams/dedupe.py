@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from datetime import date
 
 EXPIRY_CHECK_S = 1.0
-"""A stream's days are checked for expiry at most once per this much wall time, or when its
-watermark moves: `note` is then O(1) per marker, not O(days)."""
+"""A stream's days are checked for expiry at most once per this much wall time: `note` is then
+O(1) per marker, not O(days) (a marker expiring a second late changes nothing)."""
 REPLAY_GRACE_S = 600.0
 """A marker is kept at least this long (wall clock) after its day was last written: a record
 replayed after a crash (one commit interval back) or waiting for its member must find its marker,
@@ -43,8 +43,8 @@ class DedupeRetention:
         self._keys: dict[str, dict[int, set[str]]] = {}
         self._written: dict[str, dict[int, float]] = {}
         self._watermark: dict[str, int] = {}
-        self._checked: dict[str, tuple[float, int]] = {}
-        """Stream -> (wall time, horizon) of its last expiry check."""
+        self._checked: dict[str, float] = {}
+        """Stream -> wall time of its last expiry check."""
 
     def knows(self, stream: str) -> bool:
         """Whether the stream's markers were loaded (or noted) in this process."""
@@ -71,9 +71,9 @@ class DedupeRetention:
         self._watermark[stream] = watermark
         horizon = watermark - self.retention_days
         checked = self._checked.get(stream)
-        if checked is not None and checked[1] == horizon and now - checked[0] < EXPIRY_CHECK_S:
+        if checked is not None and now - checked < EXPIRY_CHECK_S:
             return []
-        self._checked[stream] = (now, horizon)
+        self._checked[stream] = now
         expired: list[str] = []
         for old_day in [d for d in days if d < horizon and written[d] < now - self.grace_s]:
             expired.extend(sorted(days.pop(old_day)))

@@ -7,7 +7,7 @@ offsets after a rebalance, with never-committed partitions rewound to their star
 worker's own re-seeks). `OffsetOrder.admit` then says, per batch, which of its records to decide:
 
 - the batch starts at the expected offset: all of it;
-- it starts below: the records below the expected offset were decided since the last seek (a
+- it starts below: the records below the expected offset were taken since the last seek (a
   fetch that was under way when the consumer was sought back): skipped;
 - it starts above: records between were not delivered -- seek back to the expected offset and
   drop the batch (`Admission.RESEEK`). If the first fetch after that seek starts at the same offset
@@ -89,7 +89,8 @@ class OffsetOrder:
         log.warning("%s: offsets %d..%d not delivered; re-reading from %d", tp, expected, first - 1, expected)
         return Admitted(Admission.RESEEK, seek_to=expected)
 
-    def decided(self, tp: Hashable, last_offset: int) -> None:
-        """Every record up to `last_offset` was decided: the next one is expected."""
+    def accepted(self, tp: Hashable, last_offset: int) -> None:
+        """Every record up to `last_offset` was taken (decided, or buffered to be decided in order):
+        the next one is expected."""
         self._expected[tp] = last_offset + 1
         self._reseeking.pop(tp, None)

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
+from streams.aggregates import members_section
 from streams.enrich import Profile
 
 log = logging.getLogger(__name__)
@@ -45,13 +47,23 @@ class MemberReplica:
         self.members: dict[str, dict[str, Any]] = {}
         self.version = 0
         """Grows with every state taken (tells snapshots whether the members changed)."""
+        self.counts = MemberCounts()
+        """The active members' profile counts, kept as members change (`members_section`)."""
 
     def apply(self, company_id: str, member: dict[str, Any]) -> None:
         """Take `member` unless a newer (or the same) state of the company is already known."""
         current = self.members.get(company_id)
         if current is None or member["seq"] > current["seq"]:
+            if current is not None and current["s"] == "active":
+                self.counts.add(current["profile"], -1)
+            if member["s"] == "active":
+                self.counts.add(member["profile"], 1)
             self.members[company_id] = member
             self.version += 1
+
+    def members_section(self) -> dict[str, Any]:
+        """`streams.aggregates.render_members` of the active profiles, from the running counts."""
+        return self.counts.section()
 
     def knows(self, company_id: str) -> bool:
         """Whether any state of the company was seen (active or not)."""
@@ -74,6 +86,28 @@ class MemberReplica:
     def active_profiles(self) -> list[Profile]:
         """Profiles of all active members."""
         return [m["profile"] for m in self.members.values() if m["s"] == "active"]
+
+
+class MemberCounts:
+    """Counts of active members by each profile field, updated member by member."""
+
+    FIELDS = ("region_code", "status", "sector", "size")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by: dict[str, Counter[str]] = {name: Counter() for name in self.FIELDS}
+        self.corporations: Counter[str] = Counter()
+
+    def add(self, profile: Profile, sign: int) -> None:
+        self.total += sign
+        for name, counter in self.by.items():
+            counter[str(profile.get(name))] += sign
+        self.corporations[str(profile.get("state_corporation") or "none")] += sign
+
+    def section(self) -> dict[str, Any]:
+        return members_section(
+            self.total, {name: +counter for name, counter in self.by.items()}, +self.corporations
+        )
 
 
 class PartialsReplica:

@@ -20,6 +20,8 @@ from streams.aggregates import render
 from streams.worker import StreamWorker
 
 _encode = msgspec.json.Encoder(decimal_format="string").encode
+MAX_SHARE = 0.1
+"""Snapshots are spaced so that taking them costs at most this share of the worker's time."""
 
 
 class Snapshots:
@@ -32,6 +34,8 @@ class Snapshots:
         """Partition -> (id of its processor, version) of the last partial sent."""
         self._document_inputs: Any = None
         self._last_document: dict[str, Any] = {}
+        self._next_at = 0.0
+        """Monotonic time before which no snapshot is taken (`MAX_SHARE` of the worker's time)."""
 
     def current_partials(self) -> list[Any]:
         owned = self.worker.owned()
@@ -40,7 +44,7 @@ class Snapshots:
         return [*local, *others]
 
     def document(self) -> dict[str, Any]:
-        return render(self.current_partials(), self.worker.members.active_profiles())
+        return render(self.current_partials(), members=self.worker.members.members_section())
 
     async def publish(self) -> None:
         """Send the partials of owned partitions that changed, and the document when anything did.
@@ -50,8 +54,15 @@ class Snapshots:
         """
         worker = self.worker
         producer = worker.producer
-        if producer is None:
+        started = time.monotonic()
+        if producer is None or started < self._next_at:
             return
+        try:
+            await self._publish(worker, producer)
+        finally:  # a snapshot takes at most MAX_SHARE of the time (large documents on a backlog)
+            self._next_at = started + (time.monotonic() - started) / MAX_SHARE
+
+    async def _publish(self, worker: StreamWorker, producer: Any) -> None:
         owned = worker.owned()
         partials_topic = worker.settings.partials_topic
         for p, runtime in sorted(owned.items()):

@@ -39,6 +39,7 @@ from schemas.reasons import DeadLetterReason
 from schemas.topics import DEADLETTER_TOPIC, Family, family_of_topic
 from streams import faust_compat
 from streams.checkpoint import Checkpoint
+from streams.merge import InputMerge
 from streams.ordering import Admission, OffsetOrder
 from streams.outputs import DeliveryError, OutputWriter
 from streams.processor import DEAD_LETTER_VALUE_BYTES, REPLAY_HEADER, EventProcessor, Outcome
@@ -51,6 +52,9 @@ from streams.store import PartitionStore, key_kind
 log = logging.getLogger(__name__)
 MAX_WAIT_STEP_S = 2.0
 """Most one re-check tick adds to the waiting time of parked records (or 2 x `recheck_s` if more)."""
+PAUSE_BUFFERED = 4_000
+"""A topic-partition with this many buffered records is not fetched until it is down to `RESUME_BUFFERED`."""
+RESUME_BUFFERED = 1_000
 STALL_S = 30.0
 """A worker whose partitions lag while no checkpoint advanced their offsets for this long is not ready."""
 _encode = msgspec.json.Encoder(decimal_format="string").encode
@@ -107,6 +111,10 @@ class StreamWorker:
         self.enriched = {f: pipeline.topic(f.enriched_topic) for f in Family}
         self.deadletters = pipeline.topic(DEADLETTER_TOPIC)
         self.order = OffsetOrder()
+        self.merge = InputMerge()
+        self._input_tps = {p: [(topic, p) for topic in self.logical] for p in range(pipeline.partitions)}
+        self._assigned: set[Any] = set()
+        self._paused: set[Any] = set()
         self.members = MemberReplica()
         self.partials = PartialsReplica()
         self.runtimes: dict[int, PartitionRuntime] = {}
@@ -185,13 +193,20 @@ class StreamWorker:
             if self.checkpoint is not None and self.ready.is_set():
                 await self._checkpoint()
                 self.checkpoint.forget(revoked)
+            self.merge.drop(list(revoked))  # not decided: read again from the committed offsets
             for tp in revoked:
                 self.order.forget(tp)
+            self._assigned -= revoked
+            self._paused -= revoked
 
     async def on_assigned(self, assigned: Iterable[Any]) -> None:
         """Keep the stores of partitions whose changelog nobody wrote since; load the others."""
+        assigned = set(assigned)
         partitions = {tp.partition for tp in assigned if tp.topic in self.logical}
         async with self._lock:
+            self._assigned = {tp for tp in assigned if tp.topic in self.logical}
+            log.info("assigned input partitions %s", sorted(partitions))
+            self._input_tps.update({p: [(t, p) for t in self.logical] for p in partitions})
             for p in [p for p in self.runtimes if p not in partitions]:
                 del self.runtimes[p]
             if self.runtimes:
@@ -267,34 +282,49 @@ class StreamWorker:
         await self.ready.wait()
         consumer = self.app.consumer
         async with self._lock:
-            for tp in sorted(records, key=lambda tp: (tp.topic != self.membership_topic, tp)):
+            for tp, batch in records.items():
                 if generation != self.app.consumer_generation_id or not consumer.flow_active:
                     break  # a rebalance started: faust seeks back to the committed offsets after it
-                batch = records[tp]
-                if not batch or tp.topic not in self.logical:
-                    continue
-                runtime = await self._runtime(tp.partition)
-                if runtime is None or generation != self.app.consumer_generation_id:
-                    break
-                await self._decide_batch(tp, batch, runtime)
+                if batch and tp.topic in self.logical:
+                    await self._accept(tp, batch)
+            await self._decide_buffered(generation)
             await self._after_batches()
 
     async def on_idle(self) -> None:
         async with self._lock:
             if self.ready.is_set():
+                await self._decide_buffered(self.app.consumer_generation_id)
                 await self._after_batches()
 
-    async def _decide_batch(self, tp: Any, batch: list[Any], runtime: PartitionRuntime) -> None:
+    async def _accept(self, tp: Any, batch: list[Any]) -> None:
+        """Buffer a fetched batch in offset order (`streams.ordering`), or seek back to a hole."""
         admitted = self.order.admit(tp, [message.offset for message in batch])
         if admitted.admission is Admission.RESEEK:
             assert admitted.seek_to is not None
             await self.app.consumer.seek(tp, admitted.seek_to)
             return
-        topic = self.logical[tp.topic]
-        partition = tp.partition
+        self.merge.add(tp, batch[admitted.start :] if admitted.start else batch)
+        self.order.accepted(tp, batch[-1].offset)
+
+    async def _decide_buffered(self, generation: int) -> None:
+        """Decide what the merge releases, partition by partition (`streams.merge`)."""
+        for p in sorted(self.merge.partitions()):
+            if generation != self.app.consumer_generation_id or not self.app.consumer.flow_active:
+                return
+            runtime = await self._runtime(p)
+            if runtime is None or generation != self.app.consumer_generation_id:
+                return
+            self._decide_records(runtime, self.merge.take(p, self._input_tps[p], self._lagging))
+        self._flow_control()
+
+    def _decide_records(self, runtime: PartitionRuntime, taken: list[tuple[Any, Any]]) -> None:
         processor = runtime.processor
-        decided = 0
-        for message in batch[admitted.start :]:
+        partition = runtime.store.partition
+        checkpoint = self.checkpoint
+        assert checkpoint is not None
+        counts: Counter[str] = Counter()
+        for tp, message in taken:
+            topic = self.logical[tp[0]]
             offset = message.offset
             headers = message.headers
             record = SourceRecord(
@@ -306,14 +336,30 @@ class StreamWorker:
                 bool(headers) and is_replayed(headers),
             )
             self._stage(self._decide(processor, record, Position(topic, partition, offset), None), record)
-            decided += 1
-        last = batch[-1].offset
-        self.order.decided(tp, last)
-        assert self.checkpoint is not None
-        self.checkpoint.decided(tp, last + 1)
-        metrics.EVENTS_IN.labels(topic=topic).inc(decided)
-        if tp.topic == self.membership_topic:
+            checkpoint.decided(tp, offset + 1)
+            counts[topic] += 1
+        for topic, n in counts.items():
+            metrics.EVENTS_IN.labels(topic=topic).inc(n)
+        if counts.get(Family.MEMBER.topic):
             self._recheck(runtime, tick=False)
+
+    def _lagging(self, tp: Any) -> bool:
+        """Whether the broker has records of `tp` that are not buffered yet."""
+        expected = self.order.expected(tp)
+        end = self.app.consumer.highwater(tp) if tp in self._assigned else None
+        return expected is not None and end is not None and expected < end
+
+    def _flow_control(self) -> None:
+        """Pause fetching a topic-partition whose buffer is large (the merge waits for the others)."""
+        consumer = self.app.consumer
+        full = {tp for tp in self._assigned if self.merge.buffered(tp) >= PAUSE_BUFFERED}
+        drained = {tp for tp in self._paused if self.merge.buffered(tp) <= RESUME_BUFFERED}
+        if full - self._paused:
+            consumer.pause_partitions(full - self._paused)
+            self._paused |= full
+        if drained:
+            consumer.resume_partitions(drained)
+            self._paused -= drained
 
     def _decide(
         self, processor: EventProcessor, record: SourceRecord, position: Position, waited: float | None

@@ -536,3 +536,19 @@ def test_a_recheck_decodes_only_records_whose_member_arrived_or_that_expired(
     assert decoded == [wire(placed), wire(accepted)]  # the orphan was not decoded
     h.processor.release(0, [parked.key for parked, _ in released])
     assert [p.record.topic for p in h.processor.waiting(0)] == ["mic.membership"]
+
+
+def test_member_counts_kept_incrementally_equal_a_full_recount() -> None:
+    from schemas.events import MemberLeft
+    from streams.aggregates import render_members
+
+    h = Harness()
+    _members(h)
+    h.feed_events(
+        event(CUSTOMER, MemberUpdated(size="large", state_corporation="rosatom"), minutes=1),
+        event(SUPPLIER, MemberLeft(), minutes=2),
+        event(SUPPLIER, joined(SUPPLIER, size="small").payload, minutes=3),  # rejoins, now small
+    )
+    section = h.members.members_section()
+    assert section == render_members(h.members.active_profiles())
+    assert section["active_total"] == 4 and section["by_size"]["small"] >= 1
