@@ -15,6 +15,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from mic_pipeline.bench import cli as bench_cli
 from mic_pipeline.config import ConfigError
 from mic_pipeline.infra import cli as infra_cli
 from mic_pipeline.ops import cli as ops_cli
@@ -34,6 +35,7 @@ REGISTRARS: tuple[Registrar, ...] = (
     streams_cli.register,
     sinks_cli.register,
     ops_cli.register,
+    bench_cli.register,
 )
 
 
