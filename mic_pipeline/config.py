@@ -267,7 +267,8 @@ def parse_health_urls(variable: str, value: str) -> tuple[HealthEndpoint, ...]:
     return tuple(endpoints)
 
 
-STREAM_GUARANTEES = ("at_least_once", "exactly_once")
+STREAM_GUARANTEES = ("at_least_once",)
+"""The stream worker's processing guarantees (`streams.settings.GUARANTEES`)."""
 
 
 def check_component_variables(env: Mapping[str, str]) -> None:
@@ -278,6 +279,7 @@ def check_component_variables(env: Mapping[str, str]) -> None:
     env_number(env, "MIC_STREAMS_RECHECK_S", 1, above=0)
     env_number(env, "MIC_STREAMS_DEDUPE_DAYS", 1, minimum=1, integer=True)
     env_number(env, "MIC_STREAMS_SNAPSHOT_S", 1, above=0)
+    env_number(env, "MIC_STREAMS_COMMIT_S", 1, above=0)
     guarantee = env.get("MIC_STREAMS_GUARANTEE")
     if guarantee is not None and guarantee not in STREAM_GUARANTEES:
         choices = ", ".join(STREAM_GUARANTEES)

@@ -14,8 +14,8 @@ faust runs the worker's life cycle, the consumer group, rebalances, timers and t
 records reach the worker in batches (`streams.faust_compat`), which commits its own checkpoints
 (`streams.checkpoint`). Processing guarantee: `streams/README.md`.
 
-HTTP on the web port: `/aggregates` (JSON), `/health` (200 when ready, else 503 with the reasons),
-`/metrics` (Prometheus).
+HTTP on the web port: `/aggregates` (JSON), `/health` and `/health/ready` (200 when ready, else 503
+with the reasons), `/metrics` (Prometheus).
 """
 
 from __future__ import annotations
@@ -147,5 +147,6 @@ def _add_views(app: Any, worker: StreamWorker, snapshots: Snapshots) -> None:
 
     app.page("/aggregates")(aggregates_view)
     app.page("/health")(health_view)
+    app.page("/health/ready")(health_view)
     app.page("/metrics")(metrics_view)
 

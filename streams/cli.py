@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
 
 from mic_pipeline.config import Settings
 
@@ -73,7 +74,14 @@ def run_streams(args: argparse.Namespace) -> int:
         "guarantee": args.guarantee,
     }
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    ensure_internal_topics(settings)
+    from kafka.errors import KafkaError
+
+    try:
+        ensure_internal_topics(settings)
+    except KafkaError as error:
+        bootstrap = settings.pipeline.kafka_bootstrap
+        print(f"mic-pipeline streams: cannot reach Kafka at {bootstrap}: {error}", file=sys.stderr)
+        return 3
     app = build_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, redirect_stdouts=False)
     # aiokafka logs every request at DEBUG; building those records cost ~10% of a worker's time

@@ -64,7 +64,8 @@ def test_good_bootstrap_servers_are_kept_without_blanks() -> None:
         ("MIC_STREAMS_MEMBER_WAIT_S", "five", "must be a number"),
         ("MIC_STREAMS_RECHECK_S", "0", "must be > 0"),
         ("MIC_STREAMS_DEDUPE_DAYS", "1.5", "must be an integer"),
-        ("MIC_STREAMS_GUARANTEE", "maybe", "must be one of at_least_once, exactly_once"),
+        ("MIC_STREAMS_GUARANTEE", "exactly_once", "must be one of at_least_once"),
+        ("MIC_STREAMS_COMMIT_S", "0", "must be > 0"),
         ("MIC_STREAMS_URL", "streams:6066/aggregates", "not an http:// or https:// URL with a host"),
     ],
 )
@@ -119,7 +120,7 @@ def test_the_defaults_and_a_complete_valid_environment_pass(tmp_path: Path) -> N
             "MIC_STATE_DIR": str(tmp_path / "s"),
             "MIC_BIND_HOST": "0.0.0.0",
             "MIC_STREAMS_WEB_PORT": "6066",
-            "MIC_STREAMS_GUARANTEE": "exactly_once",
+            "MIC_STREAMS_GUARANTEE": "at_least_once",
             "MIC_STREAMS_URL": "http://streams:6066/aggregates",
         }
     )
