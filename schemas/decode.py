@@ -91,6 +91,8 @@ escaped backslash before text: the decoded strings then clear it)."""
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _EARLIEST = datetime(fields.EARLIEST_DATE.year, 1, 1, tzinfo=UTC)
 _LATEST = datetime(fields.LATEST_DATE.year, 12, 31, 23, 59, 59, tzinfo=UTC)
+_FIRST_YEAR, _LAST_YEAR = _EARLIEST.year, _LATEST.year
+"""Strictly between these years a time is in range whatever its offset (offsets are under a day)."""
 TIME_RANGE = "2000-01-01T00:00:00Z..2099-12-31T23:59:59Z"
 
 
@@ -132,7 +134,7 @@ def _decode(raw: bytes, topic: str | None, registry: Registry) -> Event | Decode
     occurred_at = _parse_occurred_at(wire.occurred_at)
     if occurred_at is None:
         return _violation(raw, wire, f"$.occurred_at: {NOT_RFC3339}")
-    if not _EARLIEST.year < occurred_at.year < _LATEST.year and not _EARLIEST <= occurred_at <= _LATEST:
+    if not _FIRST_YEAR < occurred_at.year < _LAST_YEAR and not _EARLIEST <= occurred_at <= _LATEST:
         # aware comparison: no conversion to UTC, so no overflow at year 9999 with a negative offset
         moment = bytes(wire.occurred_at)[1:-1].decode()
         return _violation(raw, wire, f"$.occurred_at: {moment} is outside {TIME_RANGE} (in UTC)")
@@ -163,7 +165,9 @@ def _decode(raw: bytes, topic: str | None, registry: Registry) -> Event | Decode
                 wire.event_id,
                 wire.event_type,
             )
-    problem = _control_problem(raw, spec, payload, wire) or _payload_problem(spec, payload)
+    problem = _payload_problem(spec, payload)
+    if problem is None and (0x5C in raw or 0x7F in raw):  # a backslash or DEL (int search: memchr)
+        problem = _control_problem(raw, spec, payload, wire)
     if problem:
         return _violation(raw, wire, problem)
     return Event(
@@ -259,11 +263,12 @@ def _explicit_nulls(raw: bytes, spec: PayloadSpec, payload: Payload, wire: WireE
 def _control_problem(raw: bytes, spec: PayloadSpec, payload: Payload, wire: WireEnvelope) -> str | None:
     """The first string field holding a banned control character, as a detail.
 
-    JSON forbids them raw (msgspec rejects such text), so without a backslash (an escape) and
-    without a DEL byte in `raw` there is none: valid events pay two byte searches. Other envelope
-    strings are patterns or registry names that cannot hold one.
+    JSON forbids them raw (msgspec rejects such text), so only a value with a backslash (an
+    escape) or a DEL byte can hold one: the caller searches for those two bytes, and this function
+    searches the decoded strings only when an escape may stand for one. Other envelope strings are
+    patterns or registry names that cannot hold one.
     """
-    if b"\x7f" not in raw and (b"\\" not in raw or _CONTROL_ESCAPE.search(raw) is None):
+    if 0x7F not in raw and _CONTROL_ESCAPE.search(raw) is None:
         return None
     strings = [("$.trace_id", wire.trace_id)]
     strings += [(f"$.payload.{name}", getattr(payload, name)) for name in spec.string_fields]
@@ -288,7 +293,7 @@ def _payload_problem(spec: PayloadSpec, payload: Payload) -> str | None:
         return f"$.payload.{name}: {problem}"
     for name in spec.date_fields:
         value = getattr(payload, name)
-        if value is not None and not fields.EARLIEST_DATE <= value <= fields.LATEST_DATE:
+        if value is not None and not _FIRST_YEAR <= value.year <= _LAST_YEAR:
             return f"$.payload.{name}: {value.isoformat()} is outside {fields.DATE_RANGE}"
     for name in spec.inn_fields:
         value = getattr(payload, name)

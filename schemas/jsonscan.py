@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import random
 from functools import lru_cache
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -34,13 +35,42 @@ import numpy.typing as npt
 Bytes = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
 Positions = npt.NDArray[np.intp]
-Words = npt.NDArray[np.uint32]
+Words = npt.NDArray[np.int32]
 
 _QUOTE, _COLON, _COMMA, _BACKSLASH = ord('"'), ord(":"), ord(","), ord("\\")
 _TABLE_SIZE = 256 * 1024 + 1
 """Longest buffer the hash tables cover (the contract's value size limit, plus one)."""
 _KEYS = msgspec.json.Decoder(list[str])
 _KEY = msgspec.json.Decoder(str)
+
+
+class _Lexed(NamedTuple):
+    raw: bytes
+    quote: Mask
+    """True at each delimiting quote."""
+    quotes_so_far: npt.NDArray[np.int32]
+    """Delimiting quotes up to and including each byte."""
+    outside: Mask
+
+
+_last: _Lexed | None = None
+"""The last value lexed: the decoder checks nesting, then (if the value fails) duplicate keys."""
+
+
+def _lex(raw: bytes) -> _Lexed:
+    """The quotes and strings of `raw` (remembered for the next call)."""
+    global _last
+    last = _last  # one read: another thread may replace it meanwhile
+    if last is not None and last.raw is raw:
+        return last
+    quote = _delimiters(raw)
+    count = np.empty(quote.size, np.int32)
+    np.cumsum(quote, dtype=np.int32, out=count)  # int32: the fast cumulative sum
+    outside: Mask = (count & 1) == 0  # a closing quote counts as outside, an opening one as inside
+    lexed = _Lexed(raw, quote, count, outside)
+    if type(raw) is bytes:  # immutable: the masks stay true for it
+        _last = lexed
+    return lexed
 
 
 def _delimiters(raw: bytes) -> Mask:
@@ -50,15 +80,6 @@ def _delimiters(raw: bytes) -> Mask:
         raw = raw.replace(b"\\\\", b"__").replace(b'\\"', b"__")
     quote: Mask = np.frombuffer(raw, np.uint8) == _QUOTE
     return quote
-
-
-def _outside(quote: Mask) -> Mask:
-    """True outside strings (a closing quote counts as outside, an opening one as inside)."""
-    count = np.empty(quote.size, np.int32)
-    np.cumsum(quote, dtype=np.int32, out=count)  # int32: the fast cumulative sum
-    count &= 1
-    outside: Mask = count == 0
-    return outside
 
 
 def _depth(arr: Bytes, outside: Mask) -> npt.NDArray[np.int32]:
@@ -85,7 +106,7 @@ def nesting_too_deep(raw: bytes, limit: int) -> bool:
     """
     if not raw:
         return False
-    depth = _depth(np.frombuffer(raw, np.uint8), _outside(_delimiters(raw)))
+    depth = _depth(np.frombuffer(raw, np.uint8), _lex(raw).outside)
     return bool(depth.max() > limit or depth.min() < 0 or depth[-1] != 0)
 
 
@@ -96,18 +117,17 @@ def duplicate_key(raw: bytes) -> str | None:
     are compared as decoded strings: `"a"` and `"\\u0061"` are the same key.
     """
     arr = np.frombuffer(raw, np.uint8)
-    quote = _delimiters(raw)
-    outside = _outside(quote)
+    lexed = _lex(raw)
     keyed = np.equal(arr, _COLON)
-    keyed &= outside
+    keyed &= lexed.outside
     colons = np.flatnonzero(keyed)
     if colons.size < 2:
         return None
-    quotes = np.flatnonzero(quote)
-    del quote
-    before = np.searchsorted(quotes, colons)  # quotes before each colon: its key's are the last two
+    quotes = np.flatnonzero(lexed.quote)
+    before = lexed.quotes_so_far[colons]  # quotes before each colon: its key's are the last two
     opening, closing = quotes[before - 2], quotes[before - 1]
-    del quotes, before
+    outside = lexed.outside
+    del quotes, before, lexed
     hashes = _key_hashes(raw, arr, opening, closing, colons)
     ordered = np.sort(hashes)
     if not (ordered[1:] == ordered[:-1]).any():  # all keys differ: no need to know their objects
@@ -144,8 +164,8 @@ def _enclosing_objects(arr: Bytes, outside: Mask, keyed: Mask, colons: Positions
 
 @lru_cache(maxsize=1)
 def _tables() -> tuple[Words, Words]:
-    """The powers 0..`_TABLE_SIZE`-1 of a random odd base and of its inverse, modulo 2^32 (built on
-    first use: 2 MB)."""
+    """The powers 0..`_TABLE_SIZE`-1 of a random odd base and of its inverse, modulo 2^32, as int32
+    (arithmetic wraps: the same bits as unsigned; built on first use, 2 MB)."""
     base = random.SystemRandom().randrange(3, 1 << 32, 2)
     return _powers(base), _powers(pow(base, -1, 1 << 32))
 
@@ -155,38 +175,28 @@ def _powers(base: int) -> Words:
     low = np.array([pow(base, i, 1 << 32) for i in range(1024)], np.uint64)
     step = pow(base, 1024, 1 << 32)
     high = np.array([pow(step, i, 1 << 32) for i in range(_TABLE_SIZE // 1024 + 1)], np.uint64)
-    powers: Words = np.outer(high, low).ravel()[:_TABLE_SIZE].astype(np.uint32)  # wraps: mod 2^32
+    powers: Words = np.outer(high, low).ravel()[:_TABLE_SIZE].astype(np.uint32).view(np.int32)
     return powers
 
 
-def _gather(arr: Bytes, starts: Positions, lengths: Positions) -> tuple[Bytes, Positions]:
-    """The bytes of the spans `arr[start:start+length]` back to back, and where each span starts
-    there (an index per gathered byte: linear in what is gathered, not in `arr`)."""
-    offsets = np.cumsum(lengths) - lengths
-    index = np.repeat(starts - offsets, lengths)
-    index += np.arange(index.size)
-    return arr[index], offsets
-
-
 def _span_hashes(arr: Bytes, starts: Positions, ends: Positions) -> npt.NDArray[np.uint64]:
-    """For each `arr[start:end]`: its length (14 bits) and a 32-bit polynomial hash of its bytes,
-    whatever the position of the span.
+    """For each `arr[start:end]` (start >= 1): its length (14 bits) and a 32-bit polynomial hash of
+    its bytes, whatever the position of the span.
 
-    The spans' bytes are gathered; prefix sums of byte * base**position wrap modulo 2^32, and a
-    span's difference is brought back to position 0 by the inverse power of its start. Strings made
-    to collide for every odd base (Thue-Morse, 2^8 bytes and longer) cost only their exact
-    comparison in `duplicate_key`.
+    Prefix sums of byte * base**position over the whole buffer wrap modulo 2^32 (int32, in place:
+    one buffer, the fast cumulative sum); a span's difference is brought back to position 0 by the
+    inverse power of its start. Strings made to collide for every odd base (Thue-Morse, 2^8 bytes
+    and longer) cost only their exact comparison in `duplicate_key`.
     """
-    lengths = ends - starts
-    gathered, offsets = _gather(arr, starts, lengths)
-    if gathered.size >= _TABLE_SIZE:
-        raise ValueError(f"{gathered.size} bytes of keys: over the {_TABLE_SIZE - 1}-byte limit")
+    if arr.size >= _TABLE_SIZE:
+        raise ValueError(f"{arr.size} bytes: over the {_TABLE_SIZE - 1}-byte limit")
     powers, inverses = _tables()
-    prefix = np.zeros(gathered.size + 1, np.uint32)
-    np.multiply(gathered, powers[: gathered.size], out=prefix[1:])
+    prefix = arr.astype(np.int32)
+    prefix *= powers[: arr.size]
     np.cumsum(prefix, out=prefix)
-    hashes = (prefix[offsets + lengths] - prefix[offsets]) * inverses[offsets]
-    result: npt.NDArray[np.uint64] = ((lengths & 0x3FFF).astype(np.uint64) << np.uint64(32)) | hashes
+    hashes = ((prefix[ends - 1] - prefix[starts - 1]) * inverses[starts]).view(np.uint32)
+    lengths = ((ends - starts) & 0x3FFF).astype(np.uint64)
+    result: npt.NDArray[np.uint64] = (lengths << np.uint64(32)) | hashes
     return result
 
 
@@ -210,8 +220,11 @@ def _key_hashes(
 def _canonical(arr: Bytes, opening: Positions, colons: Positions) -> bytes:
     """The keys from each opening quote to its colon, as one JSON array re-encoded by msgspec (so
     equal keys have equal bytes there)."""
+    marks = np.zeros(arr.size + 1, np.int8)
+    marks[opening] = 1
+    marks[colons + 1] = -1  # distinct from every opening quote: a value comes between
+    listed = arr[np.cumsum(marks[:-1], dtype=np.int8).view(np.bool_)]  # `"key" :"key2":`...
     lengths = colons + 1 - opening
-    listed, offsets = _gather(arr, opening, lengths)  # `"key" :"key2":`...
-    listed[offsets + lengths - 1] = _COMMA
+    listed[np.cumsum(lengths) - 1] = _COMMA
     text = b"[" + listed[:-1].tobytes() + b"]"
     return msgspec.json.encode(_KEYS.decode(text))
