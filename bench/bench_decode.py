@@ -1,6 +1,6 @@
 """Decode + validate micro-benchmark: one contract event from raw bytes, on one core.
 
-Usage: python bench/bench_decode.py [--per-type N] [--repeats R] [--seed S]
+Usage: python bench/bench_decode.py [--per-type N] [--repeats R] [--seed S] [--baseline REV]
 
 Input: N realistic events of each of the 14 types (about 300 bytes, varied ids, INNs, amounts,
 titles), encoded by `schemas.encode.encode_event`. Each candidate passes over the whole list once
@@ -17,7 +17,10 @@ processes' turns), the process pinned to one CPU, results dropped as a worker wo
 - `msgspec_explicit_nulls`: ours on the same events written with `"trace_id": null` (and null
   optional payload fields), which the quote count explains with one regex per null-valued field;
 - `pydantic_v2` and `faust_record`: the contract written with those libraries
-  (`bench/decode_alternatives.py`).
+  (`bench/decode_alternatives.py`);
+- with `--baseline REV`: `baseline_decode_event`, `decode_event` of the `schemas/` package as it was
+  at git revision REV (imported under another name), interleaved with ours in the same rounds, so
+  a change's cost is a ratio measured under the same load.
 
 Also checks that every candidate accepts every valid event, and tabulates which candidates reject a
 set of invalid events. Writes `bench/results/decode.json` and prints a table.
@@ -27,12 +30,17 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import os
 import platform
 import random
+import re
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,6 +48,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from importlib.metadata import version
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -166,6 +175,36 @@ def ours(raw: bytes) -> object:
     return result
 
 
+_IMPORT = re.compile(r"^(\s*)(from|import) schemas\b", re.M)
+
+
+def baseline_decoder(revision: str, into: Path) -> Callable[[bytes], object]:
+    """`decode_event` of `schemas/` at git `revision`, as package `schemas_baseline` under `into`;
+    the returned function raises unless the value decodes to a baseline `Event`."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", revision, "schemas"],
+        check=True, capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    package = into / "schemas"
+    for source in package.glob("*.py"):
+        source.write_text(_IMPORT.sub(r"\1\2 schemas_baseline", source.read_text()))
+    package.rename(into / "schemas_baseline")
+    sys.path.insert(0, str(into))
+    module = importlib.import_module("schemas_baseline.decode")
+    decode: Callable[[bytes], object] = module.decode_event
+
+    def baseline(raw: bytes) -> object:
+        result = decode(raw)
+        if type(result).__name__ != "Event":
+            raise ValueError(result)
+        return result
+
+    return baseline
+
+
 Candidate = tuple[Callable[[bytes], object], list[bytes], Callable[[], AbstractContextManager[object]]]
 
 
@@ -283,6 +322,7 @@ def main() -> int:
     parser.add_argument("--per-type", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--baseline", help="git revision whose decode_event to measure alongside ours")
     args = parser.parse_args()
     os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
     machine_info = machine()
@@ -299,6 +339,10 @@ def main() -> int:
         "pydantic_v2": (decode_alternatives.pydantic_decode, raws, nullcontext),
         "faust_record": (decode_alternatives.faust_decode, raws, nullcontext),
     }
+    scratch = tempfile.TemporaryDirectory()
+    if args.baseline:
+        baseline = baseline_decoder(args.baseline, Path(scratch.name))
+        candidates["baseline_decode_event"] = (baseline, raws, nullcontext)
     for name, (decode, inputs, context) in candidates.items():
         with context():
             rejected = [raw for raw in inputs if not _accepts(decode, raw)]
@@ -338,6 +382,19 @@ def main() -> int:
         "rejects_invalid": rejections,
         "poison_pills_ms": poison_pill_timings(by_type["order.placed"]),
     }
+    if args.baseline:
+        base = results["baseline_decode_event"]["us_per_event"]
+        report["baseline"] = {
+            "revision": args.baseline,
+            "ratio_ours_to_baseline": round(guarded["us_per_event"] / base, 3),
+            "per_round_ratios": [
+                round(ours_s / base_s, 3)
+                for ours_s, base_s in zip(
+                    timings["msgspec_decode_event"], timings["baseline_decode_event"], strict=True
+                )
+            ],
+        }
+    scratch.cleanup()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     _print(report)
@@ -362,6 +419,10 @@ def _print(report: dict[str, Any]) -> None:
     print(f"{'candidate':26s} {'µs/event':>10s} {'events/s':>12s}")
     for name, result in sorted(report["results"].items(), key=lambda item: item[1]["us_per_event"]):
         print(f"{name:26s} {result['us_per_event']:10.2f} {result['events_per_s']:12,d}")
+    if "baseline" in report:
+        baseline = report["baseline"]
+        print(f"ours / baseline {baseline['revision']}: x{baseline['ratio_ours_to_baseline']} "
+              f"(per round: {baseline['per_round_ratios']})")
     guards = report["guards"]
     print(
         f"guards (nesting, quote count): x{guards['ratio_with_to_without']} "
