@@ -11,22 +11,24 @@ operations in C (`bytes.replace`, numpy), each linear, and per-key work that is 
    it (the parity of a cumulative sum). Outside a string a backslash is not JSON: whatever the scan
    makes of the bytes after it, a parser stops there, so the depth bound holds either way;
 2. brackets outside strings give the depth (a cumulative sum of +1/-1);
-3. a colon outside strings follows a key, the string that closes just before it. The key's object
-   is the last `{` before it at the same depth (per depth level, after a stable radix sort on the
-   level). Keys are compared by length and a polynomial hash of their bytes (modulo 2^32, random
-   odd base per process); keys with an escape are first brought to canonical form by msgspec (one
-   decode and one encode of all of them). Equal hashes are confirmed by decoding both keys, so the
-   answer is exact; each key takes part in at most two such comparisons.
+3. a colon outside strings follows a key, the string that closes just before it. Keys are compared
+   by length and a polynomial hash of their bytes (modulo 2^32, random odd base per process); keys
+   with an escape are first brought to canonical form by msgspec (one decode and one encode of all
+   of them). Only when two hashes are equal are the keys' objects needed: the last `{` before a key
+   at its depth (per depth level, after a stable radix sort on the level). Equal hashes in one
+   object are confirmed by decoding both keys, so the answer is exact.
 
-Memory is kept to a few bytes per input byte (8-bit arrays where they suffice): every fresh page
-costs a fault, which on a virtual machine can cost more than the arithmetic.
+The whole-buffer arrays live in a per-thread workspace (about 3.5 MB once used): a fresh buffer
+costs a page fault per 4 KiB, which on a virtual machine costs more than the arithmetic. The last
+value lexed is remembered there, so the decoder's nesting check and its duplicate-key check of a
+failing value lex it once.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 from functools import lru_cache
-from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -39,61 +41,66 @@ Words = npt.NDArray[np.int32]
 
 _QUOTE, _COLON, _COMMA, _BACKSLASH = ord('"'), ord(":"), ord(","), ord("\\")
 _TABLE_SIZE = 256 * 1024 + 1
-"""Longest buffer the hash tables cover (the contract's value size limit, plus one)."""
+"""Longest buffer the scans take (the contract's value size limit, plus one)."""
 _KEYS = msgspec.json.Decoder(list[str])
 _KEY = msgspec.json.Decoder(str)
 
 
-class _Lexed(NamedTuple):
-    raw: bytes
-    quote: Mask
-    """True at each delimiting quote."""
-    quotes_so_far: npt.NDArray[np.int32]
-    """Delimiting quotes up to and including each byte."""
-    outside: Mask
+class _Workspace(threading.local):
+    """Whole-buffer arrays of one thread, reused from value to value, and what they hold."""
+
+    def __init__(self) -> None:
+        self.lexed: bytes | None = None
+        """The value whose lexing `quote`, `quotes_so_far` and `outside` hold."""
+        self.quote = np.empty(_TABLE_SIZE, np.bool_)
+        self.quotes_so_far = np.empty(_TABLE_SIZE, np.int32)
+        self.outside = np.empty(_TABLE_SIZE, np.bool_)
+        self.keyed = np.empty(_TABLE_SIZE, np.bool_)
+        self.flags = np.empty(_TABLE_SIZE, np.bool_)
+        self.other_flags = np.empty(_TABLE_SIZE, np.bool_)
+        self.words = np.empty(_TABLE_SIZE, np.int32)
 
 
-_last: _Lexed | None = None
-"""The last value lexed: the decoder checks nesting, then (if the value fails) duplicate keys."""
+_WORKSPACE = _Workspace()
 
 
-def _lex(raw: bytes) -> _Lexed:
-    """The quotes and strings of `raw` (remembered for the next call)."""
-    global _last
-    last = _last  # one read: another thread may replace it meanwhile
-    if last is not None and last.raw is raw:
-        return last
-    quote = _delimiters(raw)
-    count = np.empty(quote.size, np.int32)
-    np.cumsum(quote, dtype=np.int32, out=count)  # int32: the fast cumulative sum
-    outside: Mask = (count & 1) == 0  # a closing quote counts as outside, an opening one as inside
-    lexed = _Lexed(raw, quote, count, outside)
-    if type(raw) is bytes:  # immutable: the masks stay true for it
-        _last = lexed
-    return lexed
+def _bytes_of(raw: bytes) -> Bytes:
+    if len(raw) >= _TABLE_SIZE:
+        raise ValueError(f"{len(raw)} bytes: over the {_TABLE_SIZE - 1}-byte limit")
+    return np.frombuffer(raw, np.uint8)
 
 
-def _delimiters(raw: bytes) -> Mask:
-    """True at every `"` that opens or closes a string: escape pairs are blanked first, left to right,
-    as a JSON lexer pairs backslashes (same length, so positions stay)."""
-    if b"\\" in raw:
-        raw = raw.replace(b"\\\\", b"__").replace(b'\\"', b"__")
-    quote: Mask = np.frombuffer(raw, np.uint8) == _QUOTE
-    return quote
+def _lex(raw: bytes, space: _Workspace) -> tuple[Mask, Words, Mask]:
+    """Delimiting quotes, quotes up to and including each byte, and the bytes outside strings (a
+    closing quote counts as outside, an opening one as inside), in `space`."""
+    size = len(raw)
+    quote, so_far, outside = space.quote[:size], space.quotes_so_far[:size], space.outside[:size]
+    if space.lexed is not raw:
+        space.lexed = None
+        blanked = raw.replace(b"\\\\", b"__").replace(b'\\"', b"__") if b"\\" in raw else raw
+        np.equal(np.frombuffer(blanked, np.uint8), _QUOTE, out=quote)
+        np.cumsum(quote, dtype=np.int32, out=so_far)  # into int32: the fast cumulative sum
+        np.bitwise_and(so_far, 1, out=space.words[:size])
+        np.equal(space.words[:size], 0, out=outside)
+        if type(raw) is bytes:  # immutable: the arrays stay true for it
+            space.lexed = raw
+    return quote, so_far, outside
 
 
-def _depth(arr: Bytes, outside: Mask) -> npt.NDArray[np.int32]:
-    """The bracket depth after each byte (brackets in strings do not count)."""
-    steps = np.equal(arr, ord("["))
-    steps |= arr == ord("{")
-    steps &= outside
-    closing = np.equal(arr, ord("]"))
+def _depth(arr: Bytes, outside: Mask, space: _Workspace) -> Words:
+    """The bracket depth after each byte (brackets in strings do not count), in `space.words`."""
+    size = arr.size
+    opening, closing = space.flags[:size], space.other_flags[:size]
+    np.equal(arr, ord("["), out=opening)
+    opening |= arr == ord("{")
+    opening &= outside
+    np.equal(arr, ord("]"), out=closing)
     closing |= arr == ord("}")
     closing &= outside
-    delta = steps.view(np.int8)
+    delta = opening.view(np.int8)
     delta -= closing.view(np.int8)
-    depth = np.empty(arr.size, np.int32)
-    np.cumsum(delta, dtype=np.int32, out=depth)  # into int32: several times faster than in int8
+    depth = space.words[:size]
+    np.cumsum(delta, dtype=np.int32, out=depth)
     return depth
 
 
@@ -106,7 +113,9 @@ def nesting_too_deep(raw: bytes, limit: int) -> bool:
     """
     if not raw:
         return False
-    depth = _depth(np.frombuffer(raw, np.uint8), _lex(raw).outside)
+    space = _WORKSPACE
+    arr = _bytes_of(raw)
+    depth = _depth(arr, _lex(raw, space)[2], space)
     return bool(depth.max() > limit or depth.min() < 0 or depth[-1] != 0)
 
 
@@ -116,24 +125,24 @@ def duplicate_key(raw: bytes) -> str | None:
     `raw` must be valid UTF-8 JSON (syntax checked) whose nesting `nesting_too_deep` accepted. Keys
     are compared as decoded strings: `"a"` and `"\\u0061"` are the same key.
     """
-    arr = np.frombuffer(raw, np.uint8)
-    lexed = _lex(raw)
-    keyed = np.equal(arr, _COLON)
-    keyed &= lexed.outside
+    space = _WORKSPACE
+    arr = _bytes_of(raw)
+    quote, so_far, outside = _lex(raw, space)
+    keyed = space.keyed[: arr.size]
+    np.equal(arr, _COLON, out=keyed)
+    keyed &= outside
     colons = np.flatnonzero(keyed)
     if colons.size < 2:
         return None
-    quotes = np.flatnonzero(lexed.quote)
-    before = lexed.quotes_so_far[colons]  # quotes before each colon: its key's are the last two
+    quotes = np.flatnonzero(quote)
+    before = so_far[colons]  # quotes up to each colon: its key's are the last two
     opening, closing = quotes[before - 2], quotes[before - 1]
-    outside = lexed.outside
-    del quotes, before, lexed
-    hashes = _key_hashes(raw, arr, opening, closing, colons)
+    hashes = _key_hashes(raw, arr, opening, closing, colons, space)
     ordered = np.sort(hashes)
-    if not (ordered[1:] == ordered[:-1]).any():  # all keys differ: no need to know their objects
+    if not (ordered[1:] == ordered[:-1]).any():  # all keys differ: their objects do not matter
         return None
-    objects = _enclosing_objects(arr, outside, keyed, colons).astype(np.uint64)
-    combined = (objects << np.uint64(46)) | hashes
+    objects = _enclosing_objects(arr, outside, keyed, space).astype(np.uint64)
+    combined = (objects << np.uint64(46)) | hashes  # object (18 bits), length (14), hash (32)
     order = np.argsort(combined, kind="stable")  # equal values keep their order: earlier first
     same = np.flatnonzero(combined[order][1:] == combined[order][:-1])
     later, earlier = order[same + 1], order[same]
@@ -144,15 +153,16 @@ def duplicate_key(raw: bytes) -> str | None:
     return None
 
 
-def _enclosing_objects(arr: Bytes, outside: Mask, keyed: Mask, colons: Positions) -> Positions:
-    """For each colon (a key), an index that is the same exactly for the keys of one object."""
-    events = np.equal(arr, ord("{"))
+def _enclosing_objects(arr: Bytes, outside: Mask, keyed: Mask, space: _Workspace) -> Positions:
+    """For each key (a colon in `keyed`), an index that is the same exactly for the keys of one
+    object."""
+    events = space.flags[: arr.size]
+    np.equal(arr, ord("{"), out=events)
     events &= outside
     events |= keyed
     positions = np.flatnonzero(events)  # the objects' `{` and the keys' colons, in order
-    del events
     is_colon = arr[positions] == _COLON
-    levels = _depth(arr, outside)[positions].astype(np.int8)  # at most 32: the nesting was checked
+    levels = _depth(arr, outside, space)[positions].astype(np.int8)  # at most 32: nesting checked
     # a key's depth is its object's (counted after the `{`): group by depth, keep the order
     order = np.argsort(levels, kind="stable")
     marker = np.where(is_colon[order], -1, np.arange(positions.size))
@@ -179,20 +189,18 @@ def _powers(base: int) -> Words:
     return powers
 
 
-def _span_hashes(arr: Bytes, starts: Positions, ends: Positions) -> npt.NDArray[np.uint64]:
+def _span_hashes(arr: Bytes, starts: Positions, ends: Positions, space: _Workspace) -> npt.NDArray[np.uint64]:
     """For each `arr[start:end]` (start >= 1): its length (14 bits) and a 32-bit polynomial hash of
     its bytes, whatever the position of the span.
 
-    Prefix sums of byte * base**position over the whole buffer wrap modulo 2^32 (int32, in place:
-    one buffer, the fast cumulative sum); a span's difference is brought back to position 0 by the
+    Prefix sums of byte * base**position over the whole buffer wrap modulo 2^32 (int32, in place in
+    `space.words`: the fast cumulative sum); a span's difference is brought back to position 0 by the
     inverse power of its start. Strings made to collide for every odd base (Thue-Morse, 2^8 bytes
     and longer) cost only their exact comparison in `duplicate_key`.
     """
-    if arr.size >= _TABLE_SIZE:
-        raise ValueError(f"{arr.size} bytes: over the {_TABLE_SIZE - 1}-byte limit")
     powers, inverses = _tables()
-    prefix = arr.astype(np.int32)
-    prefix *= powers[: arr.size]
+    prefix = space.words[: arr.size]
+    np.multiply(arr, powers[: arr.size], out=prefix)
     np.cumsum(prefix, out=prefix)
     hashes = ((prefix[ends - 1] - prefix[starts - 1]) * inverses[starts]).view(np.uint32)
     lengths = ((ends - starts) & 0x3FFF).astype(np.uint64)
@@ -201,29 +209,34 @@ def _span_hashes(arr: Bytes, starts: Positions, ends: Positions) -> npt.NDArray[
 
 
 def _key_hashes(
-    raw: bytes, arr: Bytes, opening: Positions, closing: Positions, colons: Positions
+    raw: bytes, arr: Bytes, opening: Positions, closing: Positions, colons: Positions, space: _Workspace
 ) -> npt.NDArray[np.uint64]:
     """`_span_hashes` of the keys' contents, those with an escape taken in canonical form."""
-    hashes = _span_hashes(arr, opening + 1, closing)
+    hashes = _span_hashes(arr, opening + 1, closing, space)
     if b"\\" in raw:
-        backslashes = np.zeros(arr.size + 1, np.int32)
-        np.cumsum(arr == _BACKSLASH, out=backslashes[1:])
+        backslashes = space.words[: arr.size]
+        np.cumsum(arr == _BACKSLASH, dtype=np.int32, out=backslashes)
         escaped = np.flatnonzero(backslashes[closing] > backslashes[opening])
-        del backslashes
         if escaped.size:
-            canonical = _canonical(arr, opening[escaped], colons[escaped])
-            quotes = np.flatnonzero(_delimiters(canonical))
-            hashes[escaped] = _span_hashes(np.frombuffer(canonical, np.uint8), quotes[0::2] + 1, quotes[1::2])
+            canonical = _canonical(arr, opening[escaped], colons[escaped], space)
+            listed = np.frombuffer(canonical, np.uint8)
+            blanked = canonical.replace(b"\\\\", b"__").replace(b'\\"', b"__")
+            quotes = np.flatnonzero(np.frombuffer(blanked, np.uint8) == _QUOTE)
+            hashes[escaped] = _span_hashes(listed, quotes[0::2] + 1, quotes[1::2], space)
     return hashes
 
 
-def _canonical(arr: Bytes, opening: Positions, colons: Positions) -> bytes:
+def _canonical(arr: Bytes, opening: Positions, colons: Positions, space: _Workspace) -> bytes:
     """The keys from each opening quote to its colon, as one JSON array re-encoded by msgspec (so
-    equal keys have equal bytes there)."""
-    marks = np.zeros(arr.size + 1, np.int8)
+    equal keys have equal bytes there; never longer than `arr`)."""
+    marks = space.words[: arr.size + 1]
+    marks[:] = 0
     marks[opening] = 1
     marks[colons + 1] = -1  # distinct from every opening quote: a value comes between
-    listed = arr[np.cumsum(marks[:-1], dtype=np.int8).view(np.bool_)]  # `"key" :"key2":`...
+    np.cumsum(marks, out=marks)
+    keep = space.flags[: arr.size]
+    np.not_equal(marks[:-1], 0, out=keep)
+    listed = arr[keep]  # `"key" :"key2":`...
     lengths = colons + 1 - opening
     listed[np.cumsum(lengths) - 1] = _COMMA
     text = b"[" + listed[:-1].tobytes() + b"]"
