@@ -168,6 +168,56 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def measure_shapes(
+    values: dict[str, bytes], baseline: str | None, repeats: int, timeout: float
+) -> dict[str, dict[str, Any]]:
+    """Per shape: its size, and the worker's figures for the baseline (`before`) and the tree."""
+    shapes: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        old_root = extract(baseline, work / "before") if baseline else None
+        for index, (name, raw) in enumerate(values.items()):
+            value_file = work / f"value-{index}.bin"
+            value_file.write_bytes(raw)
+            row: dict[str, Any] = {"bytes": len(raw)}
+            if old_root is not None:
+                row["before"] = measure(old_root, value_file, repeats, timeout)
+            row["after"] = measure(ROOT, value_file, repeats, timeout)
+            shapes[name] = row
+            before = _ms(row["before"].get("decode_ms"), timeout) if old_root else "-"
+            after = _ms(row["after"]["decode_ms"])
+            print(f"{name:45s} {len(raw):8,d}  before {before:>10s}  after {after:>8s}"
+                  f"  {row['after'].get('reason')}", flush=True)
+    return shapes
+
+
+def _summary(report: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """The slowest shapes before and after, and every shape over budget or wrongly decided."""
+    failures = []
+    for name, row in report["shapes"].items():
+        after = row["after"]
+        if after.get("decode_ms") is None or after["decode_ms"] > BUDGET_MS:
+            failures.append(f"{name}: {after}")
+        if (after.get("reason") == "event") != (name in VALID_SHAPES):
+            failures.append(f"{name}: unexpected verdict {after.get('reason')}")
+    slowest = max(report["shapes"].items(), key=lambda item: item[1]["after"].get("decode_ms") or 1e9)
+    summary: dict[str, Any] = {
+        "slowest_after_ms": slowest[1]["after"].get("decode_ms"),
+        "slowest_after_shape": slowest[0],
+        "within_budget": not failures,
+        "failures": failures,
+    }
+    if "baseline" in report:
+        worst = max(
+            report["shapes"].items(), key=lambda item: item[1]["before"].get("decode_ms") or float("inf")
+        )
+        decode_ms = worst[1]["before"].get("decode_ms")
+        timed_out = f"> {timeout} s (timed out)"
+        summary["slowest_before"] = f"{decode_ms} ms" if decode_ms is not None else timed_out
+        summary["slowest_before_shape"] = worst[0]
+    return summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", nargs=2, metavar=("ROOT", "VALUE_FILE"), help=argparse.SUPPRESS)
@@ -197,61 +247,23 @@ def main() -> int:
             "load_average_at_start": os.getloadavg(),
             "python": platform.python_version(),
         },
-        "shapes": {},
     }
     if args.baseline:
         report["baseline"] = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline],
             check=True, capture_output=True, text=True,
         ).stdout.strip()
-    with tempfile.TemporaryDirectory() as scratch:
-        work = Path(scratch)
-        old_root = extract(args.baseline, work / "before") if args.baseline else None
-        for index, (name, raw) in enumerate(values.items()):
-            value_file = work / f"value-{index}.bin"
-            value_file.write_bytes(raw)
-            row: dict[str, Any] = {"bytes": len(raw)}
-            if old_root is not None:
-                row["before"] = measure(old_root, value_file, args.repeats, args.timeout)
-            row["after"] = measure(ROOT, value_file, args.repeats, args.timeout)
-            report["shapes"][name] = row
-            before = _ms(row.get("before", {}).get("decode_ms"), args.timeout) if old_root else "-"
-            after = _ms(row["after"]["decode_ms"])
-            print(f"{name:45s} {len(raw):8,d}  before {before:>10s}  after {after:>8s}"
-                  f"  {row['after'].get('reason')}", flush=True)
-
-    failures = []
-    for name, row in report["shapes"].items():
-        after = row["after"]
-        if after.get("decode_ms") is None or after["decode_ms"] > BUDGET_MS:
-            failures.append(f"{name}: {after}")
-        if (after.get("reason") == "event") != (name in VALID_SHAPES):
-            failures.append(f"{name}: unexpected verdict {after.get('reason')}")
-    slowest = max(report["shapes"].items(), key=lambda item: item[1]["after"].get("decode_ms") or 1e9)
-    summary: dict[str, Any] = {
-        "slowest_after_ms": slowest[1]["after"].get("decode_ms"),
-        "slowest_after_shape": slowest[0],
-        "within_budget": not failures,
-        "failures": failures,
-    }
-    if args.baseline:
-        worst = max(
-            report["shapes"].items(), key=lambda item: item[1]["before"].get("decode_ms") or float("inf")
-        )
-        decode_ms = worst[1]["before"].get("decode_ms")
-        summary["slowest_before"] = (
-            f"{decode_ms} ms" if decode_ms is not None else f"> {args.timeout} s (timed out)"
-        )
-        summary["slowest_before_shape"] = worst[0]
+    report["shapes"] = measure_shapes(values, args.baseline, args.repeats, args.timeout)
+    summary = _summary(report, args.timeout)
     report["summary"] = summary
     if not args.only:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "hostile.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         (RESULTS / "hostile.md").write_text(markdown(report))
     print(markdown(report))
-    for failure in failures:
+    for failure in summary["failures"]:
         print("OVER BUDGET OR WRONG VERDICT:", failure, file=sys.stderr)
-    return 1 if failures else 0
+    return 1 if summary["failures"] else 0
 
 
 if __name__ == "__main__":

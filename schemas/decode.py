@@ -132,12 +132,8 @@ def _decode(raw: bytes, topic: str | None, registry: Registry) -> Event | Decode
     if spec is None:
         return classify_envelope_failure(raw, registry, "")
     occurred_at = _parse_occurred_at(wire.occurred_at)
-    if occurred_at is None:
-        return _violation(raw, wire, f"$.occurred_at: {NOT_RFC3339}")
-    if not _FIRST_YEAR < occurred_at.year < _LAST_YEAR and not _EARLIEST <= occurred_at <= _LATEST:
-        # aware comparison: no conversion to UTC, so no overflow at year 9999 with a negative offset
-        moment = bytes(wire.occurred_at)[1:-1].decode()
-        return _violation(raw, wire, f"$.occurred_at: {moment} is outside {TIME_RANGE} (in UTC)")
+    if isinstance(occurred_at, str):
+        return _violation(raw, wire, occurred_at)
     if not _valid_source(wire.source):
         return _violation(raw, wire, "$.source: must be 1-64 characters of [a-z0-9_.-]")
     if not is_valid_inn(wire.company_id):
@@ -153,18 +149,8 @@ def _decode(raw: bytes, topic: str | None, registry: Registry) -> Event | Decode
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # skipping the raw payload checks less
         return unparsable(raw, exc)
 
-    if not quotes_add_up(raw, spec, payload, wire):
-        problem = malformation(raw, parsed=True)
-        if problem is not None:
-            return failure(MALFORMED, problem, wire.event_id, wire.event_type)
-        quoted = _money_given_as_string(spec, wire.payload)
-        if quoted is not None:
-            return failure(
-                SCHEMA_VIOLATION,
-                f"$.payload.{quoted}: money must be a JSON number, not a string",
-                wire.event_id,
-                wire.event_type,
-            )
+    if not quotes_add_up(raw, spec, payload, wire) and (hidden := _hidden_problem(raw, spec, wire)):
+        return hidden
     problem = _payload_problem(spec, payload)
     if problem is None and (0x5C in raw or 0x7F in raw):  # a backslash or DEL (int search: memchr)
         problem = _control_problem(raw, spec, payload, wire)
@@ -182,20 +168,37 @@ def _decode(raw: bytes, topic: str | None, registry: Registry) -> Event | Decode
     )
 
 
-def _parse_occurred_at(raw_value: msgspec.Raw) -> datetime | None:
-    """The timestamp, or None unless it is an RFC 3339 string with an offset.
+def _parse_occurred_at(raw_value: msgspec.Raw) -> datetime | str:
+    """The timestamp, or the detail of why it is not an RFC 3339 string with an offset, in UTC
+    within the contract's range.
 
     msgspec's parser is RFC 3339 except that it also takes `+0300`; the offset's colon is checked on
-    the raw text.
+    the raw text. The range is compared as aware datetimes: no conversion to UTC, so no overflow at
+    year 9999 with a negative offset.
     """
     try:
         value: datetime = _TIMESTAMP_DECODER.decode(raw_value)
     except msgspec.DecodeError:
-        return None
+        return f"$.occurred_at: {NOT_RFC3339}"
     text = bytes(raw_value)
     if text[-2] not in b"Zz" and text[-4] != _COLON:
-        return None
+        return f"$.occurred_at: {NOT_RFC3339}"
+    if not _FIRST_YEAR < value.year < _LAST_YEAR and not _EARLIEST <= value <= _LATEST:
+        return f"$.occurred_at: {text[1:-1].decode()} is outside {TIME_RANGE} (in UTC)"
     return value
+
+
+def _hidden_problem(raw: bytes, spec: PayloadSpec, wire: WireEnvelope) -> DecodeFailure | None:
+    """Why the quotes of a decoded value do not add up: a duplicate key (or bad UTF-8 in what the
+    decode skipped), money written as a string, or nothing (explicit nulls)."""
+    problem = malformation(raw, parsed=True)
+    if problem is not None:
+        return failure(MALFORMED, problem, wire.event_id, wire.event_type)
+    quoted = _money_given_as_string(spec, wire.payload)
+    if quoted is not None:
+        detail = f"$.payload.{quoted}: money must be a JSON number, not a string"
+        return failure(SCHEMA_VIOLATION, detail, wire.event_id, wire.event_type)
+    return None
 
 
 @lru_cache(maxsize=4096)

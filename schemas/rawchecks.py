@@ -30,10 +30,14 @@ def nesting_too_deep(raw: bytes, limit: int = MAX_NESTING_DEPTH) -> bool:
     """True when brackets outside strings nest deeper than `limit` or do not balance.
 
     At most `limit` opening brackets cannot nest deeper: such values answer False at once (valid
-    events have 2). Unbalanced brackets answer True: such a value is not JSON either way.
+    events have 2); more than `limit` of them before any other byte (whitespace aside) answer True
+    at once. Unbalanced brackets answer True: such a value is not JSON either way.
     """
     if raw.count(b"{") + raw.count(b"[") <= limit:
         return False
+    opening_run = raw[: len(raw) - len(raw.lstrip(b"[{ \t\n\r"))]
+    if opening_run.count(b"{") + opening_run.count(b"[") > limit:
+        return True
     return jsonscan.nesting_too_deep(raw, limit)
 
 
