@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date
 
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 EXPIRY_CHECK_S = 1.0
 """A stream's days are checked for expiry at most once per this much wall time: `note` is then
 O(1) per marker, not O(days) (a marker expiring a second late changes nothing)."""
@@ -66,7 +67,7 @@ class DedupeRetention:
         days.setdefault(day, set()).add(key)
         written = self._written.setdefault(stream, {})
         written[day] = now
-        tomorrow = int(now // 86400) + date(1970, 1, 1).toordinal() + 1
+        tomorrow = int(now // 86400) + _EPOCH_ORDINAL + 1
         watermark = min(max(self._watermark.get(stream, day), day), tomorrow)
         self._watermark[stream] = watermark
         horizon = watermark - self.retention_days

@@ -37,8 +37,9 @@ _JSON = msgspec.json.Encoder(decimal_format="string")
 
 def utc_timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC with a `Z` suffix (microseconds only when present)."""
-    text = moment.astimezone(UTC).replace(tzinfo=None).isoformat()
-    return f"{text}Z"
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return f"{moment.replace(tzinfo=None).isoformat()}Z"
 
 
 def event_day(event: Event) -> str:
@@ -94,18 +95,25 @@ def _plan(family: Family) -> tuple[tuple[str, int, str, str], ...]:
     return tuple(plan)
 
 
-def enriched_record(event: Event, company: Profile | None, related: Profile | None = None) -> dict[str, Any]:
+def enriched_record(
+    event: Event,
+    company: Profile | None,
+    related: Profile | None = None,
+    *,
+    occurred_utc: datetime | None = None,
+) -> dict[str, Any]:
     """The flat warehouse row of `event`.
 
     `company` is the profile of `company_id` (for member events: the profile as of this event);
-    `related` the profile of the manufacturer/buyer/debtor when that company is an active member.
+    `related` the profile of the manufacturer/buyer/debtor when that company is an active member;
+    `occurred_utc`, `occurred_at` in UTC when the caller has it already.
     """
     payload = event.payload
     row: dict[str, Any] = {
         "event_id": event.event_id,
         "event_type": event.event_type,
         "schema_version": event.schema_version,
-        "occurred_at": utc_timestamp(event.occurred_at),
+        "occurred_at": utc_timestamp(occurred_utc or event.occurred_at),
         "source": event.source,
         "company_id": event.company_id,
         "trace_id": event.trace_id,

@@ -119,6 +119,18 @@ class EventProcessor:
         self.clock = clock
         self.tallies = PartitionTallies(state, aggregates, dedupe_days=dedupe_days, clock=clock)
         self.parking = ParkingLot(state, max_step_s=max_wait_step_s)
+        self._utc_event: Event | None = None
+        self._utc_value: datetime | None = None
+
+    def _utc(self, event: Event) -> datetime | None:
+        """`event.occurred_at` in UTC, converted once per event (None when it has no UTC date)."""
+        if event is not self._utc_event:
+            self._utc_event = event
+            try:
+                self._utc_value = event.occurred_at.astimezone(UTC)
+            except OverflowError:
+                self._utc_value = None
+        return self._utc_value
 
     def process(self, record: SourceRecord, position: Position, *, waited_s: float | None = None) -> Outcome:
         """Decide one record. `waited_s`: how long it has waited for its member (None = first pass).
@@ -183,7 +195,9 @@ class EventProcessor:
             if isinstance(event.payload, OrderAccepted):
                 maker = self.directory.active_profile(event.payload.manufacturer_id, event.occurred_at)
                 region = maker.get("region_code") if maker else None
-            result = apply_event(entity, event, manufacturer_region=region)
+            utc = self._utc(event)
+            day = utc.date().isoformat() if utc is not None else None
+            result = apply_event(entity, event, manufacturer_region=region, day=day)
             if isinstance(result, Violation):
                 self._decide_dead_letter(outcome, event, record, position, result.reason, result.detail)
                 return outcome
@@ -194,7 +208,7 @@ class EventProcessor:
             self.tallies.entity_changed(position.partition, key, entity, new_state)
         assert new_state is not None
         self._valid(outcome, event, new_state)
-        self._mark(event, record, position, OK)
+        self._mark(event, record, position, OK, key)
         return outcome
 
     # --- decisions -------------------------------------------------------------------------------
@@ -234,7 +248,7 @@ class EventProcessor:
             company = self.directory.active_profile(event.company_id, event.occurred_at)
             other = related_company(event)
             related = self.directory.active_profile(other, event.occurred_at) if other else None
-        row = enriched_record(event, company, related)
+        row = enriched_record(event, company, related, occurred_utc=self._utc(event))
         outcome.enriched.append((family, event.company_id, encode_record(row)))
 
     def _repeat(
@@ -311,14 +325,17 @@ class EventProcessor:
         if count:
             self.tallies.count_once(record, delta_for_dead_letter(reason.value))
 
-    def _mark(self, event: Event, record: SourceRecord, position: Position, decision: str) -> None:
+    def _mark(
+        self, event: Event, record: SourceRecord, position: Position, decision: str, entity: str | None = None
+    ) -> None:
         """Write the de-duplication marker (last write of a decision) and expire old markers."""
         stream = f"{record.topic}/{record.partition}/"
         if not self.retention.knows(stream):
             self.retention.load(stream, self._markers_of(stream), self.clock().timestamp())
-        self._dequeue(event, record)
+        self._dequeue(event, record, entity)
         key = f"e:{event.event_id}"
-        day = _day_ordinal(event)
+        utc = self._utc(event)
+        day = utc.date().toordinal() if utc is not None else _day_ordinal(event)
         self.state[key] = [day, record.origin, position.text, decision]
         for expired in self.retention.note(stream, key, day, self.clock().timestamp()):
             self.state.pop(expired, None)
@@ -376,8 +393,8 @@ class EventProcessor:
         """Forget parked records that were decided (their outputs are acknowledged)."""
         self.parking.release(partition, keys)
 
-    def _dequeue(self, event: Event, record: SourceRecord) -> None:
-        queue_key = f"w:{entity_key(event)}"
+    def _dequeue(self, event: Event, record: SourceRecord, entity: str | None = None) -> None:
+        queue_key = f"w:{entity if entity is not None else entity_key(event)}"
         queue = self.state.get(queue_key)
         if queue and record.origin in queue:
             rest = [origin for origin in queue if origin != record.origin]

@@ -90,17 +90,19 @@ def _day(event: Event) -> str | None:
 
 
 def apply_event(
-    state: State | None, event: Event, *, manufacturer_region: str | None = None
+    state: State | None, event: Event, *, manufacturer_region: str | None = None, day: str | None = None
 ) -> State | Violation:
     """The entity's state after `event`, or the violation that makes `event` invalid.
 
     Business entities record the event-time facts the aggregates are derived from (days of each
     transition, amounts, and for `order.accepted` whether the manufacturer -- region
-    `manufacturer_region` -- is outside Moscow and Moscow Region).
+    `manufacturer_region` -- is outside Moscow and Moscow Region). `day` is the event's UTC date
+    when the caller has it already.
     """
     p = event.payload
     s = state.get("s") if state else None
-    day = _day(event)
+    if day is None:
+        day = _day(event)
     if day is None:
         moment = event.occurred_at.isoformat()
         detail = f"$.occurred_at: {moment} is outside 2000-01-01T00:00:00Z..2099-12-31T23:59:59Z"

@@ -18,7 +18,6 @@ treats state ahead of the offsets as a replay.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import msgspec
@@ -36,49 +35,47 @@ def key_kind(key: str) -> str:
     return key
 
 
-class PartitionStore(MutableMapping[str, Any]):
+class PartitionStore(dict[str, Any]):
     """The state of one partition: a dict that remembers its changes since the last checkpoint.
 
-    Values must be JSON-encodable and must not be mutated in place after they are stored (the
-    processor always stores new lists and dicts): `take_changes` encodes the current objects.
+    A `dict` subclass so that reads (`get`, `in`, `[]`) run at C speed; every write goes through
+    `__setitem__`, `__delitem__` or `pop` (the processor uses nothing else -- `update` or
+    `setdefault` would bypass the change tracking). Values must be JSON-encodable and must not be
+    mutated in place after they are stored (the processor always stores new lists and dicts):
+    `take_changes` encodes the current objects.
     """
 
     def __init__(self, partition: int, data: dict[str, Any] | None = None) -> None:
+        super().__init__(data or {})
         self.partition = partition
-        self._data: dict[str, Any] = data if data is not None else {}
         self._changed: set[str] = set()
         self._fresh: set[str] = set()
         """Keys created since the last checkpoint (not in the changelog: deleting them costs nothing)."""
 
-    # --- mapping -------------------------------------------------------------------------------------
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._data.get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
     def __setitem__(self, key: str, value: Any) -> None:
-        if key not in self._data and key not in self._changed:
+        if key not in self._changed and not dict.__contains__(self, key):
             self._fresh.add(key)
-        self._data[key] = value
+        dict.__setitem__(self, key, value)
         self._changed.add(key)
 
     def __delitem__(self, key: str) -> None:
-        del self._data[key]
+        dict.__delitem__(self, key)
         self._forget(key)
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
-        if key in self._data:
-            value = self._data.pop(key)
+        if dict.__contains__(self, key):
+            value = dict.pop(self, key)
             self._forget(key)
             return value
         if default is _MISSING:
             raise KeyError(key)
         return default
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("PartitionStore.update would bypass change tracking: assign keys one by one")
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        raise TypeError("PartitionStore.setdefault would bypass change tracking")
 
     def _forget(self, key: str) -> None:
         if key in self._fresh:  # never reached the changelog: nothing to delete there
@@ -87,14 +84,11 @@ class PartitionStore(MutableMapping[str, Any]):
         else:
             self._changed.add(key)
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
+    def __eq__(self, other: object) -> bool:
+        return dict.__eq__(self, other)
 
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def items(self) -> Any:
-        return self._data.items()
+    def __hash__(self) -> int:  # a mutable mapping: unhashable, like dict
+        raise TypeError("unhashable type: 'PartitionStore'")
 
     # --- checkpoint ---------------------------------------------------------------------------------
 
@@ -110,9 +104,9 @@ class PartitionStore(MutableMapping[str, Any]):
     def take_changes(self) -> list[tuple[bytes, bytes | None]]:
         """The changelog records of every key changed since the last call: `(key, JSON value)`, or
         `(key, None)` for a deleted key. The store then counts them as written."""
-        data = self._data
         records = [
-            (key.encode(), _encode(data[key]) if key in data else None) for key in sorted(self._changed)
+            (key.encode(), _encode(dict.__getitem__(self, key)) if dict.__contains__(self, key) else None)
+            for key in sorted(self._changed)
         ]
         self._changed = set()
         self._fresh = set()
@@ -124,6 +118,6 @@ class PartitionStore(MutableMapping[str, Any]):
             return
         name = key.decode()
         if value is None:
-            self._data.pop(name, None)
+            dict.pop(self, name, None)
         else:
-            self._data[name] = _decode(value)
+            dict.__setitem__(self, name, _decode(value))
