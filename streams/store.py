@@ -84,12 +84,6 @@ class PartitionStore(dict[str, Any]):
         else:
             self._changed.add(key)
 
-    def __eq__(self, other: object) -> bool:
-        return dict.__eq__(self, other)
-
-    def __hash__(self) -> int:  # a mutable mapping: unhashable, like dict
-        raise TypeError("unhashable type: 'PartitionStore'")
-
     # --- checkpoint ---------------------------------------------------------------------------------
 
     @property
