@@ -15,7 +15,7 @@ from mic_pipeline.bench.names import ALL_STAGES
 
 DEV_BOOTSTRAP = "127.0.0.1:29092"
 DEV_POSTGRES = "postgresql+psycopg://mic:mic@127.0.0.1:25432/mic_test"
-QUICK_RECORDS = 3000
+QUICK_RECORDS = 2000
 FULL_RECORDS = 100_000
 
 
@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"smoke run (< 3 min): {QUICK_RECORDS} records, short latency runs, no ramp",
+        help=f"smoke run of the harness (< 3 min): {QUICK_RECORDS} records, 2 partitions, sinks with "
+        "--max-batch-wait 0.5, 2 s per latency rate, no ramp",
     )
     parser.add_argument(
         "--records", type=int, help=f"backlog size (default {FULL_RECORDS}; --quick {QUICK_RECORDS})"
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--stages", help=f"comma-separated subset of {','.join(ALL_STAGES)} (default all)")
     parser.add_argument("--skip", default="", help="comma-separated stages to leave out")
     parser.add_argument("--rates", default="500,2000", help="offered rates of the latency runs (events/s)")
-    parser.add_argument("--rate-seconds", type=float, help="seconds per fixed rate (default 20; --quick 4)")
+    parser.add_argument("--rate-seconds", type=float, help="seconds per fixed rate (default 20; --quick 2)")
     parser.add_argument("--no-ramp", action="store_true", help="no ramp towards the highest rate that holds")
     parser.add_argument(
         "--hold-p99", type=float, default=3.0, help="p99 (s) under which a rate holds (default 3)"
@@ -53,7 +54,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--poll-interval", type=float, default=0.1, help="warehouse poll interval, s (default 0.1)"
     )
-    parser.add_argument("--partitions", type=int, default=6, help="partitions per topic (default 6)")
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        help="partitions per topic (default 6; --quick 2: fewer batches to wait for)",
+    )
     parser.add_argument("--seed", type=int, default=11, help="simulator seed (default 11)")
     parser.add_argument("--scale", type=float, default=1.0, help="simulator population scale (default 1)")
     parser.add_argument(
@@ -105,7 +110,7 @@ def options_from(args: argparse.Namespace) -> object:
         quick=quick,
         out=args.out,
         bootstrap=args.bootstrap or os.environ.get("MIC_KAFKA_BOOTSTRAP") or DEV_BOOTSTRAP,
-        partitions=args.partitions,
+        partitions=args.partitions or (2 if quick else 6),
         seed=args.seed,
         scale=args.scale,
         clock_step_s=args.clock_step,
@@ -113,13 +118,14 @@ def options_from(args: argparse.Namespace) -> object:
         stages=stages,
         rates=rates,
         ramp=not (quick or args.no_ramp),
-        rate_seconds=args.rate_seconds or (4.0 if quick else 20.0),
+        rate_seconds=args.rate_seconds or (2.0 if quick else 20.0),
         ramp_seconds=15.0,
         hold_p99_s=args.hold_p99,
         poll_interval_s=args.poll_interval,
         member_wait_s=args.member_wait,
         stage_timeout_s=240.0 if quick else 900.0,
         keep_work=args.keep_work,
+        sink_args=("--max-batch-wait", "0.5") if quick else (),
         start_broker=not args.no_start_broker,
     )
 

@@ -43,6 +43,8 @@ class Options:
     member_wait_s: float = 300.0
     stage_timeout_s: float = 900.0
     keep_work: bool = False
+    sink_args: tuple[str, ...] = ()
+    """Extra options of every `mic-pipeline sink` child (--quick: a shorter batch wait)."""
     start_broker: bool = True
 
 

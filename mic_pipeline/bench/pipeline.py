@@ -119,7 +119,12 @@ def end_to_end(ctx: Context) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             start_workers(ctx, settings, children, app_id, 1)
             for kind in ("sql", "parquet"):
                 argv = python_module(
-                    "mic_pipeline.cli", "sink", kind, "--group-id", settings.topic(f"sink-{kind}")
+                    "mic_pipeline.cli",
+                    "sink",
+                    kind,
+                    "--group-id",
+                    settings.topic(f"sink-{kind}"),
+                    *ctx.options.sink_args,
                 )
                 children.start(f"sink-{kind}", argv, sink_env(settings))
             window = watch_commits(

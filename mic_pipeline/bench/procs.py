@@ -67,6 +67,9 @@ class Child:
     peak_kib: int = 0
     cpu_s: float = 0.0
     stopped: bool = False
+    interrupted_at: float | None = None
+    stop_s: float | None = None
+    """How long the graceful stop took (None while running or if it had exited by itself)."""
 
     @property
     def pid(self) -> int:
@@ -91,17 +94,29 @@ class Child:
                 f"{log_tail(self.log)}"
             )
 
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Sample the peak RSS, then SIGINT (a graceful stop), SIGKILL after `timeout_s`; wait."""
+    def interrupt(self) -> None:
+        """Sample the peak RSS, then ask the process to stop (SIGINT: a graceful stop)."""
         self.sample()
         self.stopped = True
         if self.process.poll() is None:
+            self.interrupted_at = time.monotonic()
             self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=timeout_s)
+
+    def wait(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Wait for the interrupted process, SIGKILL after `timeout_s`; note how long it took."""
+        began = self.interrupted_at
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=timeout_s)
+        if began is not None:
+            self.stop_s = time.monotonic() - began
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """`interrupt`, then `wait`."""
+        self.interrupt()
+        self.wait(timeout_s)
 
     def figures(self) -> dict[str, object]:
         """Name, pid, peak RSS in MiB and CPU seconds used (at the last sample), for the results."""
@@ -110,6 +125,7 @@ class Child:
             "pid": self.pid,
             "peak_rss_mib": round(self.peak_kib / 1024, 1),
             "cpu_s": round(self.cpu_s, 2),
+            "stop_s": None if self.stop_s is None else round(self.stop_s, 2),
         }
 
 
@@ -144,11 +160,16 @@ class Children:
             child.ensure_running()
 
     def stop_all(self) -> None:
-        """Stop every child, the last started first; each is waited for."""
+        """Interrupt every child (all at once: their graceful stops overlap), then wait for each."""
         problems: list[BaseException] = []
-        for child in reversed(self.started):
+        for child in self.started:
             try:
-                child.stop()
+                child.interrupt()
+            except OSError as error:
+                problems.append(error)
+        for child in self.started:
+            try:
+                child.wait()
             except (OSError, subprocess.SubprocessError) as error:
                 problems.append(error)
         if problems:

@@ -122,6 +122,7 @@ def _run_stages(ctx: Context, stages: dict[str, Any]) -> list[dict[str, Any]]:
     latency: list[dict[str, Any]] = []
     for name in ctx.options.stages:
         ctx.log(f"stage {name}")
+        began = time.monotonic()
         try:
             if name == END_TO_END:
                 stages[name], latency = end_to_end(ctx)
@@ -131,7 +132,8 @@ def _run_stages(ctx: Context, stages: dict[str, Any]) -> list[dict[str, Any]]:
             stages[name] = {"failed": f"{type(error).__name__}: {error}"}
             ctx.log(f"stage {name} FAILED: {stages[name]['failed']}")
             continue
-        ctx.log(f"stage {name}: {_headline(stages[name])}")
+        stages[name]["stage_wall_s"] = round(time.monotonic() - began, 1)
+        ctx.log(f"stage {name}: {_headline(stages[name])} ({stages[name]['stage_wall_s']:.0f} s)")
     return latency
 
 
@@ -185,6 +187,8 @@ def notes(ctx: Context, stages: dict[str, Any]) -> list[str]:
             f"polls every {options.poll_interval_s:g} s (resolution = interval + query time, per rate in "
             "the JSON)."
         )
+    if options.sink_args:
+        result.append(f"Sinks ran with {' '.join(options.sink_args)} (--quick).")
     if not options.ramp:
         result.append(
             "No rate ramp in this run (--quick or --no-ramp): the highest rate that holds is among "

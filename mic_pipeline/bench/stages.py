@@ -139,7 +139,9 @@ def sink_stage(ctx: Context, kind: str) -> dict[str, Any]:
         group = settings.topic(f"sink-{kind}")
         topics = sink_topics(settings, "sql" if sink == "sql" else "parquet")
         with ctx.children(stage) as children, Offsets(settings.kafka_bootstrap) as offsets:
-            argv = python_module("mic_pipeline.cli", "sink", sink, "--group-id", group)
+            argv = python_module(
+                "mic_pipeline.cli", "sink", sink, "--group-id", group, *ctx.options.sink_args
+            )
             child = children.start(f"sink-{kind}", argv, sink_env(settings))
             window = watch_commits(
                 offsets, group, topics, published, children, timeout_s=ctx.options.stage_timeout_s
@@ -186,7 +188,7 @@ def create_schema(url: str) -> tuple[str, str]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    schema = f"micbench_{uuid.uuid4().hex[:10]}"
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
