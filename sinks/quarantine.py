@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ import orjson
 from mic_pipeline import metrics
 from schemas.topics import Family
 from sinks.batch import SourceRecord
-from sinks.quality.verdict import Failure, QualityGate
+from sinks.quality.verdict import Failure, QualityGate, Verdict
 from sinks.rows import Row
 
 KEY_CHARS = 80
@@ -133,14 +133,37 @@ def screen(
     family: Family, gate: QualityGate | None, rows: Sequence[Row], sources: Sequence[SourceRecord]
 ) -> Screened:
     """Run `gate` over `rows`: each failing row is quarantined alone, the rest pass."""
-    if gate is None or not rows:
-        return Screened(list(rows), list(sources), [])
-    verdict = gate.check(family, rows)
+    return screen_all(gate, {family: (rows, sources)})[family]
+
+
+def screen_all(
+    gate: QualityGate | None, batches: Mapping[Family, tuple[Sequence[Row], Sequence[SourceRecord]]]
+) -> dict[Family, Screened]:
+    """`screen` for the rows of several tables in one gate call when the gate can (`check_all`, as
+    `GxGate` does: its cost is per call), else one call per table."""
+    if gate is None:
+        return {
+            family: Screened(list(rows), list(sources), []) for family, (rows, sources) in batches.items()
+        }
+    check_all = getattr(gate, "check_all", None)
+    if check_all is not None:
+        verdicts: dict[Family, Verdict] = check_all({family: rows for family, (rows, _) in batches.items()})
+    else:
+        verdicts = {
+            family: gate.check(family, rows) if rows else Verdict() for family, (rows, _) in batches.items()
+        }
+    now = dt.datetime.now(dt.UTC)
+    return {family: _split(family, *batches[family], verdicts[family], now) for family in batches}
+
+
+def _split(
+    family: Family, rows: Sequence[Row], sources: Sequence[SourceRecord], verdict: Verdict, now: dt.datetime
+) -> Screened:
     if verdict.passed:
-        metrics.QUALITY_GATE.labels(table=family.table, result="passed").inc()
+        if rows:
+            metrics.QUALITY_GATE.labels(table=family.table, result="passed").inc()
         return Screened(list(rows), list(sources), [])
     metrics.QUALITY_GATE.labels(table=family.table, result="quarantined").inc()
-    now = dt.datetime.now(dt.UTC)
     passed_rows, passed_sources, kept = [], [], []
     for position, (row, source) in enumerate(zip(rows, sources, strict=True)):
         failures = verdict.failures_of(position)

@@ -260,3 +260,26 @@ def test_check_stores_results_builds_data_docs_and_finds_orphans(
     counts = {bool(success): int(n) for success, n in stored}
     assert counts[False] == 2 and counts[True] > 150
     engine.dispose()
+
+
+def test_one_call_for_several_tables_attributes_each_failure_to_its_table_row_and_column(
+    gate: GxGate,
+) -> None:
+    events = scenario(6)
+    orders, patents = rows_of(Family.ORDER, events), rows_of(Family.PATENT, events)
+    orders[4]["manufacturer_region_code"] = "00"  # stacked with every other region_code column
+    patents[1]["buyer_id"] = "12345"  # stacked with company_id and the other counterparties
+    patents[2]["amount_rub"] = Decimal("-5.00")
+    verdicts = gate.check_all({Family.ORDER: orders, Family.PATENT: patents, Family.MEMBER: []})
+    assert verdicts[Family.MEMBER].passed
+    assert {i: [f.column for f in fs] for i, fs in verdicts[Family.ORDER].failed.items()} == {
+        4: ["manufacturer_region_code"]
+    }
+    assert {i: [f.column for f in fs] for i, fs in verdicts[Family.PATENT].failed.items()} == {
+        1: ["buyer_id"],
+        2: ["amount_rub"],
+    }
+    assert verdicts[Family.PATENT].failed[1][0].rule.endswith("(buyer_id)")
+    assert verdicts == {
+        f: gate.check(f, r) for f, r in ((Family.ORDER, orders), (Family.PATENT, patents))
+    } | {Family.MEMBER: verdicts[Family.MEMBER]}

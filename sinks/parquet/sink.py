@@ -24,12 +24,14 @@ full: ...` for ENOSPC) after its temporary file was removed, so nothing half-wri
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -45,8 +47,8 @@ from sinks.parquet.claims import QUARANTINED, RELEASED, EventIdClaims
 from sinks.parquet.files import fsync_dir, write_atomically
 from sinks.parquet.layout import FileName, Rotation, partition_dir, rotate, table_dir, to_table
 from sinks.quality.verdict import QualityGate
-from sinks.quarantine import Outcome, QuarantinedRow, Screened, refailed, screen
-from sinks.rows import Row, decode_group, decode_row, event_date
+from sinks.quarantine import Outcome, QuarantinedRow, Screened, refailed, screen_all
+from sinks.rows import DecodedBatch, Row, decode_group, decode_row, event_date
 
 log = logging.getLogger(__name__)
 
@@ -120,79 +122,73 @@ class ParquetSink:
         return self.write_group([batch])[0]
 
     def write_group(self, batches: Sequence[Batch]) -> list[list[Rejected]]:
-        """Write batches of several partitions: per table one claim transaction and one gate run
-        (its cost is per call), files per partition; the rejected records of each batch."""
+        """Write batches of several partitions and tables: claims per table, one gate call for all
+        of them (its cost is per call), then quarantine and files per partition; the rejected
+        records of each batch. The tables' locks are held throughout, taken in name order."""
         by_family: dict[Family, list[int]] = {}
         for index, batch in enumerate(batches):
             by_family.setdefault(self.families_by_topic[batch.topic], []).append(index)
         rejected: dict[int, list[Rejected]] = {}
+        decoded: dict[Family, DecodedBatch] = {}
         for family, indexes in by_family.items():
-            per_batch = self._write_family(family, [batches[i] for i in indexes])
+            decoded[family], per_batch = decode_group(family, [batches[i] for i in indexes])
             rejected.update(zip(indexes, per_batch, strict=True))
-        return [rejected[index] for index in range(len(batches))]
-
-    def _write_family(self, family: Family, batches: Sequence[Batch]) -> list[list[Rejected]]:
-        decoded, rejected = decode_group(family, batches)
         try:
             self.prepare()
-            with table_lock(self.root, family.table):
-                for batch in batches:
-                    if batch.resumed:
-                        self._delete_uncommitted(family, batch)
-                screened = self._screen(family, decoded.rows, decoded.sources)
-                metrics.DUPLICATES.labels(family=family.value).inc(decoded.duplicates)
-                self._quarantine(family, screened.quarantined)
-                by_partition: dict[tuple[str, int], list[int]] = {}
-                for position, source in enumerate(screened.sources):
-                    by_partition.setdefault((source.topic, source.partition), []).append(position)
-                for positions in by_partition.values():
-                    self._write_files(
-                        family,
-                        [screened.rows[p] for p in positions],
-                        [screened.sources[p] for p in positions],
-                    )
+            with contextlib.ExitStack() as locks:
+                for family in sorted(by_family, key=lambda f: f.table):
+                    locks.enter_context(table_lock(self.root, family.table))
+                undecided = {}
+                for family, indexes in by_family.items():
+                    for index in indexes:
+                        if batches[index].resumed:
+                            self._delete_uncommitted(family, batches[index])
+                    undecided[family] = self._undecided(family, decoded[family])
+                screened = screen_all(self.gate, {f: (u.rows, u.sources) for f, u in undecided.items()})
+                for family, passed in screened.items():
+                    self._land(family, passed, undecided[family].marked)
         except (OSError, sqlite3.OperationalError) as exc:
             raise _unwritable(exc) from exc
+        return [rejected[index] for index in range(len(batches))]
+
+    def _land(self, family: Family, screened: Screened, marked: Sequence[str]) -> None:
+        """Un-mark the claims decided again, quarantine the refused rows, write the others."""
+        again = {entry.event_id for entry in screened.quarantined}
+        unmark = [event_id for event_id in marked if event_id not in again]
+        if unmark:
+            self.claims.mark(family.table, unmark, None)
+        self._quarantine(family, screened.quarantined)
+        by_partition: dict[tuple[str, int], list[int]] = {}
+        for position, source in enumerate(screened.sources):
+            by_partition.setdefault((source.topic, source.partition), []).append(position)
+        for positions in by_partition.values():
+            rows = [screened.rows[p] for p in positions]
+            self._write_files(family, rows, [screened.sources[p] for p in positions])
         metrics.ROWS_WRITTEN.labels(sink=self.name, table=family.table).inc(len(screened.rows))
-        return rejected
 
     def close(self) -> None:
         if self._claims is not None:
             self._claims.close()
 
-    def _screen(self, family: Family, rows: Sequence[Row], sources: Sequence[SourceRecord]) -> Screened:
-        """Claims first (duplicates and earlier decisions), then the gate over the undecided rows."""
+    def _undecided(self, family: Family, decoded: DecodedBatch) -> Undecided:
+        """Claim the rows' ids: re-sent copies and rows a release already landed are skipped, rows
+        whose quarantine file exists stay quarantined; the rest is for the gate to decide."""
+        rows, sources = decoded.rows, decoded.sources
         claims = self.claims.claim(family.table, [row["event_id"] for row in rows], sources)
-        undecided_rows, undecided_sources, marked = [], [], []
+        undecided = Undecided([], [], [])
         skipped = 0
         for row, source, claim in zip(rows, sources, claims, strict=True):
             if not claim.owned or claim.status == RELEASED:
                 skipped += 1  # a re-sent copy, or a row a release already landed
                 continue
             if claim.status == QUARANTINED:
-                entry = QuarantinedRow(
-                    family.table,
-                    source.topic,
-                    source.partition,
-                    source.offset,
-                    str(row["event_id"]),
-                    "",
-                    (),
-                    "",
-                    dt.datetime.now(dt.UTC),
-                )
-                if kept_files.is_kept(self.root, entry):
+                if kept_files.row_file(self.root, _coordinates(family, source, row)).exists():
                     continue  # stays quarantined until released
-                marked.append(str(row["event_id"]))  # marked, file never written: decide again
-            undecided_rows.append(row)
-            undecided_sources.append(source)
-        metrics.DUPLICATES.labels(family=family.value).inc(skipped)
-        screened = screen(family, self.gate, undecided_rows, undecided_sources)
-        again = {str(entry.event_id) for entry in screened.quarantined}
-        unmark = [event_id for event_id in marked if event_id not in again]
-        if unmark:
-            self.claims.mark(family.table, unmark, None)
-        return screened
+                undecided.marked.append(str(row["event_id"]))  # marked, file never written
+            undecided.rows.append(row)
+            undecided.sources.append(source)
+        metrics.DUPLICATES.labels(family=family.value).inc(decoded.duplicates + skipped)
+        return undecided
 
     def _quarantine(self, family: Family, entries: Sequence[QuarantinedRow]) -> None:
         """Mark the claims `q` (durable), then write the files: a file never exists unmarked."""
@@ -270,6 +266,23 @@ class ParquetSink:
                 kept_files.drop(self.root, entry)
                 outcomes.append(Outcome(entry, "released"))
         return outcomes
+
+
+@dataclass(frozen=True)
+class Undecided:
+    """Rows the gate must decide, and which of them carry a `q` claim without a file."""
+
+    rows: list[Row]
+    sources: list[SourceRecord]
+    marked: list[str]
+
+
+def _coordinates(family: Family, source: SourceRecord, row: Row) -> QuarantinedRow:
+    """A quarantine entry with just the coordinates (to find its file)."""
+    now = dt.datetime.now(dt.UTC)
+    return QuarantinedRow(
+        family.table, source.topic, source.partition, source.offset, str(row["event_id"]), "", (), "", now
+    )
 
 
 def _unwritable(error: OSError | sqlite3.OperationalError) -> TransientSinkError:

@@ -25,11 +25,13 @@ from great_expectations.data_context.types.base import (
 
 from schemas.topics import Family
 from schemas.warehouse import columns
+from sinks.quality.stacking import TIME_KINDS, Stack, StackedFrame, stacked
 from sinks.quality.suites import Check, row_checks
 from sinks.quality.verdict import Failure, Verdict, shown_value
 from sinks.rows import Row, column_lists
 
-_FRAME_TYPES = {"date": "datetime64[us, UTC]", "timestamp": "datetime64[us, UTC]"}
+_TIME = "datetime64[us, UTC]"
+_FRAME_TYPES = {"date": _TIME, "timestamp": _TIME}
 
 
 def _money_text(value: Any) -> str | None:
@@ -77,15 +79,20 @@ class GxValidator:
             mode="ephemeral", project_config=DataContextConfig(store_backend_defaults=in_memory)
         )
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        source = self.context.data_sources.add_pandas("warehouse")
-        self.checks = {name: tuple(checks) for name, checks in suites.items()}
+        self._source = self.context.data_sources.add_pandas("warehouse")
+        self.checks: dict[str, tuple[Check, ...]] = {}
         self._batches: dict[str, Any] = {}
         self._suites: dict[str, Any] = {}
         self._by_id: dict[str, dict[str, Check]] = {}
-        for name, checks in self.checks.items():
-            asset = source.add_dataframe_asset(name)
-            self._batches[name] = asset.add_batch_definition_whole_dataframe(f"{name}_batch")
-            self._suites[name] = self._suite(name, checks)
+        for name, checks in suites.items():
+            self.add(name, checks)
+
+    def add(self, name: str, checks: Sequence[Check]) -> None:
+        """Register the suite `name` (one pandas asset, one suite)."""
+        self.checks[name] = tuple(checks)
+        asset = self._source.add_dataframe_asset(name)
+        self._batches[name] = asset.add_batch_definition_whole_dataframe(f"{name}_batch")
+        self._suites[name] = self._suite(name, checks)
 
     def _suite(self, name: str, checks: Sequence[Check]) -> Any:
         suite = self.context.suites.add(gx.ExpectationSuite(name=name))
@@ -149,28 +156,68 @@ def _class_name(snake: str) -> str:
 
 
 class GxGate:
-    """The quality gate of the sinks (`QualityGate` protocol): the row suite of each table."""
+    """The quality gate of the sinks (`QualityGate` protocol): the row suites of the four tables, run
+    as stacked frames (`sinks.quality.stacking`): one GX call per batch group, one expectation per
+    distinct check, one booleans-only pass; only when something failed, one more pass of just the
+    failed expectations for the failing positions."""
 
     def __init__(self) -> None:
-        self.validator = GxValidator({family.table: row_checks(family) for family in Family})
+        self.validator = GxValidator({})
+        self._suite_of: dict[tuple[str, ...], str] = {}
 
     def check(self, family: Family, rows: Sequence[Row]) -> Verdict:
-        """Validate the batch once (booleans only); only if something failed, ask GX which rows."""
-        if not rows:
-            return Verdict()
-        data = frame(family, rows)
-        results = self.validator.validate(family.table, data, "BOOLEAN_ONLY")
-        failed_checks = [check for check, ok, _ in results if not ok]
-        if not failed_checks:
-            return Verdict()
-        failing = self.validator.failing_rows(family.table, data, failed_checks)
-        by_row: dict[int, list[Failure]] = {}
-        for check in failed_checks:
-            for position in failing.get(check, []):
-                value = rows[position][check.column]
-                by_row.setdefault(position, []).append(
-                    Failure(check.expectation, check.column, check.rule, shown_value(value))
-                )
-        if not by_row:
-            raise RuntimeError(f"GX failed {[c.label for c in failed_checks]} but named no failing row")
-        return Verdict({position: tuple(failures) for position, failures in sorted(by_row.items())})
+        """Validate the rows of one table (see `check_all`)."""
+        return self.check_all({family: rows})[family]
+
+    def check_all(self, rows_by_family: Mapping[Family, Sequence[Row]]) -> dict[Family, Verdict]:
+        """Validate the rows of several tables in one call: a verdict per table."""
+        present = {family: rows for family, rows in rows_by_family.items() if rows}
+        if not present:
+            return {family: Verdict() for family in rows_by_family}
+        stacks = stacked(present)
+        name = self._suite(stacks.used)
+        data = _frame(stacks)
+        results = self.validator.validate(name, data, "BOOLEAN_ONLY")
+        failed = [check for check, ok, _ in results if not ok]
+        by_row: dict[Family, dict[int, list[Failure]]] = {family: {} for family in rows_by_family}
+        if failed:
+            by_stack = {stack.name: stack for stack in stacks.used}
+            for check, positions in self.validator.failing_rows(name, data, failed).items():
+                for position in positions:
+                    segment = stacks.locate(by_stack[check.column], position)
+                    if segment is None:
+                        raise RuntimeError(f"GX refused padding at {check.label}[{position}]")
+                    row_index = position - segment.start
+                    original = segment.check
+                    value = present[segment.family][row_index][original.column]
+                    failure = Failure(
+                        original.expectation, original.column, original.rule, shown_value(value)
+                    )
+                    by_row[segment.family].setdefault(row_index, []).append(failure)
+            if not any(by_row.values()):
+                raise RuntimeError(f"GX failed {[c.label for c in failed]} but named no failing row")
+        return {
+            family: Verdict({i: tuple(_in_suite_order(f, family)) for i, f in sorted(failures.items())})
+            for family, failures in by_row.items()
+        }
+
+    def _suite(self, used: Sequence[Stack]) -> str:
+        key = tuple(stack.name for stack in used)
+        if key not in self._suite_of:
+            name = f"rows_{len(self._suite_of)}"
+            self.validator.add(name, [stack.check for stack in used])
+            self._suite_of[key] = name
+        return self._suite_of[key]
+
+
+def _frame(stacks: StackedFrame) -> pd.DataFrame:
+    data: dict[str, Any] = {}
+    for stack in stacks.used:
+        values = stacks.data[stack.name]
+        data[stack.name] = pd.Series(values, dtype=_TIME) if stack.kind in TIME_KINDS else values
+    return pd.DataFrame(data, copy=False)
+
+
+def _in_suite_order(failures: list[Failure], family: Family) -> list[Failure]:
+    order = {(c.expectation, c.column): i for i, c in enumerate(row_checks(family))}
+    return sorted(failures, key=lambda f: order[(f.expectation, f.column)])

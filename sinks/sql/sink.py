@@ -43,13 +43,14 @@ from sinks.quality.verdict import QualityGate
 from sinks.quarantine import (
     Outcome,
     QuarantinedRow,
+    Screened,
     database_refusal,
     event_key,
     quarantined,
     refailed,
-    screen,
+    screen_all,
 )
-from sinks.rows import Row, column_lists, decode_group, decode_row
+from sinks.rows import DecodedBatch, Row, column_lists, decode_group, decode_row
 from sinks.sql.deadletters import dead_letter_row, unstorable_row
 from sinks.sql.migrate import upgrade
 from sinks.sql.quarantine import (
@@ -214,8 +215,8 @@ class SqlSink:
         return self.write_group([batch])[0]
 
     def write_group(self, batches: Sequence[Batch]) -> list[list[Rejected]]:
-        """Land batches of several partitions: per family one gate run and one transaction (the
-        gate's cost is per call, so the group amortizes it); the rejected records of each batch."""
+        """Land batches of several partitions and tables: one gate call for all of them (its cost is
+        per call), then one transaction per table; the rejected records of each batch."""
         self.prepare()
         rejected: dict[int, list[Rejected]] = {}
         by_family: dict[Family, list[int]] = {}
@@ -226,9 +227,14 @@ class SqlSink:
                     rejected[index] = []
                 else:
                     by_family.setdefault(self.families_by_topic[batch.topic], []).append(index)
+            decoded: dict[Family, DecodedBatch] = {}
             for family, indexes in by_family.items():
-                per_batch = self._land_events(family, [batches[i] for i in indexes])
+                decoded[family], per_batch = decode_group(family, [batches[i] for i in indexes])
                 rejected.update(zip(indexes, per_batch, strict=True))
+                metrics.DUPLICATES.labels(family=family.value).inc(decoded[family].duplicates)
+            screened = screen_all(self.gate, {f: (d.rows, d.sources) for f, d in decoded.items()})
+            for family, passed in screened.items():
+                self._land_screened(family, passed)
         except TRANSIENT_DB_ERRORS as exc:
             raise unavailable(exc) from exc
         return [rejected[index] for index in range(len(batches))]
@@ -266,12 +272,11 @@ class SqlSink:
         self._insert_dead_letters(rows[:middle], batch)
         self._insert_dead_letters(rows[middle:], batch)
 
-    def _land_events(self, family: Family, batches: Sequence[Batch]) -> list[list[Rejected]]:
-        decoded, rejected = decode_group(family, batches)
-        metrics.DUPLICATES.labels(family=family.value).inc(decoded.duplicates)
-        if not decoded.rows:
-            return rejected
-        screened = screen(family, self.gate, decoded.rows, decoded.sources)
+    def _land_screened(self, family: Family, screened: Screened) -> None:
+        """Land the rows that passed and quarantine the others, in one transaction; on a row the
+        database refuses, bisect."""
+        if not screened.rows and not screened.quarantined:
+            return
         try:
             self._land(family, screened.rows, screened.quarantined)
         except ROW_DB_ERRORS as exc:
@@ -283,7 +288,6 @@ class SqlSink:
             )
             refused = self._bisect(family, screened.rows, screened.sources, exc)
             self._land(family, [], screened.quarantined + refused)
-        return rejected
 
     def _land(self, family: Family, rows: Sequence[Row], kept: Sequence[QuarantinedRow]) -> None:
         """One transaction: the rows (less those whose event is quarantined) with the state they
