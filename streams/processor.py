@@ -9,8 +9,8 @@ State table keys (all written while processing input partition `p`, so they shar
 partition `p` and reach it in processing order):
 - `e:<event_id>`: the de-duplication marker `[event_day, origin, position, outcome]`, written
   last for an event; `origin` = `topic/partition/offset` of the input record, `position` = where it
-  was processed (the input topic, or a recheck tick for a parked record), `outcome` = `"ok"` or
-  the dead-letter reason;
+  was decided when that was not the input record itself (a re-check of a parked record), else
+  null, `outcome` = `"ok"` or the dead-letter reason;
 - `m:<company_id>`, `o:<company>:<order_id>`, `p:<company>:<patent_id>`, `f:<company>:<request_id>`:
   entity states (`streams.rules`), each with `applied`: the last event ids applied to it and the
   origin of each, so a replayed record is recognised (same origin) and so is a duplicate whose
@@ -336,7 +336,9 @@ class EventProcessor:
         key = f"e:{event.event_id}"
         utc = self._utc(event)
         day = utc.date().toordinal() if utc is not None else _day_ordinal(event)
-        self.state[key] = [day, record.origin, position.text, decision]
+        origin = record.origin
+        where = position.text
+        self.state[key] = [day, origin, None if where == origin else where, decision]
         for expired in self.retention.note(stream, key, day, self.clock().timestamp()):
             self.state.pop(expired, None)
 

@@ -52,9 +52,10 @@ from streams.store import PartitionStore, key_kind
 log = logging.getLogger(__name__)
 MAX_WAIT_STEP_S = 2.0
 """Most one re-check tick adds to the waiting time of parked records (or 2 x `recheck_s` if more)."""
-PAUSE_BUFFERED = 4_000
-"""A topic-partition with this many buffered records is not fetched until it is down to `RESUME_BUFFERED`."""
-RESUME_BUFFERED = 1_000
+PAUSE_BUFFERED = 2_000
+"""A topic-partition with this many buffered records is not fetched until it is down to `RESUME_BUFFERED`
+(the merge waits for the others; bounds the worker's memory on a backlog)."""
+RESUME_BUFFERED = 500
 STALL_S = 30.0
 """A worker whose partitions lag while no checkpoint advanced their offsets for this long is not ready."""
 _encode = msgspec.json.Encoder(decimal_format="string").encode
