@@ -116,17 +116,7 @@ def end_to_end(ctx: Context) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     try:
         with ctx.children(stage) as children, Offsets(settings.kafka_bootstrap) as offsets:
             started = time.monotonic()
-            start_workers(ctx, settings, children, app_id, 1)
-            for kind in ("sql", "parquet"):
-                argv = python_module(
-                    "mic_pipeline.cli",
-                    "sink",
-                    kind,
-                    "--group-id",
-                    settings.topic(f"sink-{kind}"),
-                    *ctx.options.sink_args,
-                )
-                children.start(f"sink-{kind}", argv, sink_env(settings))
+            start_pipeline(ctx, settings, children, app_id)
             window = watch_commits(
                 offsets, app_id, inputs, published, children, timeout_s=ctx.options.stage_timeout_s
             )
@@ -149,23 +139,37 @@ def end_to_end(ctx: Context) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         warehouse.close()
         delete_stage(settings)
     assert window.first_at is not None
+    seconds = done_at - window.first_at
     result = {
-        "events_per_s": round(published / (done_at - window.first_at), 1),
+        "events_per_s": round(published / seconds, 1),
         "records": published,
-        "seconds": round(done_at - window.first_at, 2),
+        "seconds": round(seconds, 2),
         "per_s_from_start": round(published / (done_at - started), 1),
         "seconds_from_start": round(done_at - started, 2),
         "publish_s": round(publish_s, 2),
         "valid_events": expected,
         "rows_at_the_end": rows,
-        "method": "1 stream worker + `sink sql` (SQLite) + `sink parquet`, quality gate on, started "
-        "together on "
-        "a fresh prefix holding the backlog; done = every valid event a row in the SQL event tables "
-        "(polled every 0.25 s) and the Parquet sink's group committed on every enriched record; "
-        "events/s = backlog records / (done - the worker's first commit)",
+        "method": END_TO_END_METHOD,
         "processes": [child.figures() for child in children.started],
     }
     return result, latency
+
+
+END_TO_END_METHOD = (
+    "1 stream worker + `sink sql` (SQLite) + `sink parquet`, quality gate on, started together on a fresh "
+    "prefix holding the backlog; done = every valid event a row in the SQL event tables (polled every "
+    "0.25 s) and the Parquet sink's group committed on every enriched record; events/s = backlog records "
+    "/ (done - the worker's first commit)"
+)
+
+
+def start_pipeline(ctx: Context, settings: Settings, children: Children, app_id: str) -> None:
+    """One stream worker in group `app_id` and both sinks (their default groups under the prefix)."""
+    start_workers(ctx, settings, children, app_id, 1)
+    for kind in ("sql", "parquet"):
+        group = settings.topic(f"sink-{kind}")
+        argv = python_module("mic_pipeline.cli", "sink", kind, "--group-id", group, *ctx.options.sink_args)
+        children.start(f"sink-{kind}", argv, sink_env(settings))
 
 
 def _poll(condition: Any, deadline: float, children: Children, what: str) -> float:
