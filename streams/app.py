@@ -15,12 +15,14 @@ records reach the worker in batches (`streams.faust_compat`), which commits its 
 (`streams.checkpoint`). Processing guarantee: `streams/README.md`.
 
 HTTP on the web port: `/aggregates` (JSON), `/health` and `/health/ready` (200 when ready, else 503
-with the reasons), `/metrics` (Prometheus).
+with the reasons), `/metrics` (Prometheus), `/trace?event_id=ID` (the worker's decision for an
+event: its marker and dropped copies, or the parked record; `StreamWorker.trace`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from streams.snapshots import Snapshots
 from streams.worker import StreamWorker
 
 log = logging.getLogger(__name__)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 SESSION_TIMEOUT_S = 10.0
 """Consumer-group session timeout: how long a killed worker's partitions stay unassigned."""
 REPLICA_WAIT_S = 30.0
@@ -140,6 +143,13 @@ def _add_views(app: Any, worker: StreamWorker, snapshots: Snapshots) -> None:
         }
         return web.json(document, status=503 if reasons else 200)
 
+    async def trace_view(web: Any, request: Any) -> Any:
+        event_id = request.query.get("event_id", "")
+        if not _UUID.fullmatch(event_id):
+            return web.json({"error": "event_id must be a UUID in canonical form"}, status=400)
+        found = worker.trace(event_id)
+        return web.json({"event_id": event_id, "partitions": sorted(worker.owned()), "found": found})
+
     async def metrics_view(web: Any, request: Any) -> Any:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -149,4 +159,5 @@ def _add_views(app: Any, worker: StreamWorker, snapshots: Snapshots) -> None:
     app.page("/health")(health_view)
     app.page("/health/ready")(health_view)
     app.page("/metrics")(metrics_view)
+    app.page("/trace")(trace_view)
 

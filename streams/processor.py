@@ -10,7 +10,8 @@ partition `p` and reach it in processing order):
 - `e:<event_id>`: the de-duplication marker `[event_day, origin, position, outcome]`, written
   last for an event; `origin` = `topic/partition/offset` of the input record, `position` = where it
   was decided when that was not the input record itself (a re-check of a parked record), else
-  null, `outcome` = `"ok"` or the dead-letter reason;
+  null, `outcome` = `"ok"` or the dead-letter reason; a fifth element, when present, lists the
+  origins of the copies dropped as duplicates (the last `DUPLICATES_REMEMBERED`);
 - `m:<company_id>`, `o:<company>:<order_id>`, `p:<company>:<patent_id>`, `f:<company>:<request_id>`:
   entity states (`streams.rules`), each with `applied`: the last event ids applied to it and the
   origin of each, so a replayed record is recognised (same origin) and so is a duplicate whose
@@ -59,11 +60,10 @@ from streams.tallies import PartitionTallies
 OK = "ok"
 APPLIED_REMEMBERED = 32
 """Event ids (with their origin) remembered per entity: enough for any replay or late duplicate."""
+DUPLICATES_REMEMBERED = 8
+"""Origins of dropped copies kept on an event's marker (for `mic-pipeline trace`)."""
 DEAD_LETTER_VALUE_BYTES = 512 * 1024
 """Original values longer than this are cut in the dead letter (it must fit Kafka's 1 MB record limit)."""
-REPLAY_HEADER = "mic-replayed-from"
-"""Header `mic-pipeline deadletters replay` puts on a re-published dead letter
-(`mic_pipeline.ops.deadletter_io.REPLAY_HEADER`): the record is a retry of a failed event."""
 
 
 class MemberDirectory(Protocol):
@@ -157,6 +157,7 @@ class EventProcessor:
         if marker is not None and marker[1] != record.origin and (marker[3] == OK or not record.replayed):
             outcome.duplicate = True
             self._dequeue(event, record)
+            self._note_duplicate(f"e:{event.event_id}", marker, record.origin)
             self.tallies.count_once(record, DUPLICATE_DELTA)
             return outcome
         if marker is not None and marker[1] == record.origin:
@@ -341,6 +342,13 @@ class EventProcessor:
         self.state[key] = [day, origin, None if where == origin else where, decision]
         for expired in self.retention.note(stream, key, day, self.clock().timestamp()):
             self.state.pop(expired, None)
+
+    def _note_duplicate(self, key: str, marker: list[Any], origin: str) -> None:
+        """Remember the origin of a dropped copy on its event's marker (the last
+        `DUPLICATES_REMEMBERED`), so `trace` can say where every copy came from."""
+        copies = marker[4] if len(marker) > 4 else []
+        if origin not in copies:
+            self.state[key] = [*marker[:4], [*copies, origin][-DUPLICATES_REMEMBERED:]]
 
     def forget_partition(self, partition: int) -> None:
         """Drop the in-memory indexes of a partition this worker may no longer own (rebuilt on use)."""

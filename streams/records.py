@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import msgspec
 
 RECHECK = "recheck"
 """`Position.topic` of a parked record re-decided on a tick of the recheck topic (`streams.parking`)."""
@@ -36,3 +40,37 @@ class Position:
     @property
     def text(self) -> str:
         return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+REPLAY_HEADER = "mic-replayed-from"
+"""Header `mic-pipeline deadletters replay` puts on a re-published dead letter
+(`mic_pipeline.ops.deadletter_io.REPLAY_HEADER`): the record is a retry of a failed event."""
+
+
+class _Identity(msgspec.Struct):
+    event_id: Any = None
+    event_type: Any = None
+
+
+_identity_decoder = msgspec.json.Decoder(_Identity)
+
+
+def readable_identity(value: bytes) -> tuple[str | None, str | None]:
+    """`event_id` and `event_type` of a record value when readable as short strings, for dead letters."""
+    try:
+        found = _identity_decoder.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None, None
+
+    def short(text: Any) -> str | None:
+        return text if isinstance(text, str) and len(text) <= 64 else None
+
+    return short(found.event_id), short(found.event_type)
+
+
+def is_replayed(headers: Any) -> bool:
+    """Whether a record's headers (pairs or a mapping) mark a dead-letter replay."""
+    if not headers:
+        return False
+    names = headers.keys() if isinstance(headers, Mapping) else (name for name, _ in headers)
+    return REPLAY_HEADER in names

@@ -27,7 +27,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -42,16 +41,14 @@ from streams.checkpoint import Checkpoint
 from streams.merge import InputMerge
 from streams.ordering import Admission, OffsetOrder
 from streams.outputs import DeliveryError, OutputWriter
-from streams.processor import DEAD_LETTER_VALUE_BYTES, REPLAY_HEADER, EventProcessor, Outcome
-from streams.records import RECHECK, Position, SourceRecord
-from streams.recovery import changelog_ends, load_stores
+from streams.partitions import PartitionRuntime, Partitions
+from streams.processor import DEAD_LETTER_VALUE_BYTES, EventProcessor, Outcome
+from streams.records import RECHECK, Position, SourceRecord, is_replayed, readable_identity
 from streams.replica import MemberReplica, PartialsReplica
 from streams.settings import StreamSettings
-from streams.store import PartitionStore, key_kind
+from streams.store import key_kind
 
 log = logging.getLogger(__name__)
-MAX_WAIT_STEP_S = 2.0
-"""Most one re-check tick adds to the waiting time of parked records (or 2 x `recheck_s` if more)."""
 PAUSE_BUFFERED = 2_000
 """A topic-partition with this many buffered records is not fetched until it is down to `RESUME_BUFFERED`
 (the merge waits for the others; bounds the worker's memory on a backlog)."""
@@ -59,45 +56,6 @@ RESUME_BUFFERED = 500
 STALL_S = 30.0
 """A worker whose partitions lag while no checkpoint advanced their offsets for this long is not ready."""
 _encode = msgspec.json.Encoder(decimal_format="string").encode
-
-
-class _Identity(msgspec.Struct):
-    event_id: Any = None
-    event_type: Any = None
-
-
-_identity_decoder = msgspec.json.Decoder(_Identity)
-
-
-def readable_identity(value: bytes) -> tuple[str | None, str | None]:
-    """`event_id` and `event_type` of a record value when readable as short strings, for dead letters."""
-    try:
-        found = _identity_decoder.decode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None, None
-
-    def short(text: Any) -> str | None:
-        return text if isinstance(text, str) and len(text) <= 64 else None
-
-    return short(found.event_id), short(found.event_type)
-
-
-def is_replayed(headers: Any) -> bool:
-    """Whether a record's headers (pairs or a mapping) mark a dead-letter replay."""
-    if not headers:
-        return False
-    names = headers.keys() if isinstance(headers, Mapping) else (name for name, _ in headers)
-    return REPLAY_HEADER in names
-
-
-@dataclass
-class PartitionRuntime:
-    """What the worker keeps for one assigned partition number."""
-
-    store: PartitionStore
-    processor: EventProcessor
-    changelog_end: int
-    """The changelog partition's end offset this store is current up to."""
 
 
 class StreamWorker:
@@ -118,8 +76,8 @@ class StreamWorker:
         self._paused: set[Any] = set()
         self.members = MemberReplica()
         self.partials = PartialsReplica()
-        self.runtimes: dict[int, PartitionRuntime] = {}
         self.health = Health("streams")
+        self.partitions = Partitions(settings, self.members, self.health)
         self.ready = asyncio.Event()
         """Set once the producer runs and the member replica caught up."""
         self.replicas_ready = asyncio.Event()
@@ -128,7 +86,6 @@ class StreamWorker:
         self.outputs: OutputWriter | None = None
         self.checkpoint: Checkpoint | None = None
         self._lock = asyncio.Lock()
-        self._loading: dict[int, asyncio.Future[None]] = {}
         self._widths: dict[str, int] = {}
         self._rechecked_at = 0.0
         self._recheck_seq = 0
@@ -208,71 +165,17 @@ class StreamWorker:
             self._assigned = {tp for tp in assigned if tp.topic in self.logical}
             log.info("assigned input partitions %s", sorted(partitions))
             self._input_tps.update({p: [(t, p) for t in self.logical] for p in partitions})
-            for p in [p for p in self.runtimes if p not in partitions]:
-                del self.runtimes[p]
-            if self.runtimes:
-                ends = await changelog_ends(
-                    self.settings.pipeline.kafka_bootstrap, self.settings.changelog_topic, list(self.runtimes)
-                )
-                for p, runtime in list(self.runtimes.items()):
-                    if ends.get(p) != runtime.changelog_end:
-                        log.info("partition %d: changelog moved on (%s != %s); reloading", p, ends.get(p),
-                                 runtime.changelog_end)
-                        del self.runtimes[p]
-                    else:
-                        self.runtimes[p] = self._runtime_for(runtime.store, runtime.changelog_end)
-            missing = sorted(p for p in partitions if p not in self.runtimes and p not in self._loading)
-            if missing:
-                self._start_loading(missing)
-
-    def _start_loading(self, partitions: list[int]) -> None:
-        self.health.problem("recovery", f"recovering the state of partitions {partitions}")
-        task = asyncio.ensure_future(self._load(partitions))
-        for p in partitions:
-            self._loading[p] = task
-
-    async def _load(self, partitions: list[int]) -> None:
-        try:
-            recovered = await load_stores(
-                self.settings.pipeline.kafka_bootstrap, self.settings.changelog_topic, partitions
-            )
-            for p, found in recovered.items():
-                self.runtimes[p] = self._runtime_for(found.store, found.end_offset)
-        finally:
-            for p in partitions:
-                self._loading.pop(p, None)
-            if not self._loading:
-                self.health.clear("recovery")
-
-    def _runtime_for(self, store: PartitionStore, changelog_end: int) -> PartitionRuntime:
-        settings = self.settings
-        processor = EventProcessor(
-            store,
-            store,
-            self.members,
-            member_wait_s=settings.member_wait_s,
-            dedupe_days=settings.dedupe_days,
-            max_wait_step_s=max(MAX_WAIT_STEP_S, 2 * settings.recheck_s),
-        )
-        return PartitionRuntime(store, processor, changelog_end)
-
-    async def _runtime(self, partition: int) -> PartitionRuntime | None:
-        """The partition's runtime, waiting for its recovery; None if it is not ours (any more)."""
-        runtime = self.runtimes.get(partition)
-        if runtime is None:
-            loading = self._loading.get(partition)
-            if loading is None:
-                self._start_loading([partition])
-                loading = self._loading[partition]
-            await asyncio.shield(loading)
-            runtime = self.runtimes.get(partition)
-        return runtime
+            await self.partitions.assign(partitions)
 
     def owned(self) -> dict[int, PartitionRuntime]:
         """The partitions this worker decides now (assigned and recovered)."""
         if self.app.rebalancing:
             return {}
-        return dict(self.runtimes)
+        return dict(self.partitions.items())
+
+    def trace(self, event_id: str) -> list[dict[str, Any]]:
+        """What this worker knows of `event_id` (`Partitions.trace`); nothing while rebalancing."""
+        return [] if self.app.rebalancing else self.partitions.trace(event_id)
 
     # --- batches ------------------------------------------------------------------------------------
 
@@ -312,7 +215,7 @@ class StreamWorker:
         for p in sorted(self.merge.partitions()):
             if generation != self.app.consumer_generation_id or not self.app.consumer.flow_active:
                 return
-            runtime = await self._runtime(p)
+            runtime = await self.partitions.runtime(p)
             if runtime is None or generation != self.app.consumer_generation_id:
                 return
             self._decide_records(runtime, self.merge.take(p, self._input_tps[p], self._lagging))
@@ -439,7 +342,7 @@ class StreamWorker:
     async def _checkpoint(self) -> None:
         """Run a checkpoint; a delivery failure stops the worker (its stores are no longer exact)."""
         assert self.checkpoint is not None and self.outputs is not None
-        stores = [runtime.store for runtime in self.runtimes.values()]
+        stores = [runtime.store for runtime in self.partitions]
         kinds = Counter(key_kind(key) for store in stores for key in store.changed_keys())
         try:
             result = await self.checkpoint.commit(stores)
@@ -450,9 +353,7 @@ class StreamWorker:
             raise
         for kind, n in kinds.items():
             metrics.CHANGELOG_RECORDS.labels(kind=kind).inc(n)
-        ends = self.outputs.ends
-        for p, runtime in self.runtimes.items():
-            runtime.changelog_end = ends.get((self.settings.changelog_topic, p), runtime.changelog_end)
+        self.partitions.written(self.outputs.ends)
         if result.committed and result.offsets:
             self._advanced_at = time.monotonic()
             self.health.progress()

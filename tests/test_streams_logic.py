@@ -429,8 +429,7 @@ def test_replayed_copy_of_an_accepted_event_and_plain_repeat_of_a_failed_one_are
 
 def test_replay_header_matches_the_operator_command() -> None:
     from mic_pipeline.ops.deadletter_io import REPLAY_HEADER as OPS_HEADER
-    from streams.processor import REPLAY_HEADER
-    from streams.worker import is_replayed
+    from streams.records import REPLAY_HEADER, is_replayed
 
     assert REPLAY_HEADER == OPS_HEADER
     assert is_replayed([(OPS_HEADER, b"mic.deadletter:0:5")]) and is_replayed({OPS_HEADER: b"x"})

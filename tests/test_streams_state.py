@@ -229,3 +229,44 @@ def test_a_commit_refused_by_a_rebalance_leaves_the_offsets_uncommitted() -> Non
         assert checkpoint.uncommitted == {}
 
     asyncio.run(scenario())
+
+
+def test_trace_names_the_decision_the_dropped_copies_and_a_parked_record() -> None:
+    from streams_fixtures import CUSTOMER, STRANGER, event, joined, order_story, wire
+
+    from mic_pipeline.config import Settings
+    from mic_pipeline.health import Health
+    from schemas.events import MemberUpdated
+    from streams.partitions import Partitions
+    from streams.records import Position, SourceRecord
+    from streams.replica import MemberReplica
+    from streams.settings import StreamSettings
+
+    settings = StreamSettings(pipeline=Settings(), app_id="trace-test", member_wait_s=60)
+    partitions = Partitions(settings, MemberReplica(), Health("streams"))
+    runtime = partitions._runtime_for(PartitionStore(2), 0)
+    partitions.runtimes[2] = runtime
+
+    def feed(topic: str, offset: int, value: bytes) -> None:
+        runtime.processor.process(SourceRecord(topic, 2, offset, b"k", value), Position(topic, 2, offset))
+
+    member = joined(CUSTOMER)
+    feed("mic.membership", 0, wire(member))
+    feed("mic.membership", 1, wire(member))  # a producer retry: dropped as a duplicate
+    feed("mic.membership", 2, wire(member))
+    orphan = event(STRANGER, MemberUpdated(size="large"))
+    feed("mic.membership", 3, wire(orphan))  # waits for its member
+    placed = order_story(CUSTOMER, CUSTOMER, "O-1")[0]
+    [accepted] = partitions.trace(member.event_id)
+    assert accepted == {
+        "partition": 2,
+        "decision": "ok",
+        "origin": "mic.membership/2/0",
+        "decided_at": "mic.membership/2/0",
+        "event_day": "2020-09-24",
+        "duplicates": ["mic.membership/2/1", "mic.membership/2/2"],
+    }
+    [parked] = partitions.trace(orphan.event_id)
+    assert parked["decision"] == "parked" and parked["origin"] == "mic.membership/2/3"
+    assert parked["waiting_for"] == [STRANGER] and parked["expires_in_s"] == 60.0
+    assert partitions.trace(placed.event_id) == []  # never seen

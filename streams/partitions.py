@@ -1,0 +1,156 @@
+"""The partition numbers a worker is assigned: their state, a fresh processor each, and recovery.
+
+`Partitions` keeps one `PartitionRuntime` per assigned partition number: the partition's store
+(`streams.store`, rebuilt from the changelog by `streams.recovery`) and a new `EventProcessor` over
+it for every assignment ("a fresh strategy per partition assignment"). A partition the worker gets
+back after a rebalance keeps its store when the changelog still ends where this worker's own last
+write ended -- nobody else wrote it in between; otherwise it is reloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from mic_pipeline.health import Health
+from streams.processor import EventProcessor
+from streams.records import readable_identity
+from streams.recovery import changelog_ends, load_stores
+from streams.replica import MemberReplica
+from streams.settings import StreamSettings
+from streams.store import PartitionStore
+
+log = logging.getLogger(__name__)
+MAX_WAIT_STEP_S = 2.0
+"""Most one re-check tick adds to the waiting time of parked records (or 2 x `recheck_s` if more)."""
+
+
+@dataclass
+class PartitionRuntime:
+    """What the worker keeps for one assigned partition number."""
+
+    store: PartitionStore
+    processor: EventProcessor
+    changelog_end: int
+    """The changelog partition's end offset this store is current up to."""
+
+
+class Partitions:
+    """The runtimes of the assigned partitions, loaded from the changelog when needed."""
+
+    def __init__(self, settings: StreamSettings, members: MemberReplica, health: Health) -> None:
+        self.settings = settings
+        self.members = members
+        self.health = health
+        self.runtimes: dict[int, PartitionRuntime] = {}
+        self._loading: dict[int, asyncio.Future[None]] = {}
+
+    def __iter__(self) -> Iterator[PartitionRuntime]:
+        return iter(list(self.runtimes.values()))
+
+    def items(self) -> list[tuple[int, PartitionRuntime]]:
+        return list(self.runtimes.items())
+
+    async def assign(self, partitions: set[int]) -> None:
+        """The worker now owns `partitions`: drop the others, keep the current stores, load the rest."""
+        for p in [p for p in self.runtimes if p not in partitions]:
+            del self.runtimes[p]
+        if self.runtimes:
+            bootstrap, topic = self.settings.pipeline.kafka_bootstrap, self.settings.changelog_topic
+            ends = await changelog_ends(bootstrap, topic, list(self.runtimes))
+            for p, runtime in list(self.runtimes.items()):
+                if ends.get(p) != runtime.changelog_end:
+                    log.info("partition %d: changelog moved on (%s, ours %s); reloading", p, ends.get(p),
+                             runtime.changelog_end)
+                    del self.runtimes[p]
+                else:
+                    self.runtimes[p] = self._runtime_for(runtime.store, runtime.changelog_end)
+        missing = sorted(p for p in partitions if p not in self.runtimes and p not in self._loading)
+        if missing:
+            self._start_loading(missing)
+
+    def written(self, ends: dict[tuple[str, int], int]) -> None:
+        """The changelog end offsets after this worker's last acknowledged writes."""
+        for p, runtime in self.runtimes.items():
+            runtime.changelog_end = ends.get((self.settings.changelog_topic, p), runtime.changelog_end)
+
+    def _start_loading(self, partitions: list[int]) -> None:
+        self.health.problem("recovery", f"recovering the state of partitions {partitions}")
+        task = asyncio.ensure_future(self._load(partitions))
+        for p in partitions:
+            self._loading[p] = task
+
+    async def _load(self, partitions: list[int]) -> None:
+        try:
+            recovered = await load_stores(
+                self.settings.pipeline.kafka_bootstrap, self.settings.changelog_topic, partitions
+            )
+            for p, found in recovered.items():
+                self.runtimes[p] = self._runtime_for(found.store, found.end_offset)
+        finally:
+            for p in partitions:
+                self._loading.pop(p, None)
+            if not self._loading:
+                self.health.clear("recovery")
+
+    def _runtime_for(self, store: PartitionStore, changelog_end: int) -> PartitionRuntime:
+        settings = self.settings
+        processor = EventProcessor(
+            store,
+            store,
+            self.members,
+            member_wait_s=settings.member_wait_s,
+            dedupe_days=settings.dedupe_days,
+            max_wait_step_s=max(MAX_WAIT_STEP_S, 2 * settings.recheck_s),
+        )
+        return PartitionRuntime(store, processor, changelog_end)
+
+    async def runtime(self, partition: int) -> PartitionRuntime | None:
+        """The partition's runtime, waiting for its recovery; None if it is not ours (any more)."""
+        runtime = self.runtimes.get(partition)
+        if runtime is None:
+            loading = self._loading.get(partition)
+            if loading is None:
+                self._start_loading([partition])
+                loading = self._loading[partition]
+            await asyncio.shield(loading)
+            runtime = self.runtimes.get(partition)
+        return runtime
+
+    def trace(self, event_id: str) -> list[dict[str, Any]]:
+        """What this worker knows of `event_id`: its decision (marker) and the origins of dropped
+        copies, or the parked record waiting for a member -- one dict lookup per owned partition,
+        plus the partition's parked records (few; rule 1's waiting room)."""
+        found: list[dict[str, Any]] = []
+        for p, runtime in sorted(self.runtimes.items()):
+            marker = runtime.store.get(f"e:{event_id}")
+            if marker is not None:
+                found.append(
+                    {
+                        "partition": p,
+                        "decision": marker[3],
+                        "origin": marker[1],
+                        "decided_at": marker[2] or marker[1],
+                        "event_day": date.fromordinal(marker[0]).isoformat(),
+                        "duplicates": list(marker[4]) if len(marker) > 4 else [],
+                    }
+                )
+            for parked in runtime.processor.waiting(p):
+                if readable_identity(parked.record.value)[0] == event_id:
+                    wait_s = self.settings.member_wait_s
+                    found.append(
+                        {
+                            "partition": p,
+                            "decision": "parked",
+                            "origin": parked.record.origin,
+                            "waiting_for": list(parked.waiting_for or ()),
+                            "waited_s": round(parked.waited_s, 3),
+                            "expires_in_s": round(max(0.0, wait_s - parked.waited_s), 3),
+                        }
+                    )
+        return found
+
