@@ -89,6 +89,8 @@ def test_figures_are_given_as_ratios_to_the_faust_ceiling_and_the_quix_peer() ->
     assert rows["sink_sqlite"]["x_faust"] == 2.0 and rows["sink_sqlite"]["rss_x_quix"] == 3.0
     assert rows["worker_rss"]["value"] == 200 and rows["worker_rss"]["rss_x_faust"] == 4.0
     assert rows["latency_max"]["value"] == 500.0 and rows["latency_max"]["x_faust"] == 0.05
+    none_held = {r["stage"]: r for r in figures(stages, latency[1:])}["latency_max"]
+    assert none_held["value"] is None and "none of the rates tried held" in none_held["what"]
     assert rows["worker_2"]["failed"].startswith("BenchError")
 
     document = {

@@ -87,13 +87,38 @@ def figures(stages: dict[str, Any], latency: list[dict[str, Any]]) -> list[dict[
         })  # fmt: skip
     held = [run["offered_per_s"] for run in latency if run["holds"]]
     if latency:
-        best = max(held) if held else 0.0
+        best = max(held) if held else None
+        what = "highest offered rate that holds (all landed, p99 <= the hold limit, producer kept up)"
         rows.append({
-            "stage": "latency_max", "what": "highest offered rate that holds (p99 <= hold limit, all landed)",
+            "stage": "latency_max", "what": what if held else f"{what}: none of the rates tried held",
             "value": best, "unit": "events/s", "x_faust": _ratio(best, faust_rate),
             "x_quix": _ratio(best, quix_rate), "peak_rss_mib": None,
         })  # fmt: skip
     return rows
+
+
+def derived_notes(stages: dict[str, Any], latency: list[dict[str, Any]]) -> list[str]:
+    """Notes that follow from the figures themselves."""
+    notes = []
+    for run in latency:
+        if run["achieved_per_s"] < 0.95 * run["offered_per_s"]:
+            notes.append(
+                f"At {run['offered_per_s']:g} events/s offered the paced producer (in the bench process, "
+                f"sharing the CPUs with the pipeline) achieved only {run['achieved_per_s']:g}/s."
+            )
+    for name in ("quix", "faust", "aiokafka"):
+        stage = stages.get(name)
+        if stage and "failed" not in stage and stage.get("seconds"):
+            cpu = sum(float(p["cpu_s"]) for p in stage["processes"])
+            notes.append(
+                f"{name}: {cpu:.1f} CPU s in all (start-up included) for a {stage['seconds']:.1f} s "
+                "measured window."
+            )
+    return notes
+
+
+def _ratio_cell(value: Any) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
 def _cell(value: Any) -> str:
@@ -140,8 +165,8 @@ def markdown(document: dict[str, Any]) -> str:
             )
         lines.append(
             f"| {row['stage']} | {row['what']} | {value} | {row['unit'].replace('s p99', 's')} | "
-            f"{_cell(row['x_faust'])} | {_cell(row['x_quix'])} | {_cell(row['peak_rss_mib'])} | "
-            f"{_cell(row.get('rss_x_faust'))} | {_cell(row.get('rss_x_quix'))} |"
+            f"{_ratio_cell(row['x_faust'])} | {_ratio_cell(row['x_quix'])} | {_cell(row['peak_rss_mib'])} | "
+            f"{_ratio_cell(row.get('rss_x_faust'))} | {_ratio_cell(row.get('rss_x_quix'))} |"
         )
     lines += ["", "## How each figure is measured", ""]
     for key, stage in document["stages"].items():

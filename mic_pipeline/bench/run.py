@@ -18,7 +18,7 @@ from mic_pipeline.bench.machine import load_average, machine_facts
 from mic_pipeline.bench.names import ALL_STAGES, END_TO_END
 from mic_pipeline.bench.peer_quix import __doc__ as QUIX_DOC
 from mic_pipeline.bench.pipeline import end_to_end
-from mic_pipeline.bench.report import figures, write_results
+from mic_pipeline.bench.report import derived_notes, figures, write_results
 from mic_pipeline.bench.stages import peer_stage, sink_stage, worker_stage
 from mic_pipeline.config import Settings
 
@@ -43,7 +43,7 @@ def broker(options: Options, log: Callable[[str], None]) -> Iterator[bool]:
     from mic_pipeline.infra.kafka_config import broker_config_from_bootstrap
     from mic_pipeline.infra.kafka_dist import fetch_kafka
 
-    if answers_metadata(options.bootstrap):
+    if answers_metadata(dataclasses.replace(Settings.from_env(), kafka_bootstrap=options.bootstrap)):
         log(f"reusing the Kafka broker at {options.bootstrap}")
         yield False
         return
@@ -106,7 +106,7 @@ def run_bench(options: Options, log: Callable[[str], None]) -> dict[str, Any]:
         "stages": stages,
         "latency": latency,
         "figures": figures(stages, latency),
-        "notes": notes(ctx, stages),
+        "notes": notes(ctx, stages) + derived_notes(stages, latency),
         "wall_s": round(time.monotonic() - started, 1),
     }
     write_results(document, options.out)
