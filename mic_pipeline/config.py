@@ -13,6 +13,7 @@ Every process of the pipeline reads its settings here and nowhere else:
 | `MIC_CACHE_DIR` | `~/.cache/mic-pipeline` | downloaded artifacts (the Kafka broker's jars) |
 | `MIC_BIND_HOST` | `127.0.0.1` | address the HTTP endpoints (metrics, health, aggregates) listen on |
 | `MIC_HEALTH_URLS` | empty | components' readiness URLs `status` and `web` read: `[name=]URL,...` |
+| `MIC_KAFKA_SECURITY_PROTOCOL` | `PLAINTEXT` | with `MIC_KAFKA_SASL_*`, `MIC_KAFKA_SSL_*`: `kafka_settings` |
 
 `Settings.from_env` checks every value and raises `ConfigError` naming the variable, the value and
 what is wrong with it (`MIC_KAFKA_BOOTSTRAP='127.0.0.1:notaport': port must be a number 1-65535`);
@@ -32,6 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from mic_pipeline.kafka_settings import KafkaSecurity, SecuritySettingError, parse_kafka_security
 
 
 class ConfigError(Exception):
@@ -68,6 +71,8 @@ class Settings:
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "mic-pipeline")
     bind_host: str = "127.0.0.1"
     health_urls: tuple[HealthEndpoint, ...] = ()
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    """How the Kafka clients authenticate and encrypt; `mic_pipeline.kafka_clients` applies it."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -86,6 +91,10 @@ class Settings:
         database_url = env.get("MIC_DATABASE_URL", "")
         if database_url:
             check_database_url("MIC_DATABASE_URL", database_url)
+        try:
+            kafka_security = parse_kafka_security(env)
+        except SecuritySettingError as exc:
+            raise ConfigError(exc.variable, exc.value, exc.problem) from None
         return cls(
             kafka_bootstrap=parse_bootstrap(
                 "MIC_KAFKA_BOOTSTRAP", env.get("MIC_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap)
@@ -98,6 +107,7 @@ class Settings:
             cache_dir=env_directory(env, "MIC_CACHE_DIR", defaults.cache_dir),
             bind_host=parse_host("MIC_BIND_HOST", env.get("MIC_BIND_HOST", defaults.bind_host)),
             health_urls=parse_health_urls("MIC_HEALTH_URLS", env.get("MIC_HEALTH_URLS", "")),
+            kafka_security=kafka_security,
         )
 
     def topic(self, name: str) -> str:
