@@ -118,8 +118,10 @@ def _open_publisher(command: str, timeout_s: float, topics: list[str]) -> EventP
     try:
         missing = missing_topics(settings, topics, timeout_s=timeout_s)
         if missing:
+            user = settings.kafka_security.sasl_username
+            grant = f", or allow user {user!r} to write them (ACL)" if user else ""
             _error(command, f"topics missing on {settings.kafka_bootstrap}: {', '.join(missing)} "
-                   "(create them with `mic-pipeline topics create`)")
+                   f"(create them with `mic-pipeline topics create`{grant})")
             return None
         return EventPublisher(settings, timeout_s=timeout_s)
     except PublishError as exc:

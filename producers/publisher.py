@@ -26,9 +26,11 @@ from types import TracebackType
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import AuthorizationError, KafkaError, KafkaTimeoutError
 
 from mic_pipeline.config import Settings
+from mic_pipeline.kafka_access import KafkaAccessError
+from mic_pipeline.kafka_clients import explain_kafka_error, kafka_python_options
 from schemas.decode import DecodeFailure, decode_event
 from schemas.encode import encode_event
 from schemas.events import Event
@@ -91,11 +93,14 @@ def missing_topics(settings: Settings, logical_topics: list[str], *, timeout_s: 
     timeout_ms = int(timeout_s * 1000)
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","),
-                                 bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms)
+                                 **kafka_python_options(settings, bootstrap_timeout_ms=timeout_ms,
+                                                        request_timeout_ms=timeout_ms))
         try:
             existing = set(admin.list_topics())
         finally:
             admin.close()
+    except KafkaAccessError as exc:
+        raise PublishError(f"Kafka at {settings.kafka_bootstrap} refuses this client: {exc}") from exc
     except KafkaError as exc:
         raise PublishError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     physical = [settings.topic(name) for name in logical_topics]
@@ -159,9 +164,10 @@ class EventPublisher:
         config = producer_config(settings, timeout_s=timeout_s, **tuning)
         config.update(overrides or {})
         try:
-            self._producer = KafkaProducer(**config)
+            self._producer = KafkaProducer(**kafka_python_options(settings, **config))
         except KafkaError as exc:
-            raise PublishError(f"cannot connect to Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+            reason = explain_kafka_error(exc, settings)
+            raise PublishError(f"cannot connect to Kafka at {settings.kafka_bootstrap}: {reason}") from exc
         _forbid_topic_auto_creation(self._producer)
         self._delivery_timeout_s = config["delivery_timeout_ms"] / 1000
         self._settled = threading.Condition()
@@ -202,7 +208,7 @@ class EventPublisher:
         try:
             future = self._producer.send(topic, key=key, value=value)
         except KafkaError as exc:
-            raise PublishError(f"cannot send to {topic}: {exc}") from exc
+            raise PublishError(f"cannot send to {topic}: {explain_kafka_error(exc, self._settings)}") from exc
         self.sent += 1
         future.add_callback(self._on_delivered)
         future.add_errback(partial(self._on_failed, topic, key))
@@ -225,7 +231,10 @@ class EventPublisher:
             self._failed_total += 1
             self._settled.notify()
             if len(self._failures) < MAX_FAILURES_KEPT:
-                self._failures.append(DeliveryFailure(topic, key, f"{type(error).__name__}: {error}"))
+                reason = f"{type(error).__name__}: {error}"
+                if isinstance(error, AuthorizationError):  # a missing ACL: say which and what to do
+                    reason = explain_kafka_error(error, self._settings)
+                self._failures.append(DeliveryFailure(topic, key, reason))
 
     # -- completion ------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from kafka.structs import OffsetAndMetadata
 from mic_pipeline import metrics
 from mic_pipeline.config import Settings
 from mic_pipeline.health import Health
+from mic_pipeline.kafka_clients import kafka_python_options
 from schemas.deadletter import build_dead_letter
 from schemas.topics import DEADLETTER_TOPIC
 from sinks.batch import Batch, Rejected, Sink, SourceRecord
@@ -118,7 +119,10 @@ class SinkRunner:
         self._topics = list(topics)
         self._consumer = self._subscribed_consumer()
         self._unassigned_since: float | None = time.monotonic()
-        self._producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+        self._producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_python_options(settings, acks="all", linger_ms=5),
+        )
         self._should_stop: Callable[[], bool] = lambda: False
         self.committed_batches = 0
 
@@ -132,15 +136,19 @@ class SinkRunner:
         config = self.config
         consumer = KafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=config.group_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            max_poll_records=config.max_batch_rows,
-            group_instance_id=config.instance_id,
-            session_timeout_ms=config.session_timeout_ms,
-            heartbeat_interval_ms=min(3_000, config.session_timeout_ms // 3),
-            max_poll_interval_ms=config.max_poll_interval_ms,
+            **kafka_python_options(
+                self.settings,
+                reads=self._topics,
+                group_id=config.group_id,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                auto_offset_reset="earliest",
+                max_poll_records=config.max_batch_rows,
+                group_instance_id=config.instance_id,
+                session_timeout_ms=config.session_timeout_ms,
+                heartbeat_interval_ms=min(3_000, config.session_timeout_ms // 3),
+                max_poll_interval_ms=config.max_poll_interval_ms,
+            ),
         )
         deadline = time.monotonic() + config.metadata_timeout_s
         missing = list(self._topics)

@@ -26,6 +26,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mic_pipeline.kafka_clients import aiokafka_options, faust_app_options
 from schemas.topics import AGGREGATES_TOPIC
 from streams import faust_compat
 from streams.replica import follow_topics, member_handler, partials_handler
@@ -68,7 +69,7 @@ def _new_app(settings: StreamSettings) -> Any:
     datadir.parent.mkdir(parents=True, exist_ok=True)
     return faust_compat.batch_app_class()(
         settings.app_id,
-        broker=f"kafka://{pipeline.kafka_bootstrap}",
+        **faust_app_options(pipeline),
         store="memory://",
         datadir=str(datadir),
         web_host="127.0.0.1",
@@ -103,7 +104,9 @@ def _connect_life_cycle(app: Any, worker: StreamWorker) -> None:
         }
         try:
             bootstrap = settings.pipeline.kafka_bootstrap
-            await follow_topics(bootstrap, handlers, stopped=worker.stopped, ready=worker.replicas_ready)
+            options = aiokafka_options(settings.pipeline)
+            await follow_topics(bootstrap, handlers, stopped=worker.stopped, ready=worker.replicas_ready,
+                                options=options)
         except Exception:
             log.exception("replica follower failed")
             raise

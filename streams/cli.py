@@ -54,7 +54,7 @@ def ensure_internal_topics(settings: object) -> None:
         TopicSpec(settings.changelog_topic, n, compacted),
         TopicSpec(settings.partials_topic, n, compacted),
     ]
-    with admin_client(pipeline.kafka_bootstrap) as admin:
+    with admin_client(pipeline) as admin:
         ensure_topics(admin, specs)
 
 

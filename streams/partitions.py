@@ -17,6 +17,7 @@ from datetime import date
 from typing import Any
 
 from mic_pipeline.health import Health
+from mic_pipeline.kafka_clients import aiokafka_options
 from streams.processor import EventProcessor
 from streams.records import readable_identity
 from streams.recovery import changelog_ends, load_stores
@@ -61,7 +62,8 @@ class Partitions:
             del self.runtimes[p]
         if self.runtimes:
             bootstrap, topic = self.settings.pipeline.kafka_bootstrap, self.settings.changelog_topic
-            ends = await changelog_ends(bootstrap, topic, list(self.runtimes))
+            options = aiokafka_options(self.settings.pipeline)
+            ends = await changelog_ends(bootstrap, topic, list(self.runtimes), options)
             for p, runtime in list(self.runtimes.items()):
                 if ends.get(p) != runtime.changelog_end:
                     log.info("partition %d: changelog moved on (%s, ours %s); reloading", p, ends.get(p),
@@ -87,7 +89,8 @@ class Partitions:
     async def _load(self, partitions: list[int]) -> None:
         try:
             recovered = await load_stores(
-                self.settings.pipeline.kafka_bootstrap, self.settings.changelog_topic, partitions
+                self.settings.pipeline.kafka_bootstrap, self.settings.changelog_topic, partitions,
+                aiokafka_options(self.settings.pipeline),
             )
             for p, found in recovered.items():
                 self.runtimes[p] = self._runtime_for(found.store, found.end_offset)

@@ -129,6 +129,7 @@ async def follow_topics(
     *,
     stopped: asyncio.Event,
     ready: asyncio.Event,
+    options: Mapping[str, Any],
 ) -> None:
     """Read every partition of `handlers`' topics from the beginning, calling `handler(key, value)`.
 
@@ -143,6 +144,7 @@ async def follow_topics(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
+        **options,
     )
     await consumer.start()
     try:

@@ -98,15 +98,19 @@ class StreamWorker:
         """Start the producer of outputs and changelog records (`acks=all`, idempotent)."""
         from aiokafka import AIOKafkaProducer
 
+        from mic_pipeline.kafka_clients import aiokafka_options
         from streams.outputs import BATCH_BYTES, MAX_REQUEST_BYTES
 
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.pipeline.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            max_batch_size=BATCH_BYTES,
-            max_request_size=MAX_REQUEST_BYTES,
-            linger_ms=0,
+            **aiokafka_options(
+                self.settings.pipeline,
+                acks="all",
+                enable_idempotence=True,
+                max_batch_size=BATCH_BYTES,
+                max_request_size=MAX_REQUEST_BYTES,
+                linger_ms=0,
+            ),
         )
         await producer.start()
         self.producer = producer

@@ -48,7 +48,7 @@ def publish(settings: Settings, records: Iterable[Record]) -> tuple[int, float]:
 def delete_stage(settings: Settings) -> None:
     """Delete every topic and consumer group named with the stage's prefix."""
     prefix = settings.topic_prefix
-    with admin_client(settings.kafka_bootstrap) as admin:
+    with admin_client(settings) as admin:
         groups = [g["group_id"] for g in admin.list_groups() if g["group_id"].startswith(prefix)]
         if groups:
             admin.delete_groups(groups)
@@ -60,8 +60,8 @@ def delete_stage(settings: Settings) -> None:
 class Offsets:
     """Committed offsets of consumer groups and end offsets of topics, through one admin client."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self._context = admin_client(bootstrap)
+    def __init__(self, settings: Settings) -> None:
+        self._context = admin_client(settings)
         self._admin: Any = self._context.__enter__()
 
     def committed(self, group: str, topics: Sequence[str]) -> int:

@@ -9,20 +9,23 @@ first fetched batch to the commit after the last expected record.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
 import msgspec
 
 from mic_pipeline.bench.peer import PeerArgs, write_result
+from mic_pipeline.config import Settings
 from mic_pipeline.infra.topics import TopicSpec, admin_client, ensure_topics
+from mic_pipeline.kafka_clients import aiokafka_options
 
 DEADLINE_S = 900.0
 
 
 def run(args: PeerArgs) -> None:
     output = f"{args.prefix}bench.aiokafka.out"
-    with admin_client(args.bootstrap) as admin:
+    with admin_client(_settings(args)) as admin:
         ensure_topics(admin, [TopicSpec(output, args.partitions, {})])
     asyncio.run(_consume(args, output))
 
@@ -30,15 +33,21 @@ def run(args: PeerArgs) -> None:
 async def _consume(args: PeerArgs, output: str) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+    settings = _settings(args)
     consumer = AIOKafkaConsumer(
         *args.inputs,
         bootstrap_servers=args.bootstrap,
-        group_id=args.group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=16 * 1024 * 1024,
+        **aiokafka_options(
+            settings,
+            group_id=args.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+        ),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=args.bootstrap, **aiokafka_options(settings, acks="all", linger_ms=5)
+    )
     await consumer.start()
     await producer.start()
     try:
@@ -47,6 +56,11 @@ async def _consume(args: PeerArgs, output: str) -> None:
         await consumer.stop()
         await producer.stop()
     write_result(args, handled, last - first, invalid=invalid, output_topic=output)
+
+
+def _settings(args: PeerArgs) -> Settings:
+    """This process's settings (security included) on the bench's broker."""
+    return dataclasses.replace(Settings.from_env(), kafka_bootstrap=args.bootstrap)
 
 
 async def _loop(consumer: Any, producer: Any, expect: int, output: str) -> tuple[int, int, float, float]:

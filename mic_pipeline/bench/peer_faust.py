@@ -19,11 +19,17 @@ MAX_POLL_RECORDS = 5000
 
 
 def run(args: PeerArgs) -> None:
+    import dataclasses
+
     import faust
 
+    from mic_pipeline.config import Settings
+    from mic_pipeline.kafka_clients import faust_app_options
+
+    settings = dataclasses.replace(Settings.from_env(), kafka_bootstrap=args.bootstrap)
     app = faust.App(
         args.group,
-        broker=f"kafka://{args.bootstrap}",
+        **faust_app_options(settings),
         store="memory://",
         datadir=str(args.work / "faust"),
         web_enabled=False,

@@ -114,7 +114,7 @@ def end_to_end(ctx: Context) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     expected = ctx.backlog.valid_total
     warehouse = Warehouse(sqlite_path(settings))
     try:
-        with ctx.children(stage) as children, Offsets(settings.kafka_bootstrap) as offsets:
+        with ctx.children(stage) as children, Offsets(settings) as offsets:
             started = time.monotonic()
             start_pipeline(ctx, settings, children, app_id)
             window = watch_commits(

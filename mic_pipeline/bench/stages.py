@@ -90,7 +90,7 @@ def worker_stage(ctx: Context, count: int) -> dict[str, Any]:
     app_id = settings.topic("mic-streams")
     inputs = [settings.topic(family.topic) for family in Family]
     try:
-        with ctx.children(stage) as children, Offsets(settings.kafka_bootstrap) as offsets:
+        with ctx.children(stage) as children, Offsets(settings) as offsets:
             ports = start_workers(ctx, settings, children, app_id, count)
             window = watch_commits(
                 offsets, app_id, inputs, published, children, timeout_s=ctx.options.stage_timeout_s,
@@ -138,7 +138,7 @@ def sink_stage(ctx: Context, kind: str) -> dict[str, Any]:
         published, publish_s = publish(settings, records)
         group = settings.topic(f"sink-{kind}")
         topics = sink_topics(settings, "sql" if sink == "sql" else "parquet")
-        with ctx.children(stage) as children, Offsets(settings.kafka_bootstrap) as offsets:
+        with ctx.children(stage) as children, Offsets(settings) as offsets:
             argv = python_module(
                 "mic_pipeline.cli", "sink", sink, "--group-id", group, *ctx.options.sink_args
             )

@@ -1,7 +1,10 @@
-"""Subcommands `kafka fetch|start|stop|status` and `topics create`.
+"""Subcommands `kafka fetch|start|stop|status|acls|rotate-password` and `topics create`.
 
 `kafka` manages the local single-node broker of `MIC_STATE_DIR` (see `kafka_broker`); its port
 comes from `--port` or from `MIC_KAFKA_BOOTSTRAP`, and its jars from `MIC_CACHE_DIR`.
+`kafka start --secure` makes it a SASL_SSL broker with users and ACLs (`kafka_secure`); `acls`
+grants the pipeline's users their rights on the topics of another prefix; `rotate-password`
+gives a user a new password.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import sys
 import time
 
 from mic_pipeline.config import Settings
-from mic_pipeline.infra.kafka_broker import DEFAULT_START_TIMEOUT_S, DEFAULT_STOP_TIMEOUT_S
+from mic_pipeline.infra.kafka_broker import DEFAULT_START_TIMEOUT_S, DEFAULT_STOP_TIMEOUT_S, BrokerPaths
+from mic_pipeline.infra.kafka_secure import ADMIN_USER, USERS, SecurityStateError
 from mic_pipeline.infra.topics import DEFAULT_RETENTION_MS, DEFAULT_TIMEOUT_S
+from mic_pipeline.kafka_clients import explain_kafka_error as explain
 
 _PORT_HELP = "the broker's client port (default: the port of MIC_KAFKA_BOOTSTRAP)"
 
@@ -42,7 +47,25 @@ def _register_kafka(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         default=DEFAULT_START_TIMEOUT_S,
         help=f"seconds to wait for the broker to answer (default {DEFAULT_START_TIMEOUT_S:.0f})",
     )
+    start.add_argument(
+        "--secure",
+        action="store_true",
+        help="SASL_SSL (SCRAM-SHA-512) with a throw-away CA, users admin/pipeline/producer/analyst and "
+        "ACLs for MIC_TOPIC_PREFIX; credentials in <state>/kafka/secrets (mode 0600)",
+    )
     start.set_defaults(handler=_kafka_start)
+    acls = kafka_sub.add_parser(
+        "acls", help="grant the pipeline's users (secured broker) their ACLs on the topics of a prefix"
+    )
+    acls.add_argument("--prefix", default=None, help="topic prefix (default: MIC_TOPIC_PREFIX)")
+    acls.add_argument("--port", type=int, default=None, help=_PORT_HELP)
+    acls.set_defaults(handler=_kafka_acls)
+    rotate = kafka_sub.add_parser(
+        "rotate-password", help="give a user of the secured broker a new random password (file mode 0600)"
+    )
+    rotate.add_argument("user", help="admin, pipeline, producer or analyst")
+    rotate.add_argument("--port", type=int, default=None, help=_PORT_HELP)
+    rotate.set_defaults(handler=_kafka_rotate_password)
     stop = kafka_sub.add_parser("stop", help="stop the broker (SIGTERM, then SIGKILL after --timeout)")
     stop.add_argument(
         "--timeout",
@@ -103,7 +126,7 @@ def _topics_create(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, partitions=args.partitions)
     specs = pipeline_topic_specs(settings, retention_ms=args.retention_ms)
     try:
-        with admin_client(settings.kafka_bootstrap, timeout_s=args.timeout) as admin:
+        with admin_client(settings, timeout_s=args.timeout) as admin:
             outcomes = ensure_topics(
                 admin,
                 specs,
@@ -112,7 +135,8 @@ def _topics_create(args: argparse.Namespace) -> int:
                 timeout_s=args.timeout,
             )
     except (KafkaError, TopicUpdateError) as exc:
-        print(f"topics create failed on {settings.kafka_bootstrap}: {exc}", file=sys.stderr)
+        reason = explain(exc, settings)
+        print(f"topics create failed on {settings.kafka_bootstrap}: {reason}", file=sys.stderr)
         return 2
     width = max(len(spec.name) for spec in specs)
     for outcome in outcomes:
@@ -153,17 +177,96 @@ def _kafka_start(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"kafka start: {exc}", file=sys.stderr)
         return 2
+    config = dataclasses.replace(config, secure=args.secure)
     paths = BrokerPaths.in_state_dir(settings.state_dir)
     already = running_pid(paths)
     began = time.monotonic()
     try:
         dist = fetch_kafka(settings.cache_dir, progress=_note)
         pid = start_broker(dist, paths, config, timeout_s=args.timeout, progress=_note)
+        if config.secure:
+            _secure_clients(paths, config.bootstrap, settings.topic_prefix)
     except (KafkaFetchError, BrokerError) as exc:
         print(f"kafka start failed: {exc}", file=sys.stderr)
         return 1
+    except SecurityStateError as exc:
+        print(f"kafka start: the broker runs, but {exc}", file=sys.stderr)
+        return 1
     verb = "already running" if already == pid else f"started in {time.monotonic() - began:.1f} s"
-    print(f"kafka {verb}: pid {pid}, bootstrap {config.bootstrap}, logs {paths.server_log}")
+    kind = " (SASL_SSL, SCRAM-SHA-512, ACLs)" if config.secure else ""
+    print(f"kafka {verb}{kind}: pid {pid}, bootstrap {config.bootstrap}, logs {paths.server_log}")
+    if config.secure:
+        env_file = paths.secrets.env_file("<user>")
+        print(f"clients: `set -a; . {env_file}; set +a`, <user> one of {', '.join(USERS)}")
+    return 0
+
+
+def _secure_clients(paths: BrokerPaths, bootstrap: str, topic_prefix: str) -> None:
+    """The `<user>.env` files and the ACLs for `topic_prefix`, as `admin`."""
+    from kafka.errors import KafkaError
+
+    from mic_pipeline.infra.kafka_secure import apply_acls, pipeline_acl_rules, write_env_files
+
+    write_env_files(paths.secrets, bootstrap)
+    admin = paths.secrets.settings(Settings(kafka_bootstrap=bootstrap), ADMIN_USER)
+    try:
+        count = apply_acls(admin, pipeline_acl_rules(topic_prefix))
+    except KafkaError as exc:
+        raise SecurityStateError(f"creating the ACLs failed: {explain(exc, admin)}") from exc
+    _note(f"ACLs for the topics under {topic_prefix or '(no prefix)'}: {count} entries")
+
+
+def _local_secured(args: argparse.Namespace) -> tuple[BrokerPaths, str] | None:
+    """This state directory's secured broker and its bootstrap (None, after a message: it has none)."""
+    from mic_pipeline.infra.kafka_broker import BrokerPaths
+    from mic_pipeline.infra.kafka_config import broker_config_from_bootstrap
+
+    settings = Settings.from_env()
+    paths = BrokerPaths.in_state_dir(settings.state_dir)
+    if not paths.secrets.exists():
+        print(f"no secured broker in {paths.root} (mic-pipeline kafka start --secure)", file=sys.stderr)
+        return None
+    try:
+        return paths, broker_config_from_bootstrap(settings.kafka_bootstrap, args.port).bootstrap
+    except ValueError as exc:
+        print(f"kafka: {exc}", file=sys.stderr)
+        return None
+
+
+def _kafka_acls(args: argparse.Namespace) -> int:
+    found = _local_secured(args)
+    if found is None:
+        return 2
+    paths, bootstrap = found
+    prefix = Settings.from_env().topic_prefix if args.prefix is None else args.prefix
+    try:
+        _secure_clients(paths, bootstrap, prefix)
+    except SecurityStateError as exc:
+        print(f"kafka acls: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _kafka_rotate_password(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+
+    from mic_pipeline.infra.kafka_secure import rotate_password
+
+    found = _local_secured(args)
+    if found is None:
+        return 2
+    paths, bootstrap = found
+    if args.user not in USERS:
+        known = ", ".join(USERS)
+        print(f"kafka rotate-password: unknown user {args.user!r} (one of {known})", file=sys.stderr)
+        return 2
+    admin = paths.secrets.settings(Settings(kafka_bootstrap=bootstrap), ADMIN_USER)
+    try:
+        rotate_password(paths.secrets, admin, args.user)
+    except (KafkaError, SecurityStateError) as exc:
+        print(f"kafka rotate-password: {explain(exc, admin)}", file=sys.stderr)
+        return 1
+    print(f"new password of {args.user} in {paths.secrets.password_file(args.user)}; restart its clients")
     return 0
 
 
@@ -191,17 +294,19 @@ def _kafka_status(args: argparse.Namespace) -> int:
     from mic_pipeline.infra.kafka_status import collect_topic_offsets, format_offsets_table
 
     settings = Settings.from_env()
-    bootstrap = settings.kafka_bootstrap if args.port is None else f"127.0.0.1:{args.port}"
+    if args.port is not None:
+        settings = dataclasses.replace(settings, kafka_bootstrap=f"127.0.0.1:{args.port}")
+    bootstrap = settings.kafka_bootstrap
     paths = BrokerPaths.in_state_dir(settings.state_dir)
     pid = running_pid(paths)
-    reachable = answers_metadata(bootstrap)
+    reachable = answers_metadata(settings)
     topics = []
     error = None
     if reachable:
         try:
-            topics = collect_topic_offsets(bootstrap, prefix=args.prefix, include_internal=args.all)
+            topics = collect_topic_offsets(settings, prefix=args.prefix, include_internal=args.all)
         except KafkaError as exc:
-            error = str(exc)
+            error = explain(exc, settings)
     if args.json:
         report = {
             "running": pid is not None,

@@ -10,6 +10,11 @@ controller quorum; the JVM heap is capped at 512 MiB.
 and a consumer-group coordinator is available (so `__consumer_offsets` exists), or raises
 `BrokerError` carrying the tail of the broker's logs. `stop_broker` sends SIGTERM (Kafka's
 controlled shutdown), waits, and falls back to SIGKILL after a timeout.
+
+A secured broker (`BrokerConfig.secure`, `mic-pipeline kafka start --secure`) also has
+`secrets/` (`kafka_secure`): its certificates, users and passwords; it is probed as `admin`.
+`server.properties` (it holds the broker's own login) is written mode 0600. A state directory
+formatted secured is never started plain, nor the other way round.
 """
 
 from __future__ import annotations
@@ -25,8 +30,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from mic_pipeline.config import Settings
 from mic_pipeline.infra.kafka_config import BrokerConfig, new_cluster_id, render_server_properties
 from mic_pipeline.infra.kafka_dist import LOG4J2_CONFIG_PATH, KafkaDistribution
+from mic_pipeline.infra.kafka_secure import (
+    ADMIN_USER,
+    BROKER_USER,
+    USERS,
+    BrokerSecrets,
+    format_arguments,
+    provision,
+    security_properties,
+)
+from mic_pipeline.infra.kafka_tls import write_private
 from mic_pipeline.infra.processes import ProcessError, command_line, is_alive, terminate
 
 HEAP_OPTS = ("-Xms128m", "-Xmx512m")
@@ -76,6 +92,15 @@ class BrokerPaths:
     def pid_file(self) -> Path:
         return self.root / "broker.pid"
 
+    @property
+    def secrets(self) -> BrokerSecrets:
+        return BrokerSecrets.in_broker_dir(self.root)
+
+    def probe_settings(self, config: BrokerConfig) -> Settings:
+        """Client settings reaching this broker: plain, or as `admin` when it is secured."""
+        plain = Settings(kafka_bootstrap=config.bootstrap)
+        return self.secrets.settings(plain, ADMIN_USER) if config.secure else plain
+
 
 def java_executable() -> str:
     """`$JAVA_HOME/bin/java` when JAVA_HOME is set, else `java` (from the PATH)."""
@@ -115,25 +140,28 @@ def start_broker(
     java = java or java_executable()
     if shutil.which(java) is None:
         raise BrokerError(f"Java ({java}) was not found; install a JDK 17+ or set JAVA_HOME")
+    _check_same_security(paths, config)
+    if config.secure:
+        provision(paths.secrets, config.host)
+    probe = paths.probe_settings(config)
     pid = running_pid(paths)
     if pid is not None:
-        running = render_server_properties(config, paths.data)
-        if paths.properties.read_text() != running:
+        if paths.properties.read_text() != _properties(paths, config):
             raise BrokerError(
                 f"this state directory's broker (pid {pid}) is already running with another "
                 f"configuration ({paths.properties}); stop it first"
             )
-        _wait_until_ready(config.bootstrap, pid, paths, timeout_s, since={})
+        _wait_until_ready(probe, pid, paths, timeout_s, since={})
         return pid
     for port in (config.port, config.controller_port):
         _check_port_free(config.host, port)
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.logs.mkdir(exist_ok=True)
-    paths.properties.write_text(render_server_properties(config, paths.data))
+    write_private(paths.properties, _properties(paths, config).encode())
     log_sizes = _log_sizes(paths)
     if not (paths.data / "meta.properties").is_file():
-        progress(f"formatting broker storage in {paths.data}")
-        _format_storage(dist, paths, java)
+        progress(f"formatting broker storage in {paths.data}" + (" with users" if config.secure else ""))
+        _format_storage(dist, paths, java, format_arguments(paths.secrets) if config.secure else [])
     command = [
         java,
         *HEAP_OPTS,
@@ -156,7 +184,7 @@ def start_broker(
         )
     paths.pid_file.write_text(f"{process.pid}\n")
     try:
-        _wait_until_ready(config.bootstrap, process.pid, paths, timeout_s, since=log_sizes)
+        _wait_until_ready(probe, process.pid, paths, timeout_s, since=log_sizes)
     except BrokerError:
         terminate(process.pid, DEFAULT_STOP_TIMEOUT_S)
         paths.pid_file.unlink(missing_ok=True)
@@ -188,13 +216,15 @@ def stop_broker(paths: BrokerPaths, *, timeout_s: float = DEFAULT_STOP_TIMEOUT_S
     return StopOutcome.KILLED if killed else StopOutcome.STOPPED
 
 
-def answers_metadata(bootstrap: str, *, timeout_s: float = 2.0) -> bool:
-    """True when a broker at `bootstrap` answers a metadata request and lists an unfenced broker."""
-    return _not_ready_reason(bootstrap, timeout_s=timeout_s, need_group_coordinator=False) is None
+def answers_metadata(target: Settings | str, *, timeout_s: float = 2.0) -> bool:
+    """True when the broker of `target` (settings, or the bootstrap of a plain broker) answers a
+    metadata request and lists an unfenced broker."""
+    settings = target if isinstance(target, Settings) else Settings(kafka_bootstrap=target)
+    return _not_ready_reason(settings, timeout_s=timeout_s, need_group_coordinator=False) is None
 
 
-def _not_ready_reason(bootstrap: str, *, timeout_s: float, need_group_coordinator: bool) -> str | None:
-    """Why the broker at `bootstrap` cannot serve the pipeline yet, or None when it can.
+def _not_ready_reason(settings: Settings, *, timeout_s: float, need_group_coordinator: bool) -> str | None:
+    """Why the broker of `settings` cannot serve the pipeline yet, or None when it can.
 
     Ready means: it answers metadata requests, lists itself unfenced, and (if asked) finds a
     group coordinator, which on a new broker first needs `__consumer_offsets` to be created.
@@ -202,13 +232,18 @@ def _not_ready_reason(bootstrap: str, *, timeout_s: float, need_group_coordinato
     from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from mic_pipeline.kafka_clients import kafka_python_options
+
     timeout_ms = int(timeout_s * 1000)
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
-            client_id="mic-pipeline-probe",
-            request_timeout_ms=timeout_ms,
-            bootstrap_timeout_ms=timeout_ms,
+            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_python_options(
+                settings,
+                client_id="mic-pipeline-probe",
+                request_timeout_ms=timeout_ms,
+                bootstrap_timeout_ms=timeout_ms,
+            ),
         )
     except (KafkaError, OSError) as exc:
         return f"no answer to metadata requests ({exc.__class__.__name__})"
@@ -251,15 +286,28 @@ def _log_sizes(paths: BrokerPaths) -> dict[Path, int]:
     return sizes
 
 
-def _format_storage(dist: KafkaDistribution, paths: BrokerPaths, java: str) -> None:
-    command = [
-        java,
-        "-Xmx256m",
-        # a one-shot tool: the quick-starting compiler and collector save about a third (0.5 s)
-        "-XX:TieredStopAtLevel=1",
-        "-XX:+UseSerialGC",
-        f"-Dkafka.logs.dir={paths.logs}",
-        f"-Dlog4j2.configurationFile={LOG4J2_CONFIG_PATH}",
+def _properties(paths: BrokerPaths, config: BrokerConfig) -> str:
+    if not config.secure:
+        return render_server_properties(config, paths.data)
+    security = security_properties(paths.secrets, config.client_listener, "CONTROLLER")
+    return render_server_properties(config, paths.data, security)
+
+
+def _check_same_security(paths: BrokerPaths, config: BrokerConfig) -> None:
+    """A formatted data directory keeps its kind: its SCRAM users exist only if formatted secured."""
+    if not (paths.data / "meta.properties").is_file():
+        return
+    secured = paths.secrets.exists()
+    if secured and not config.secure:
+        raise BrokerError(f"{paths.root} holds a secured broker: start it with --secure")
+    if config.secure and not secured:
+        raise BrokerError(f"{paths.root} holds a plain broker: use another MIC_STATE_DIR for --secure")
+
+
+def _format_storage(dist: KafkaDistribution, paths: BrokerPaths, java: str, extra: list[str]) -> None:
+    """`kafka-storage format`; its arguments go through a 0600 argument file (`java @file`): the
+    SCRAM passwords in `extra` never appear on a command line."""
+    arguments = [
         "-cp",
         dist.classpath,
         "kafka.tools.StorageTool",
@@ -268,24 +316,44 @@ def _format_storage(dist: KafkaDistribution, paths: BrokerPaths, java: str) -> N
         new_cluster_id(),
         "-c",
         str(paths.properties),
+        *extra,
     ]
-    completed = subprocess.run(
-        command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False
-    )
+    argument_file = paths.root / "format.args"
+    write_private(argument_file, "\n".join(f'"{argument}"' for argument in arguments).encode())
+    command = [
+        java,
+        "-Xmx256m",
+        # a one-shot tool: the quick-starting compiler and collector save about a third (0.5 s)
+        "-XX:TieredStopAtLevel=1",
+        "-XX:+UseSerialGC",
+        f"-Dkafka.logs.dir={paths.logs}",
+        f"-Dlog4j2.configurationFile={LOG4J2_CONFIG_PATH}",
+        f"@{argument_file}",
+    ]
+    try:
+        completed = subprocess.run(
+            command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False
+        )
+    finally:
+        argument_file.unlink(missing_ok=True)
     if completed.returncode != 0:
         output = (completed.stdout + completed.stderr).strip()
+        if extra:
+            for user in (*USERS, BROKER_USER):
+                output = output.replace(paths.secrets.password(user), "***")
         raise BrokerError(f"formatting {paths.data} failed (exit {completed.returncode}):\n{output}")
 
 
 def _wait_until_ready(
-    bootstrap: str, pid: int, paths: BrokerPaths, timeout_s: float, *, since: dict[Path, int]
+    settings: Settings, pid: int, paths: BrokerPaths, timeout_s: float, *, since: dict[Path, int]
 ) -> None:
     deadline = time.monotonic() + timeout_s
+    bootstrap = settings.kafka_bootstrap
     while True:
         if not is_alive(pid):
             tail = log_tail(paths, since=since)
             raise BrokerError(f"the broker (pid {pid}) exited during start-up\n{tail}")
-        reason = _not_ready_reason(bootstrap, timeout_s=1.0, need_group_coordinator=True)
+        reason = _not_ready_reason(settings, timeout_s=1.0, need_group_coordinator=True)
         if reason is None:
             return
         if time.monotonic() >= deadline:

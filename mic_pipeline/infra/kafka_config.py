@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +15,13 @@ LOOPBACK_HOSTS = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1"}
 
 @dataclass(frozen=True)
 class BrokerConfig:
-    """Where the broker listens: `host:port` for clients, `host:port+1` for the controller."""
+    """Where the broker listens: `host:port` for clients, `host:port+1` for the controller; `secure`:
+    SASL_SSL with SCRAM users and ACLs (`kafka_secure`) instead of PLAINTEXT."""
 
     host: str = "127.0.0.1"
     port: int = 9092
     node_id: int = 1
+    secure: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65534:
@@ -33,6 +36,11 @@ class BrokerConfig:
     def bootstrap(self) -> str:
         """The bootstrap address clients use."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def client_listener(self) -> str:
+        """The name (and security protocol) of the clients' listener."""
+        return "SASL_SSL" if self.secure else "PLAINTEXT"
 
 
 def broker_config_from_bootstrap(bootstrap: str, port: int | None = None) -> BrokerConfig:
@@ -55,24 +63,33 @@ def broker_config_from_bootstrap(bootstrap: str, port: int | None = None) -> Bro
     return BrokerConfig(host=host, port=port)
 
 
-def render_server_properties(config: BrokerConfig, data_dir: Path) -> str:
+def render_server_properties(
+    config: BrokerConfig, data_dir: Path, security: Sequence[str] | None = None
+) -> str:
     """The broker's `server.properties`: one combined broker+controller node with static voters.
 
     Internal topics get replication factor 1 and few partitions (one node, fast first use);
     consumer groups rebalance without the initial delay; topics are auto-created (faust creates
     its internal topics itself, but relies on the broker's defaults for some); records up to
-    16 MiB are accepted so oversized poison pills can be published in tests.
+    16 MiB are accepted so oversized poison pills can be published in tests. A secured broker's
+    listener map, login and authorizer lines are `security` (`kafka_secure.security_properties`).
     """
     controller = f"{config.host}:{config.controller_port}"
+    listener = config.client_listener
+    if config.secure and security is None:
+        raise ValueError("a secured broker's properties need its security lines")
+    plain = [
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    ]
     lines = [
         "process.roles=broker,controller",
         f"node.id={config.node_id}",
         f"controller.quorum.voters={config.node_id}@{controller}",
-        f"listeners=PLAINTEXT://{config.bootstrap},CONTROLLER://{controller}",
-        f"advertised.listeners=PLAINTEXT://{config.bootstrap}",
+        f"listeners={listener}://{config.bootstrap},CONTROLLER://{controller}",
+        f"advertised.listeners={listener}://{config.bootstrap}",
         "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        *(plain if security is None else security),
         f"log.dirs={data_dir}",
         "num.partitions=6",
         "auto.create.topics.enable=true",

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mic_pipeline.config import Settings
 from mic_pipeline.infra.topics import admin_client
 
 
@@ -38,16 +39,17 @@ class TopicOffsets:
 
 
 def collect_topic_offsets(
-    bootstrap: str, *, prefix: str = "", include_internal: bool = False, timeout_s: float = 10.0
+    target: Settings | str, *, prefix: str = "", include_internal: bool = False, timeout_s: float = 10.0
 ) -> list[TopicOffsets]:
-    """The end offsets of every topic on `bootstrap` whose name starts with `prefix`, sorted by name.
+    """The end offsets of every topic on the broker of `target` (settings, or a plain broker's
+    bootstrap) whose name starts with `prefix`, sorted by name.
 
     Internal topics (`__consumer_offsets`, `__transaction_state`, ...) are left out unless asked.
     """
     from kafka import TopicPartition
     from kafka.protocol.consumer.offsets import OffsetSpec
 
-    with admin_client(bootstrap, timeout_s=timeout_s) as admin:
+    with admin_client(target, timeout_s=timeout_s) as admin:
         described = admin.describe_topics()
         partitions: list[Any] = []
         names: list[str] = []

@@ -96,16 +96,23 @@ def pipeline_topic_specs(settings: Settings, *, retention_ms: int = DEFAULT_RETE
 
 
 @contextlib.contextmanager
-def admin_client(bootstrap: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[Any]:
-    """A kafka-python `KafkaAdminClient` for `bootstrap`, closed on exit."""
+def admin_client(target: Settings | str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[Any]:
+    """A kafka-python `KafkaAdminClient` for the broker of `target` (its settings, security
+    included; or the bootstrap of a plain broker), closed on exit."""
     from kafka.admin import KafkaAdminClient
 
+    from mic_pipeline.kafka_clients import kafka_python_options
+
+    settings = target if isinstance(target, Settings) else Settings(kafka_bootstrap=target)
     timeout_ms = int(timeout_s * 1000)
     admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="mic-pipeline-admin",
-        request_timeout_ms=timeout_ms,
-        bootstrap_timeout_ms=timeout_ms,
+        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_python_options(
+            settings,
+            client_id="mic-pipeline-admin",
+            request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
+        ),
     )
     try:
         yield admin
@@ -256,7 +263,7 @@ def create_topics(
     configuration key we set.
     """
     specs = pipeline_topic_specs(settings, retention_ms=retention_ms)
-    with admin_client(settings.kafka_bootstrap, timeout_s=timeout_s) as admin:
+    with admin_client(settings, timeout_s=timeout_s) as admin:
         outcomes = ensure_topics(
             admin,
             specs,

@@ -269,7 +269,11 @@ def run_deadletters_list(args: argparse.Namespace) -> int:
 
 
 def _broker_unreachable(command: str, settings: Any, error: BaseException) -> int:
-    print(printable(f"{command}: broker unreachable at {settings.kafka_bootstrap}: {error}"), file=sys.stderr)
+    from mic_pipeline.kafka_clients import security_problem
+
+    problem = security_problem(error, settings)
+    where = f"broker unreachable at {settings.kafka_bootstrap}: {error}"
+    print(printable(f"{command}: {where if problem is None else problem}"), file=sys.stderr)
     return EXIT_KAFKA
 
 

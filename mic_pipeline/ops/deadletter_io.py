@@ -15,6 +15,7 @@ from datetime import datetime
 from kafka import KafkaProducer
 
 from mic_pipeline.config import Settings
+from mic_pipeline.kafka_clients import kafka_python_options
 from mic_pipeline.ops.deadletters import (
     DeadLetterFilter,
     DeadLetterView,
@@ -89,11 +90,14 @@ def replay(
         return decisions
     producer = KafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        client_id="mic-ops-replay",
-        request_timeout_ms=timeout_ms,
-        bootstrap_timeout_ms=timeout_ms,
+        **kafka_python_options(
+            settings,
+            acks="all",
+            enable_idempotence=True,
+            client_id="mic-ops-replay",
+            request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
+        ),
     )
     try:
         deadletter_topic = settings.topic(DEADLETTER_TOPIC)

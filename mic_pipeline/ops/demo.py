@@ -185,7 +185,7 @@ def kafka_broker(settings: Settings) -> Iterator[bool]:
     from mic_pipeline.infra.kafka_config import broker_config_from_bootstrap
     from mic_pipeline.infra.kafka_dist import fetch_kafka
 
-    if answers_metadata(settings.kafka_bootstrap):
+    if answers_metadata(settings):
         say(f"reusing the Kafka broker at {settings.kafka_bootstrap}")
         yield False
         return
@@ -232,7 +232,7 @@ def delete_run_topics(settings: Settings) -> None:
 
     prefix = settings.topic_prefix
     try:
-        with admin_client(settings.kafka_bootstrap) as admin:
+        with admin_client(settings) as admin:
             groups = [g["group_id"] for g in admin.list_groups() if g["group_id"].startswith(prefix)]
             if groups:
                 admin.delete_groups(groups)

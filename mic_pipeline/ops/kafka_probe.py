@@ -21,9 +21,10 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from mic_pipeline.config import Settings
+from mic_pipeline.kafka_clients import kafka_python_options
 from mic_pipeline.ops.verdict import GroupStatus, PartitionLag, TopicThroughput
 from schemas.topics import AGGREGATES_TOPIC, DEADLETTER_TOPIC, ENRICHED_TOPICS, INPUT_TOPICS
 
@@ -66,16 +67,16 @@ class KafkaProbe:
     timeout_ms: int = 5000
 
     def __post_init__(self) -> None:
-        common = {
+        common: dict[str, Any] = {
             "bootstrap_servers": self.settings.kafka_bootstrap,
             "request_timeout_ms": self.timeout_ms,
             "bootstrap_timeout_ms": self.timeout_ms,
         }
-        self.admin = KafkaAdminClient(client_id="mic-ops", **common)
+        self.admin = KafkaAdminClient(**kafka_python_options(self.settings, client_id="mic-ops", **common))
         try:
-            self.consumer = KafkaConsumer(
-                client_id="mic-ops-reader", enable_auto_commit=False, group_id=None, **common
-            )
+            self.consumer = KafkaConsumer(**kafka_python_options(
+                self.settings, client_id="mic-ops-reader", enable_auto_commit=False, group_id=None, **common
+            ))  # fmt: skip
         except Exception:
             self.admin.close()
             raise
@@ -96,10 +97,13 @@ class KafkaProbe:
         return {t for t in self.admin.list_topics() if is_pipeline_topic(t, self.settings)}
 
     def partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
-        """Every partition of `topics` (a topic the broker does not know has none)."""
+        """Every partition of `topics` (a topic the broker does not know has none; one this user may
+        not describe raises `TopicAuthorizationFailedError`: kafka-python's consumer only logs it)."""
         result: list[TopicPartition] = []
         for topic in sorted(set(topics)):
             ids = self.consumer.partitions_for_topic(topic) or set()
+            if not ids and any(t["error_code"] == 29 for t in self.admin.describe_topics([topic])):
+                raise TopicAuthorizationFailedError(topic)
             result.extend(TopicPartition(topic, p) for p in sorted(ids))
         return result
 

@@ -48,9 +48,12 @@ def collect_status(
                 read_dead_letters(probe, settings.topic(DEADLETTER_TOPIC), since=now - DEAD_LETTER_WINDOW)
             )
     except (KafkaError, OSError) as error:
+        from mic_pipeline.kafka_clients import security_problem
+
+        refused = security_problem(error, settings)
         return StatusSnapshot(
             taken_at=now,
-            broker_error=f"{settings.kafka_bootstrap}: {error}",
+            broker_error=f"{settings.kafka_bootstrap}: {error}" if refused is None else refused,
             warehouse_error=warehouse.error,
             freshness=warehouse.freshness,
             quality=warehouse.quality,

@@ -99,11 +99,13 @@ def compact_table(root: Path, table: str, closed_before: dt.date, committed: Com
     return report
 
 
-def committed_offsets(bootstrap: str, group_id: str) -> dict[tuple[str, int], int]:
+def committed_offsets(settings: Settings, group_id: str) -> dict[tuple[str, int], int]:
     """The group's committed offsets, `(topic, partition) -> next offset to read`."""
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    from mic_pipeline.kafka_clients import kafka_python_options
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_python_options(settings))
     try:
         offsets = admin.list_group_offsets({group_id: None}).get(group_id, {})
     finally:
@@ -113,7 +115,7 @@ def committed_offsets(bootstrap: str, group_id: str) -> dict[tuple[str, int], in
 
 def compact_warehouse(settings: Settings, *, closed_before: dt.date, group_id: str) -> list[str]:
     """Compact all tables of the Parquet warehouse of `settings`."""
-    committed = committed_offsets(settings.kafka_bootstrap, group_id)
+    committed = committed_offsets(settings, group_id)
     report = []
     for family in Family:
         report.extend(compact_table(settings.warehouse_dir, family.table, closed_before, committed))
