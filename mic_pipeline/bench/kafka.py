@@ -46,13 +46,14 @@ def publish(settings: Settings, records: Iterable[Record]) -> tuple[int, float]:
 
 
 def delete_stage(settings: Settings) -> None:
-    """Delete every topic and consumer group named with the stage's prefix."""
+    """Delete every topic and consumer group whose name contains the stage's prefix (Quix names its
+    changelog and repartition topics `changelog__<group>--...` and `repartition__<group>--...`)."""
     prefix = settings.topic_prefix
     with admin_client(settings) as admin:
-        groups = [g["group_id"] for g in admin.list_groups() if g["group_id"].startswith(prefix)]
+        groups = [g["group_id"] for g in admin.list_groups() if prefix in g["group_id"]]
         if groups:
             admin.delete_groups(groups)
-        topics = [t for t in admin.list_topics() if t.startswith(prefix)]
+        topics = [t for t in admin.list_topics() if prefix in t]
         if topics:
             admin.delete_topics(topics)
 
