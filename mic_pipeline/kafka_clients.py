@@ -199,8 +199,9 @@ def _not_authorized(error: BaseException, settings: Settings) -> str:
     security = settings.kafka_security
     who = f"user {security.sasl_username!r}" if security.uses_sasl else "this client (no SASL login)"
     what = _WHAT.get(error.__class__.__name__, "resource")
-    detail = str(error).split(": ", 1)[-1] if ": " in str(error) else ""
-    about = f" ({detail})" if detail and detail != error.__class__.__name__ else ""
+    named = error.args[0] if error.args else ""
+    names = sorted(map(str, named)) if isinstance(named, set | frozenset | list | tuple) else [str(named)]
+    about = f" ({', '.join(names)})" if any(names) else ""
     return (
         f"not authorized: {who} has no ACL allowing this on the {what}{about}: grant it "
         "(README, ACLs per component) or connect as a user that has it (MIC_KAFKA_SASL_USERNAME)"

@@ -185,7 +185,7 @@ def _kafka_start(args: argparse.Namespace) -> int:
         dist = fetch_kafka(settings.cache_dir, progress=_note)
         pid = start_broker(dist, paths, config, timeout_s=args.timeout, progress=_note)
         if config.secure:
-            _secure_clients(paths, config.bootstrap, settings.topic_prefix)
+            _grant(paths, config.bootstrap, settings.topic_prefix)
     except (KafkaFetchError, BrokerError) as exc:
         print(f"kafka start failed: {exc}", file=sys.stderr)
         return 1
@@ -201,13 +201,12 @@ def _kafka_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _secure_clients(paths: BrokerPaths, bootstrap: str, topic_prefix: str) -> None:
-    """The `<user>.env` files and the ACLs for `topic_prefix`, as `admin`."""
+def _grant(paths: BrokerPaths, bootstrap: str, topic_prefix: str) -> None:
+    """The users' ACLs on the topics of `topic_prefix`, created as `admin`."""
     from kafka.errors import KafkaError
 
-    from mic_pipeline.infra.kafka_secure import apply_acls, pipeline_acl_rules, write_env_files
+    from mic_pipeline.infra.kafka_secure import apply_acls, pipeline_acl_rules
 
-    write_env_files(paths.secrets, bootstrap)
     admin = paths.secrets.settings(Settings(kafka_bootstrap=bootstrap), ADMIN_USER)
     try:
         count = apply_acls(admin, pipeline_acl_rules(topic_prefix))
@@ -240,7 +239,7 @@ def _kafka_acls(args: argparse.Namespace) -> int:
     paths, bootstrap = found
     prefix = Settings.from_env().topic_prefix if args.prefix is None else args.prefix
     try:
-        _secure_clients(paths, bootstrap, prefix)
+        _grant(paths, bootstrap, prefix)
     except SecurityStateError as exc:
         print(f"kafka acls: {exc}", file=sys.stderr)
         return 1

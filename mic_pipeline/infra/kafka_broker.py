@@ -41,6 +41,7 @@ from mic_pipeline.infra.kafka_secure import (
     format_arguments,
     provision,
     security_properties,
+    write_env_files,
 )
 from mic_pipeline.infra.kafka_tls import write_private
 from mic_pipeline.infra.processes import ProcessError, command_line, is_alive, terminate
@@ -143,6 +144,7 @@ def start_broker(
     _check_same_security(paths, config)
     if config.secure:
         provision(paths.secrets, config.host)
+        write_env_files(paths.secrets, config.bootstrap)
     probe = paths.probe_settings(config)
     pid = running_pid(paths)
     if pid is not None:
