@@ -165,3 +165,107 @@ def test_dependencies_volumes_and_images(compose: dict[str, Any]) -> None:
             assert source in declared, f"{name}: volume {source} is not declared"
     for name in ("streams", "sink-sql", "sink-parquet", "web"):
         assert any(v.endswith(":/data") for v in services[name]["volumes"]), name
+
+
+# -- the secured profile ---------------------------------------------------------------------------
+
+SECURED_SERVICES = (
+    "kafka-secrets", "kafka-secured", "kafka-acls-secured", "topics-secured",
+    "streams-secured", "sink-sql-secured", "sink-parquet-secured", "simulator-secured",
+)  # fmt: skip
+SECURED_USERS = {"kafka-acls-secured": "admin", "topics-secured": "pipeline", "streams-secured": "pipeline",
+                 "sink-sql-secured": "pipeline", "sink-parquet-secured": "pipeline",
+                 "simulator-secured": "producer"}  # fmt: skip
+"""Which user each secured component logs in as: the least that lets it do its job."""
+
+
+@pytest.fixture(scope="module")
+def provisioned(compose: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the kafka-secrets service's own command writes, run here into a temporary directory."""
+    command = compose["services"]["kafka-secrets"]["command"]
+    args = build_parser().parse_args(command)
+    directory = tmp_path_factory.mktemp("secrets")
+    args.dir, args.broker_uid, args.client_uid = directory, None, None  # chown needs root: not here
+    assert args.handler(args) == 0
+    return directory
+
+
+def on_this_machine(value: str, secrets: Path) -> str:
+    return value.replace("/secrets/", f"{secrets}/")
+
+
+def test_the_secured_profile_leaves_the_default_stack_alone(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in SECURED_SERVICES:
+        assert services[name].get("profiles") == ["secured"], name
+    for name, service in services.items():
+        if name not in SECURED_SERVICES:
+            assert "secured" not in service.get("profiles", []), name
+            assert not any("secrets" in v for v in service.get("volumes", [])), name
+
+
+def test_secured_commands_parse_and_components_log_in_as_their_own_user(
+    compose: dict[str, Any], provisioned: Path
+) -> None:
+    parser = build_parser()
+    services = compose["services"]
+    for name in (*SECURED_USERS, "kafka-secrets"):
+        assert callable(parser.parse_args(services[name]["command"]).handler), name
+    for name, user in SECURED_USERS.items():
+        configured = service_environment(services[name])
+        environment = {k: on_this_machine(v, provisioned) for k, v in configured.items()}
+        unread = {k for k in environment if k.startswith("MIC_")} - variables_read(environment)
+        assert not unread, f"service {name} sets variables no code reads: {sorted(unread)}"
+        security = Settings.from_env(environment).kafka_security
+        assert (security.protocol, security.sasl_mechanism, security.sasl_username) == (
+            "SASL_SSL", "SCRAM-SHA-512", user), name  # fmt: skip
+        assert security.sasl_password == (provisioned / f"{user}.password").read_text().strip(), name
+        assert security.ssl_cafile == provisioned / "ca.pem" and security.ssl_check_hostname, name
+        assert Settings.from_env(environment).kafka_bootstrap == "kafka-secured:9092", name
+
+
+def test_the_secured_broker_is_configured_by_what_kafka_secrets_writes(
+    compose: dict[str, Any], provisioned: Path
+) -> None:
+    from mic_pipeline.infra.kafka_secure import BROKER_USER, USERS
+
+    services = compose["services"]
+    broker = services["kafka-secured"]
+    assert broker["image"] == services["kafka"]["image"] and broker["hostname"] == "kafka-secured"
+    script = broker["command"][0]
+    assert f"for user in {' '.join((*USERS, BROKER_USER))}; do" in script  # every user gets SCRAM credentials
+    assert "java -Xmx256m @/tmp/format.args" in script and "rm -f /tmp/format.args" in script
+    referenced = set(re.findall(r"/secrets/[\w./-]+", str(services)))
+    referenced = {r for r in referenced if "$" not in r}
+    referenced |= {f"/secrets/{user}.password" for user in (*USERS, BROKER_USER)}
+    for path in sorted(referenced):
+        assert (provisioned / path.removeprefix("/secrets/")).is_file(), path
+    properties = (provisioned / "server.properties").read_text()
+    assert "advertised.listeners=SASL_SSL://kafka-secured:9092,HOST://127.0.0.1:9095" in properties
+    assert "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer" in properties
+    assert f"ssl.keystore.location={provisioned}/broker.pem" in properties
+    assert "127.0.0.1:9095:9095" in broker["ports"]
+    assert "--command-config /secrets/admin.client.properties" in " ".join(broker["healthcheck"]["test"])
+
+
+def test_the_secured_services_start_in_order(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    done, healthy = "service_completed_successfully", "service_healthy"
+    order = {
+        "kafka-secured": ("kafka-secrets", done),
+        "kafka-acls-secured": ("kafka-secured", healthy),
+        "topics-secured": ("kafka-acls-secured", done),
+        "streams-secured": ("topics-secured", done),
+        "sink-sql-secured": ("topics-secured", done),
+        "sink-parquet-secured": ("topics-secured", done),
+        "simulator-secured": ("streams-secured", healthy),
+    }
+    for name, (before, condition) in order.items():
+        assert services[name]["depends_on"][before]["condition"] == condition, name
+    for name in ("streams-secured", "sink-sql-secured", "sink-parquet-secured"):
+        volumes = services[name]["volumes"]
+        assert any(v.endswith(":/data") and v.startswith("pipeline-secured-data") for v in volumes), name
+        assert "kafka-secrets:/secrets:ro" in services[name]["volumes"], name
+        plain = services[name.removesuffix("-secured")]
+        assert services[name]["command"] == plain["command"], name
+        assert services[name]["healthcheck"] == plain["healthcheck"], name

@@ -1,4 +1,5 @@
-"""Subcommands `kafka fetch|start|stop|status|acls|rotate-password` and `topics create`.
+"""Subcommands `kafka fetch|start|stop|status` (`acls|rotate-password|provision`: `secure_cli`) and
+`topics create`.
 
 `kafka` manages the local single-node broker of `MIC_STATE_DIR` (see `kafka_broker`); its port
 comes from `--port` or from `MIC_KAFKA_BOOTSTRAP`, and its jars from `MIC_CACHE_DIR`.
@@ -16,7 +17,8 @@ import sys
 import time
 
 from mic_pipeline.config import Settings
-from mic_pipeline.infra.kafka_broker import DEFAULT_START_TIMEOUT_S, DEFAULT_STOP_TIMEOUT_S, BrokerPaths
+from mic_pipeline.infra import secure_cli
+from mic_pipeline.infra.kafka_broker import DEFAULT_START_TIMEOUT_S, DEFAULT_STOP_TIMEOUT_S
 from mic_pipeline.infra.kafka_secure import ADMIN_USER, USERS, SecurityStateError
 from mic_pipeline.infra.topics import DEFAULT_RETENTION_MS, DEFAULT_TIMEOUT_S
 from mic_pipeline.kafka_clients import explain_kafka_error as explain
@@ -54,18 +56,7 @@ def _register_kafka(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         "ACLs for MIC_TOPIC_PREFIX; credentials in <state>/kafka/secrets (mode 0600)",
     )
     start.set_defaults(handler=_kafka_start)
-    acls = kafka_sub.add_parser(
-        "acls", help="grant the pipeline's users (secured broker) their ACLs on the topics of a prefix"
-    )
-    acls.add_argument("--prefix", default=None, help="topic prefix (default: MIC_TOPIC_PREFIX)")
-    acls.add_argument("--port", type=int, default=None, help=_PORT_HELP)
-    acls.set_defaults(handler=_kafka_acls)
-    rotate = kafka_sub.add_parser(
-        "rotate-password", help="give a user of the secured broker a new random password (file mode 0600)"
-    )
-    rotate.add_argument("user", help="admin, pipeline, producer or analyst")
-    rotate.add_argument("--port", type=int, default=None, help=_PORT_HELP)
-    rotate.set_defaults(handler=_kafka_rotate_password)
+    secure_cli.register(kafka_sub)
     stop = kafka_sub.add_parser("stop", help="stop the broker (SIGTERM, then SIGKILL after --timeout)")
     stop.add_argument(
         "--timeout",
@@ -185,7 +176,8 @@ def _kafka_start(args: argparse.Namespace) -> int:
         dist = fetch_kafka(settings.cache_dir, progress=_note)
         pid = start_broker(dist, paths, config, timeout_s=args.timeout, progress=_note)
         if config.secure:
-            _grant(paths, config.bootstrap, settings.topic_prefix)
+            admin = paths.secrets.settings(Settings(kafka_bootstrap=config.bootstrap), ADMIN_USER)
+            secure_cli.grant(admin, settings.topic_prefix)
     except (KafkaFetchError, BrokerError) as exc:
         print(f"kafka start failed: {exc}", file=sys.stderr)
         return 1
@@ -198,74 +190,6 @@ def _kafka_start(args: argparse.Namespace) -> int:
     if config.secure:
         env_file = paths.secrets.env_file("<user>")
         print(f"clients: `set -a; . {env_file}; set +a`, <user> one of {', '.join(USERS)}")
-    return 0
-
-
-def _grant(paths: BrokerPaths, bootstrap: str, topic_prefix: str) -> None:
-    """The users' ACLs on the topics of `topic_prefix`, created as `admin`."""
-    from kafka.errors import KafkaError
-
-    from mic_pipeline.infra.kafka_secure import apply_acls, pipeline_acl_rules
-
-    admin = paths.secrets.settings(Settings(kafka_bootstrap=bootstrap), ADMIN_USER)
-    try:
-        count = apply_acls(admin, pipeline_acl_rules(topic_prefix))
-    except KafkaError as exc:
-        raise SecurityStateError(f"creating the ACLs failed: {explain(exc, admin)}") from exc
-    _note(f"ACLs for the topics under {topic_prefix or '(no prefix)'}: {count} entries")
-
-
-def _local_secured(args: argparse.Namespace) -> tuple[BrokerPaths, str] | None:
-    """This state directory's secured broker and its bootstrap (None, after a message: it has none)."""
-    from mic_pipeline.infra.kafka_broker import BrokerPaths
-    from mic_pipeline.infra.kafka_config import broker_config_from_bootstrap
-
-    settings = Settings.from_env()
-    paths = BrokerPaths.in_state_dir(settings.state_dir)
-    if not paths.secrets.exists():
-        print(f"no secured broker in {paths.root} (mic-pipeline kafka start --secure)", file=sys.stderr)
-        return None
-    try:
-        return paths, broker_config_from_bootstrap(settings.kafka_bootstrap, args.port).bootstrap
-    except ValueError as exc:
-        print(f"kafka: {exc}", file=sys.stderr)
-        return None
-
-
-def _kafka_acls(args: argparse.Namespace) -> int:
-    found = _local_secured(args)
-    if found is None:
-        return 2
-    paths, bootstrap = found
-    prefix = Settings.from_env().topic_prefix if args.prefix is None else args.prefix
-    try:
-        _grant(paths, bootstrap, prefix)
-    except SecurityStateError as exc:
-        print(f"kafka acls: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _kafka_rotate_password(args: argparse.Namespace) -> int:
-    from kafka.errors import KafkaError
-
-    from mic_pipeline.infra.kafka_secure import rotate_password
-
-    found = _local_secured(args)
-    if found is None:
-        return 2
-    paths, bootstrap = found
-    if args.user not in USERS:
-        known = ", ".join(USERS)
-        print(f"kafka rotate-password: unknown user {args.user!r} (one of {known})", file=sys.stderr)
-        return 2
-    admin = paths.secrets.settings(Settings(kafka_bootstrap=bootstrap), ADMIN_USER)
-    try:
-        rotate_password(paths.secrets, admin, args.user)
-    except (KafkaError, SecurityStateError) as exc:
-        print(f"kafka rotate-password: {explain(exc, admin)}", file=sys.stderr)
-        return 1
-    print(f"new password of {args.user} in {paths.secrets.password_file(args.user)}; restart its clients")
     return 0
 
 

@@ -143,7 +143,7 @@ def start_broker(
         raise BrokerError(f"Java ({java}) was not found; install a JDK 17+ or set JAVA_HOME")
     _check_same_security(paths, config)
     if config.secure:
-        provision(paths.secrets, config.host)
+        provision(paths.secrets, [config.host])
         write_env_files(paths.secrets, config.bootstrap)
     probe = paths.probe_settings(config)
     pid = running_pid(paths)

@@ -105,9 +105,10 @@ class BrokerSecrets:
         return dataclasses.replace(settings, kafka_security=self.security(user))
 
 
-def provision(paths: BrokerSecrets, host: str) -> None:
-    """Make whatever is missing: the directory (0700), the CA, the broker's certificate for `host`,
-    a random password per user (0600). Existing files are kept (a formatted broker knows them)."""
+def provision(paths: BrokerSecrets, hosts: Sequence[str]) -> None:
+    """Make whatever is missing: the directory (0700), the CA, the broker's certificate for `hosts`
+    (and loopback), a random password per user (0600). Existing files are kept (a formatted broker
+    knows them)."""
     paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     paths.root.chmod(0o700)
     if not paths.ca_cert.is_file() or not paths.ca_key.is_file():
@@ -118,8 +119,7 @@ def provision(paths: BrokerSecrets, host: str) -> None:
         paths.broker_keystore.unlink(missing_ok=True)
     if not paths.broker_keystore.is_file():
         authority = KeyPair(paths.ca_key.read_bytes(), paths.ca_cert.read_bytes())
-        hosts = sorted({"127.0.0.1", "localhost", host})
-        broker = issue(authority, BROKER_NAME, hosts)
+        broker = issue(authority, BROKER_NAME, sorted({"127.0.0.1", "localhost", *hosts}))
         write_private(paths.broker_keystore, broker.key_pem + broker.cert_pem + authority.cert_pem)
     for user in (*USERS, BROKER_USER):
         if not paths.password_file(user).is_file():
@@ -141,22 +141,27 @@ def broker_principal(paths: BrokerSecrets) -> str:
     return subject_principal(KeyPair(b"", pem[start:]))
 
 
-def security_properties(paths: BrokerSecrets, client_listener: str, controller_listener: str) -> list[str]:
-    """The `server.properties` lines of a secured broker (listener names upper case, as the map)."""
+def security_properties(
+    paths: BrokerSecrets, client_listener: str, controller_listener: str, other_listeners: Sequence[str] = ()
+) -> list[str]:
+    """The `server.properties` lines of a secured broker (listener names upper case, as the map):
+    `client_listener` (also the inter-broker one) and `other_listeners` are SASL_SSL."""
     password = paths.password(BROKER_USER)
-    jaas = (
-        "org.apache.kafka.common.security.scram.ScramLoginModule required "
-        f'username="{BROKER_USER}" password="{password}";'
-    )
+    login = "org.apache.kafka.common.security.scram.ScramLoginModule required"
+    jaas = f'{login} username="{BROKER_USER}" password="{password}";'
     supers = ";".join([*(f"User:{user}" for user in SUPER_USERS), broker_principal(paths)])
     client = client_listener.lower()
+    sasl = [f"{name}:SASL_SSL" for name in (client_listener, *other_listeners)]
+    scram = MECHANISM.lower()
+    others = [f"listener.name.{name.lower()}.{scram}.sasl.jaas.config={login};" for name in other_listeners]
     return [
-        f"listener.security.protocol.map={client_listener}:SASL_SSL,{controller_listener}:SSL",
+        f"listener.security.protocol.map={','.join(sasl)},{controller_listener}:SSL",
         f"inter.broker.listener.name={client_listener}",
         f"sasl.enabled.mechanisms={MECHANISM}",
         f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
         f"listener.name.{client}.sasl.enabled.mechanisms={MECHANISM}",
         f"listener.name.{client}.{MECHANISM.lower()}.sasl.jaas.config={jaas}",
+        *others,
         "ssl.keystore.type=PEM",
         f"ssl.keystore.location={paths.broker_keystore}",
         "ssl.truststore.type=PEM",
