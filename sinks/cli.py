@@ -80,7 +80,14 @@ def _run_sink(args: argparse.Namespace) -> int:
         instance_id=args.instance_id,
     )
     gate = None if args.no_gate else build_gate()
-    runner = run_sink(settings, kind, config, stop.is_set, gate=gate, health=health)
+    from kafka.errors import KafkaError
+
+    try:
+        runner = run_sink(settings, kind, config, stop.is_set, gate=gate, health=health)
+    except KafkaError as error:  # the broker unreachable before the sink could join its group
+        where = settings.kafka_bootstrap
+        print(f"mic-pipeline sink {kind}: cannot reach Kafka at {where}: {error}", file=sys.stderr)
+        return 3
     print(f"sink {kind}: {runner.committed_batches} batches committed", file=sys.stderr)
     return 0
 

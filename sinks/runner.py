@@ -114,6 +114,7 @@ class SinkRunner:
         self.sink = sink
         self.config = config
         self.health = health if health is not None else Health(f"sink-{sink.name}")
+        self.health.problem("start", "starting: connecting to Kafka and the warehouse", sticky=True)
         self.buffers = Buffers(config.max_batch_rows, config.max_batch_wait_s)
         self._deadletter_topic = settings.topic(DEADLETTER_TOPIC)
         self._topics = list(topics)
@@ -189,6 +190,7 @@ class SinkRunner:
         self._should_stop = should_stop
         try:
             self._retrying("sink start-up", self.sink.prepare)
+            self.health.clear("start")
             while not should_stop():
                 polled = self._consumer.poll(timeout_ms=self.config.poll_timeout_ms)
                 self._buffer(polled)
