@@ -53,7 +53,7 @@ from streams.aggregates import DUPLICATE_DELTA, delta_for_dead_letter
 from streams.dedupe import DedupeRetention
 from streams.enrich import Profile, encode_record, enriched_record, related_company
 from streams.parking import Parked, ParkingLot
-from streams.records import Position, SourceRecord
+from streams.records import Position, SourceRecord, readable_identity
 from streams.rules import Violation, apply_event, entity_key, is_active_member
 from streams.tallies import PartitionTallies
 
@@ -296,6 +296,21 @@ class EventProcessor:
             outcome, record, position, reason, detail, event.event_id, event.event_type, count=True
         )
         self._mark(event, record, position, reason.value)
+
+    def failed(self, record: SourceRecord, position: Position, error: Exception) -> Outcome:
+        """The outcome of a record whose decision raised (a bug): a `schema_violation` dead letter
+        "processing error", with `event_id`/`event_type` when readable, so no record can stop its
+        partition. Counted once like any dead letter, unless counting is what failed."""
+        outcome = Outcome()
+        event_id, event_type = readable_identity(record.value)
+        detail = f"processing error: {error!r}"[:500]
+        reason = DeadLetterReason.SCHEMA_VIOLATION
+        try:
+            self._dead_letter(outcome, record, position, reason, detail, event_id, event_type, count=True)
+        except Exception:  # the state itself is what failed: send the dead letter uncounted
+            outcome = Outcome()
+            self._dead_letter(outcome, record, position, reason, detail, event_id, event_type, count=False)
+        return outcome
 
     def _dead_letter(
         self,

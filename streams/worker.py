@@ -33,8 +33,6 @@ import msgspec
 
 from mic_pipeline import metrics
 from mic_pipeline.health import Health
-from schemas.deadletter import build_dead_letter
-from schemas.reasons import DeadLetterReason
 from schemas.topics import DEADLETTER_TOPIC, Family, family_of_topic
 from streams import faust_compat
 from streams.checkpoint import Checkpoint
@@ -42,8 +40,8 @@ from streams.merge import InputMerge
 from streams.ordering import Admission, OffsetOrder
 from streams.outputs import DeliveryError, OutputWriter
 from streams.partitions import PartitionRuntime, Partitions
-from streams.processor import DEAD_LETTER_VALUE_BYTES, EventProcessor, Outcome
-from streams.records import RECHECK, Position, SourceRecord, is_replayed, readable_identity
+from streams.processor import EventProcessor, Outcome
+from streams.records import RECHECK, Position, SourceRecord, is_replayed
 from streams.replica import MemberReplica, PartialsReplica
 from streams.settings import StreamSettings
 from streams.store import key_kind
@@ -276,23 +274,7 @@ class StreamWorker:
             return processor.process(record, position, waited_s=waited)
         except Exception as exc:  # a bug must not stop the partition: the record becomes a dead letter
             log.exception("failed to decide %s", record.origin)
-            event_id, event_type = readable_identity(record.value)
-            value = build_dead_letter(
-                reason=DeadLetterReason.SCHEMA_VIOLATION,
-                detail=f"processing error: {exc!r}"[:500],
-                original_topic=record.topic,
-                original_partition=record.partition,
-                original_offset=record.offset,
-                original_key=record.key,
-                original_value=record.value,
-                event_id=event_id,
-                event_type=event_type,
-                failed_at=processor.clock(),
-                max_value_bytes=DEAD_LETTER_VALUE_BYTES,
-            )
-            outcome = Outcome()
-            outcome.dead_letters.append((record.key, value, DeadLetterReason.SCHEMA_VIOLATION.value))
-            return outcome
+            return processor.failed(record, position, exc)
 
     def _stage(self, outcome: Outcome, record: SourceRecord) -> None:
         """Append what `outcome` lists to the outputs (partition = the record's partition number)."""

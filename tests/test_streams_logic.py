@@ -551,3 +551,17 @@ def test_member_counts_kept_incrementally_equal_a_full_recount() -> None:
     section = h.members.members_section()
     assert section == render_members(h.members.active_profiles())
     assert section["active_total"] == 4 and section["by_size"]["small"] >= 1
+
+
+def test_a_record_whose_decision_raised_is_a_counted_dead_letter_with_its_identity() -> None:
+    h = Harness()
+    placed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")[0]
+    record = SourceRecord("mic.orders", 0, 7, b"k", wire(placed))
+    for _ in range(2):  # decided again after a crash: counted once
+        outcome = h.processor.failed(record, Position("mic.orders", 0, 7), RuntimeError("boom"))
+        letter = parse_dead_letter(outcome.dead_letters[0][1])
+        assert letter.reason == "schema_violation"
+        assert letter.detail == "processing error: RuntimeError('boom')"
+        assert (letter.event_id, letter.event_type) == (placed.event_id, "order.placed")
+        assert (letter.original_topic, letter.original_offset) == ("mic.orders", 7)
+    assert h.live()["quality"]["dead_letters"] == {"schema_violation": 1}
