@@ -30,7 +30,7 @@ fi
 stamp=.venv/.mic-installed
 wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]]; then
-    echo "bootstrap.sh: installing the project into .venv (pip install -e '.[dev]')" >&2
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+    echo "bootstrap.sh: installing the project into .venv (pip install -e '.[dev,bench]')" >&2
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
     echo "$wanted" >"$stamp"
 fi

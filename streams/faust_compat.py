@@ -96,13 +96,25 @@ async def seek_to_committed_or_start(
     `topics` without a committed offset (None or 0); returns the committed offsets.
 
     `positions`, if given, receives the offset each partition of `topics` was positioned at.
+
+    A rebalance can take partitions away between aiokafka's awaits (it then raises
+    `IllegalStateError: No current assignment for partition`, or asserts that nothing is assigned):
+    that is not an error here -- the seek is abandoned (nothing reported) and faust seeks again
+    once the rebalance completes. Seen crashing the second of two workers in ~1 of 6 starts.
     """
-    committed: Mapping[Any, int] = await consumer.seek_to_committed()
-    ours = [tp for tp in committed if tp.topic in topics]
-    never = [tp for tp in ours if not committed[tp]]
-    starts: Mapping[Any, int] = await consumer.beginning_offsets(never) if never else {}
-    for tp in never:
-        consumer.seek(tp, starts[tp])
+    from aiokafka.errors import IllegalStateError
+
+    try:
+        committed: Mapping[Any, int] = await consumer.seek_to_committed()
+        ours = [tp for tp in committed if tp.topic in topics]
+        never = [tp for tp in ours if not committed[tp]]
+        starts: Mapping[Any, int] = await consumer.beginning_offsets(never) if never else {}
+        for tp in never:
+            consumer.seek(tp, starts[tp])
+    except (IllegalStateError, AssertionError) as revoked:
+        log.info("partitions revoked while seeking to the committed offsets (%s); sought again after the "
+                 "rebalance", revoked)
+        return {}
     if positions is not None:
         positions.update({tp: committed[tp] or starts[tp] for tp in ours})
     return committed
