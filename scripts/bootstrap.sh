@@ -28,9 +28,10 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 
 stamp=.venv/.mic-installed
-wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+extras="dev,bench"
+wanted="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
 if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]]; then
-    echo "bootstrap.sh: installing the project into .venv (pip install -e '.[dev,bench]')" >&2
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+    echo "bootstrap.sh: installing the project into .venv (pip install -e '.[$extras]')" >&2
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
     echo "$wanted" >"$stamp"
 fi
