@@ -319,7 +319,7 @@ def test_sinks_starting_together_migrate_once(engine: Engine) -> None:
     failures = [p.stderr.read().decode() for p in processes if p.wait(60) != 0 and p.stderr is not None]
     assert failures == []
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
 
 
 def test_the_fast_sqlite_insert_stores_exactly_what_sqlalchemy_would(tmp_path: Path) -> None:
@@ -346,7 +346,11 @@ def test_the_fast_sqlite_insert_stores_exactly_what_sqlalchemy_would(tmp_path: P
         paths.append(path)
     for family in Family:
         dumps = []
+        names = ", ".join(c.name for c in EVENT_TABLES[family].columns if c.name != "landed_at")
         for path in paths:
             with sqlite3.connect(path) as db:
-                dumps.append(db.execute(f"SELECT * FROM {family.table} ORDER BY event_id").fetchall())
+                dumps.append(db.execute(f"SELECT {names} FROM {family.table} ORDER BY event_id").fetchall())
         assert dumps[0] == dumps[1] and dumps[0], family
+        with sqlite3.connect(paths[1]) as db:  # the sink's insert also stamps landed_at (UTC text)
+            stamps = db.execute(f"SELECT DISTINCT landed_at IS NOT NULL FROM {family.table}").fetchall()
+        assert stamps == [(1,)], family

@@ -25,6 +25,9 @@ from schemas.warehouse import ColumnKind, columns
 from sinks.rows import Row, column_lists
 
 PARTITION_KEY = "event_date"
+LANDED_AT = "landed_at"
+"""The sink-side column after the enriched record's columns: when the sink wrote the file (UTC). Not part
+of the enriched record (`schemas.warehouse`); a replay that rewrites a file writes it anew."""
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _FILE = re.compile(
     r"^(?P<topic>[A-Za-z0-9._-]+)\+(?P<partition>\d+)\+(?P<first>\d{19})-(?P<last>\d{19})\.parquet$"
@@ -49,19 +52,24 @@ class UnsafePathError(ValueError):
 
 @cache
 def arrow_schema(family: Family) -> pa.Schema:
-    """The Arrow schema of `family`'s files (column order of `schemas.warehouse`)."""
-    return pa.schema([pa.field(c.name, _ARROW_TYPES[c.kind], nullable=c.nullable) for c in columns(family)])
+    """The Arrow schema of `family`'s files (column order of `schemas.warehouse`, then `landed_at`)."""
+    fields = [pa.field(c.name, _ARROW_TYPES[c.kind], nullable=c.nullable) for c in columns(family)]
+    return pa.schema([*fields, pa.field(LANDED_AT, _ARROW_TYPES["timestamp"], nullable=True)])
 
 
-def to_table(family: Family, rows: Sequence[Row]) -> pa.Table:
-    """Rows as an Arrow table of `arrow_schema(family)` (enums dictionary-encoded)."""
+def to_table(family: Family, rows: Sequence[Row], landed_at: dt.datetime | None = None) -> pa.Table:
+    """Rows as an Arrow table of `arrow_schema(family)` (enums dictionary-encoded), every row's
+    `landed_at` = `landed_at` (default: now, UTC)."""
     schema = arrow_schema(family)
     arrays = []
-    for field, values in zip(schema, column_lists(schema.names, rows), strict=True):
+    fields = list(schema)[:-1]
+    for field, values in zip(fields, column_lists([f.name for f in fields], rows), strict=True):
         if pa.types.is_dictionary(field.type):
             arrays.append(pa.array(values, pa.string()).dictionary_encode())
         else:
             arrays.append(pa.array(values, field.type))
+    landed = landed_at if landed_at is not None else dt.datetime.now(dt.UTC)
+    arrays.append(pa.array([landed] * len(rows), schema.field(LANDED_AT).type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

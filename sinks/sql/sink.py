@@ -62,7 +62,7 @@ from sinks.sql.quarantine import (
     remove,
 )
 from sinks.sql.state import refresh_state
-from sinks.sql.tables import EVENT_TABLES, UtcDateTime, dead_letters, entity_key
+from sinks.sql.tables import EVENT_TABLES, LANDED_AT, UtcDateTime, dead_letters, entity_key
 
 log = logging.getLogger(__name__)
 
@@ -115,18 +115,20 @@ def _insert_ignoring_conflicts(connection: Connection, table: Table, rows: Seque
     connection.execute(build(table).on_conflict_do_nothing(index_elements=keys), list(rows))
 
 
-def _copy_events(connection: Connection, table: Table, rows: Sequence[Row]) -> None:
+def _copy_events(
+    connection: Connection, table: Table, rows: Sequence[Row], landed_at: dt.datetime
+) -> None:
     """PostgreSQL: COPY into a staging table, then insert what is not there yet."""
-    names = [c.name for c in table.columns]
+    names = [c.name for c in table.columns if c.name != LANDED_AT]
     stage = f"stage_{table.name}"
-    column_list = ", ".join(names)
+    column_list = ", ".join([*names, LANDED_AT])
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor:
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table.name}) ON COMMIT DELETE ROWS")
         with cursor.copy(f"COPY {stage} ({column_list}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row([row[name] for name in names])
+                copy.write_row([*(row[name] for name in names), landed_at])
         cursor.execute(
             f"INSERT INTO {table.name} ({column_list}) SELECT {column_list} FROM {stage} "
             "ON CONFLICT (event_id) DO NOTHING"
@@ -153,26 +155,32 @@ def _sqlite_binders(table: Table, dialect: Any) -> list[Callable[[Any], Any] | N
     return binders
 
 
-def _sqlite_events(connection: Connection, table: Table, rows: Sequence[Row]) -> None:
+def _sqlite_events(
+    connection: Connection, table: Table, rows: Sequence[Row], landed_at: dt.datetime
+) -> None:
     """SQLite: one `executemany` on the driver with the parameters SQLAlchemy would bind, converted
     column by column, skipping its per-row statement machinery."""
-    names = [c.name for c in table.columns]
+    names = [c.name for c in table.columns if c.name != LANDED_AT]
     columns = []
-    binders = _sqlite_binders(table, connection.dialect)
+    binders = _sqlite_binders(table, connection.dialect)[: len(names)]  # landed_at is the last column
     for bind, values in zip(binders, column_lists(names, rows), strict=True):
         columns.append([bind(v) for v in values] if bind is not None else values)
+    columns.append([_sqlite_timestamp(landed_at)] * len(rows))
+    names.append(LANDED_AT)
     marks = ", ".join("?" * len(names))
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT (event_id) DO NOTHING"
     connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
 
 
 def insert_events(connection: Connection, family: Family, rows: Sequence[Row]) -> None:
-    """Insert event rows of `family`, ignoring `event_id`s already present (one transaction)."""
+    """Insert event rows of `family` with `landed_at` = now (UTC), ignoring `event_id`s already
+    present (one transaction; a replayed row keeps the `landed_at` of its first landing)."""
     table = EVENT_TABLES[family]
+    landed_at = dt.datetime.now(dt.UTC)
     if connection.dialect.name == "postgresql":
-        _copy_events(connection, table, rows)
+        _copy_events(connection, table, rows, landed_at)
     else:
-        _sqlite_events(connection, table, rows)
+        _sqlite_events(connection, table, rows, landed_at)
 
 
 class SqlSink:

@@ -6,6 +6,10 @@ Event tables are generated from `schemas.warehouse` (one typed column per enrich
 and event id (one row per event the gate or the database kept out), so replays never add rows.
 `quarantined_batches` (whole batches, before revision 0003) is kept readable for old data.
 
+Every event table also has `landed_at` (when the sink inserted the row) with an index, for
+`status`'s freshness; `dead_letters` is indexed by `event_id` and by `original_key` (the company id),
+for `mic-pipeline trace` (revision 0004).
+
 Types: money is NUMERIC(18,2) on every engine (SQLite keeps up to 15 significant digits exactly, which
 covers the contract's <= 10^13 with 2 decimals; reads are rounded back to scale 2); timestamps are
 `UtcDateTime` (timestamptz on PostgreSQL, UTC text on SQLite, always returned tz-aware UTC).
@@ -32,6 +36,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    func,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -106,13 +111,20 @@ def entity_key(family: Family) -> str:
     return _ENTITY_KEYS[family]
 
 
+LANDED_AT = "landed_at"
+"""The sink-side column after the enriched record's columns: when the SQL sink inserted the row (UTC;
+NULL for rows landed before revision 0004). A replay keeps the first value (the insert is ignored)."""
+
+
 def _event_table(family: Family) -> Table:
     table_columns = [
         Column(c.name, _column_type(c.name, c.kind), primary_key=c.name == "event_id", nullable=c.nullable)
         for c in columns(family)
     ]
+    table_columns.append(Column(LANDED_AT, UtcDateTime, nullable=True))
     name = family.table
     indexes = [Index(f"ix_{name}_occurred_at", "occurred_at"), Index(f"ix_{name}_event_type", "event_type")]
+    indexes.append(Index(f"ix_{name}_landed_at", LANDED_AT))
     key = entity_key(family)
     indexes.append(Index(f"ix_{name}_{key}", key, "occurred_at"))
     if key != "company_id":
@@ -216,6 +228,10 @@ STATE_TABLES: dict[Family, Table] = {
     Family.FACTORING: factoring_requests,
 }
 
+KEY_PREFIX = 20
+"""`dead_letters` is indexed on the first characters of `original_key` (a company id has 10 or 12): a
+whole key could be too long for a PostgreSQL index entry. Query with `substr(original_key, 1, 20)`."""
+
 dead_letters = Table(
     "dead_letters",
     metadata,
@@ -234,7 +250,10 @@ dead_letters = Table(
     Column("deadletter_offset", BigInteger, nullable=False),
     Index("ix_dead_letters_reason", "reason"),
     Index("ix_dead_letters_failed_at", "failed_at"),
+    Index("ix_dead_letters_event_id", "event_id"),
 )
+
+Index("ix_dead_letters_key_prefix", func.substr(dead_letters.c.original_key, 1, KEY_PREFIX))
 
 quarantined_batches = Table(
     "quarantined_batches",
