@@ -66,10 +66,16 @@ class DecodeFailure(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def printable(text: str) -> str:
-    """`text` cut to `MAX_DETAIL_CHARS` (start and end kept) with control characters escaped."""
-    if len(text) > MAX_DETAIL_CHARS:
-        text = f"{text[: MAX_DETAIL_CHARS - 120]} ... {text[-115:]}"
-    return _UNPRINTABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    """`text` with control characters escaped, cut to `MAX_DETAIL_CHARS` (start and end kept; cut
+    before escaping too, so that a huge text costs nothing)."""
+    escaped = _UNPRINTABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", _clip(text))
+    return _clip(escaped)
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_DETAIL_CHARS:
+        return text
+    return f"{text[: MAX_DETAIL_CHARS - 120]} ... {text[-115:]}"
 
 
 def _readable(value: object) -> str | None:

@@ -4,12 +4,13 @@ A record value is untrusted and up to 256 KiB. A regular expression that can fai
 every quote is quadratic there (the old nesting check took minutes), and the recursive, allocating
 parsers are slow: `json.loads` with hooks costs about 0.1-0.2 µs per object and per number, 20-90 ms
 for 256 KiB of `[{},{},...]` or `[0,0,...]`. The scans here are a fixed sequence of whole-buffer
-operations in C (`bytes.replace`, numpy), each linear, and per-key work that is vectorised too:
+numpy operations, each linear, and per-key or per-run work that is vectorised too:
 
-1. escape pairs are blanked first (`\\\\` then `\\"`, left to right, keeping every position), so
-   every `"` left delimits a string; a byte is inside a string when an odd number of them precede
-   it (the parity of a cumulative sum). Outside a string a backslash is not JSON: whatever the scan
-   makes of the bytes after it, a parser stops there, so the depth bound holds either way;
+1. a `"` right after an odd run of backslashes is escaped (as a JSON lexer pairs backslashes left
+   to right: the runs are found once, each quote's run by a binary search); every other `"`
+   delimits a string, and a byte is inside a string when an odd number of them precede it (the
+   parity of a cumulative sum). Outside a string a backslash is not JSON: whatever the scan makes
+   of the bytes after it, a parser stops there, so the depth bound holds either way;
 2. brackets outside strings give the depth (a cumulative sum of +1/-1);
 3. a colon outside strings follows a key, the string that closes just before it. Keys are compared
    by length and a polynomial hash of their bytes (modulo 2^32, random odd base per process); keys
@@ -18,7 +19,7 @@ operations in C (`bytes.replace`, numpy), each linear, and per-key work that is 
    at its depth (per depth level, after a stable radix sort on the level). Equal hashes in one
    object are confirmed by decoding both keys, so the answer is exact.
 
-The whole-buffer arrays live in a per-thread workspace (about 3.5 MB once used): a fresh buffer
+The whole-buffer arrays live in a per-thread workspace (about 4.5 MB once used): a fresh buffer
 costs a page fault per 4 KiB, which on a virtual machine costs more than the arithmetic. The last
 value lexed is remembered there, so the decoder's nesting check and its duplicate-key check of a
 failing value lex it once.
@@ -42,6 +43,8 @@ Words = npt.NDArray[np.int32]
 _QUOTE, _COLON, _COMMA, _BACKSLASH = ord('"'), ord(":"), ord(","), ord("\\")
 _TABLE_SIZE = 256 * 1024 + 1
 """Longest buffer the scans take (the contract's value size limit, plus one)."""
+_FEW_KEYS = 64
+"""Up to this many keys, they are decoded and compared in Python."""
 _KEYS = msgspec.json.Decoder(list[str])
 _KEY = msgspec.json.Decoder(str)
 
@@ -59,6 +62,7 @@ class _Workspace(threading.local):
         self.flags = np.empty(_TABLE_SIZE, np.bool_)
         self.other_flags = np.empty(_TABLE_SIZE, np.bool_)
         self.words = np.empty(_TABLE_SIZE, np.int32)
+        self.more_words = np.empty(_TABLE_SIZE, np.int32)
 
 
 _WORKSPACE = _Workspace()
@@ -77,14 +81,34 @@ def _lex(raw: bytes, space: _Workspace) -> tuple[Mask, Words, Mask]:
     quote, so_far, outside = space.quote[:size], space.quotes_so_far[:size], space.outside[:size]
     if space.lexed is not raw:
         space.lexed = None
-        blanked = raw.replace(b"\\\\", b"__").replace(b'\\"', b"__") if b"\\" in raw else raw
-        np.equal(np.frombuffer(blanked, np.uint8), _QUOTE, out=quote)
+        _delimiters(np.frombuffer(raw, np.uint8), quote, space)
         np.cumsum(quote, dtype=np.int32, out=so_far)  # into int32: the fast cumulative sum
         np.bitwise_and(so_far, 1, out=space.words[:size])
         np.equal(space.words[:size], 0, out=outside)
         if type(raw) is bytes:  # immutable: the arrays stay true for it
             space.lexed = raw
     return quote, so_far, outside
+
+
+def _delimiters(arr: Bytes, quote: Mask, space: _Workspace) -> None:
+    """Set `quote` at every `"` that opens or closes a string: the byte after an odd run of
+    backslashes is escaped (as a JSON lexer pairs them). Uses the flag and word arrays of `space`."""
+    np.equal(arr, _QUOTE, out=quote)
+    size = arr.size
+    backslash = space.flags[:size]
+    np.equal(arr, _BACKSLASH, out=backslash)
+    if size < 2 or not backslash.any():
+        return
+    suspects = np.flatnonzero(quote[1:] & backslash[:-1]) + 1  # quotes right after a backslash
+    if not suspects.size:
+        return
+    so_far, base = space.words[:size], space.more_words[:size]
+    np.cumsum(backslash, dtype=np.int32, out=so_far)  # backslashes up to each byte
+    np.logical_not(backslash, out=space.other_flags[:size])
+    np.multiply(so_far, space.other_flags[:size], out=base)  # ... at the bytes that are not one, else 0
+    np.maximum.accumulate(base, out=base)  # ... at the last byte before each that is not one
+    run = so_far[suspects - 1] - base[suspects - 1]  # the run of backslashes before each suspect
+    quote[suspects[(run & 1) == 1]] = False
 
 
 def _depth(arr: Bytes, outside: Mask, space: _Workspace) -> Words:
@@ -137,10 +161,17 @@ def duplicate_key(raw: bytes) -> str | None:
     quotes = np.flatnonzero(quote)
     before = so_far[colons]  # quotes up to each colon: its key's are the last two
     opening, closing = quotes[before - 2], quotes[before - 1]
-    hashes = _key_hashes(raw, arr, opening, closing, colons, space)
-    ordered = np.sort(hashes)
-    if not (ordered[1:] == ordered[:-1]).any():  # all keys differ: their objects do not matter
-        return None
+    if colons.size <= _FEW_KEYS:  # decoding them costs less than hashing the whole buffer
+        spans = zip(opening.tolist(), closing.tolist(), strict=True)
+        keys = [_KEY.decode(raw[start : end + 1]) for start, end in spans]
+        if len(set(keys)) == len(keys):
+            return None
+        hashes = np.array([hash(key) & 0x3FFFFFFFFFFF for key in keys], np.uint64)
+    else:
+        hashes = _key_hashes(raw, arr, opening, closing, colons, space)
+        ordered = np.sort(hashes)
+        if not (ordered[1:] == ordered[:-1]).any():  # all keys differ: their objects do not matter
+            return None
     objects = _enclosing_objects(arr, outside, keyed, space).astype(np.uint64)
     combined = (objects << np.uint64(46)) | hashes  # object (18 bits), length (14), hash (32)
     order = np.argsort(combined, kind="stable")  # equal values keep their order: earlier first
@@ -213,15 +244,16 @@ def _key_hashes(
 ) -> npt.NDArray[np.uint64]:
     """`_span_hashes` of the keys' contents, those with an escape taken in canonical form."""
     hashes = _span_hashes(arr, opening + 1, closing, space)
-    if b"\\" in raw:
-        backslashes = space.words[: arr.size]
+    if _BACKSLASH in raw:
+        backslashes = space.words[: arr.size]  # backslashes up to each byte
         np.cumsum(arr == _BACKSLASH, dtype=np.int32, out=backslashes)
         escaped = np.flatnonzero(backslashes[closing] > backslashes[opening])
         if escaped.size:
             canonical = _canonical(arr, opening[escaped], colons[escaped], space)
             listed = np.frombuffer(canonical, np.uint8)
-            blanked = canonical.replace(b"\\\\", b"__").replace(b'\\"', b"__")
-            quotes = np.flatnonzero(np.frombuffer(blanked, np.uint8) == _QUOTE)
+            quote = np.empty(listed.size, np.bool_)
+            _delimiters(listed, quote, space)
+            quotes = np.flatnonzero(quote)
             hashes[escaped] = _span_hashes(listed, quotes[0::2] + 1, quotes[1::2], space)
     return hashes
 

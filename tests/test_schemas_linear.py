@@ -1,9 +1,12 @@
-"""Work on untrusted bytes is linear: 4x the input never costs 6x the time.
+"""Work on untrusted bytes is linear: 16x the input never costs 40x the time.
 
-The same adversarial shape (`schemas_hostile.py`) is decoded at N and at 4N bytes in one run, each
-timed as the minimum CPU time of several repeats (repeats batched so a measurement lasts at least a
-few milliseconds), so load from other processes cannot fake a quadratic ratio and a quadratic check
-(16x) cannot pass. Absolute speed is the business of `bench/bench_hostile.py`, not of a test.
+The same adversarial shape (`schemas_hostile.py`) is decoded at N = 16 KiB and at 16N = 256 KiB (the
+size limit) in one run, each timed as the minimum CPU time of several repeats (batched so that a
+measurement lasts at least a few milliseconds, sizes measured in turn, three times). Linear work
+costs 16x; allocator steps (buffers above glibc's mmap threshold come from fresh pages, each a
+fault) and load from other processes have been seen to add up to about 1.6x on this shared VM, so
+the limit is 40x: quadratic work (256x), and anything worse than n^1.33 (n^1.5 is 64x), fails.
+Absolute speed is the business of `bench/bench_hostile.py`, not of a test.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from schemas_hostile import SHAPES
 from schemas.decode import decode_event
 from schemas.rawchecks import nesting_too_deep
 
-SMALL = 8 * 1024
-RATIO_LIMIT = 6.0
+SMALL = 16 * 1024
+FACTOR = 16
+RATIO_LIMIT = 40.0
 SHAPES_UNDER_TEST = [
     "33 [ + unterminated string of \\\"",
     "event, unterminated title of \\\"",
@@ -60,12 +64,12 @@ def _cpu_seconds(work: Callable[[], object], repeats: int = 5) -> float:
 
 
 def _ratio(build: Callable[[int], bytes], check: Callable[[bytes], object]) -> float:
-    """time(4N) / time(N), each the best of two measurements taken in turn (a busy moment of the
+    """time(16N) / time(N), each the best of three measurements taken in turn (a busy moment of the
     machine cannot then inflate one size only)."""
-    small, large = build(SMALL), build(4 * SMALL)
-    assert 3.9 * len(small) <= len(large) <= 4.1 * len(small)
+    small, large = build(SMALL), build(FACTOR * SMALL)
+    assert 0.97 * FACTOR * len(small) <= len(large) <= 1.03 * FACTOR * len(small)
     small_s = large_s = float("inf")
-    for _ in range(2):
+    for _ in range(3):
         small_s = min(small_s, _cpu_seconds(lambda: check(small)))
         large_s = min(large_s, _cpu_seconds(lambda: check(large)))
     return large_s / small_s
@@ -74,10 +78,10 @@ def _ratio(build: Callable[[int], bytes], check: Callable[[bytes], object]) -> f
 @pytest.mark.parametrize("shape", SHAPES_UNDER_TEST)
 def test_decode_time_grows_linearly(shape: str) -> None:
     ratio = _ratio(SHAPES[shape], lambda raw: decode_event(raw, topic="mic.orders"))
-    assert ratio < RATIO_LIMIT, f"{shape}: 4x the bytes took {ratio:.1f}x the time"
+    assert ratio < RATIO_LIMIT, f"{shape}: {FACTOR}x the bytes took {ratio:.1f}x the time"
 
 
 def test_nesting_check_grows_linearly_on_escaped_quotes() -> None:
     """The defect of issue 10: the string-stripping regex retried at every quote (quadratic)."""
     ratio = _ratio(SHAPES["33 [ + unterminated string of \\\""], nesting_too_deep)
-    assert ratio < RATIO_LIMIT, f"4x the bytes took {ratio:.1f}x the time"
+    assert ratio < RATIO_LIMIT, f"{FACTOR}x the bytes took {ratio:.1f}x the time"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -75,11 +76,14 @@ def _duplicates(text: str) -> set[str]:
 @SCAN
 @given(_json(6))
 def test_duplicate_keys_are_found_exactly(text: str) -> None:
+    """By both paths: keys decoded in Python (a few) and hashed over the whole buffer (many)."""
     raw = text.encode()
     expected = _duplicates(text)
-    found = jsonscan.duplicate_key(raw)
-    assert (found is None) == (not expected), (text, found, expected)
-    assert found is None or found in expected
+    for few_keys in (jsonscan._FEW_KEYS, 0):
+        with mock.patch.object(jsonscan, "_FEW_KEYS", few_keys):
+            found = jsonscan.duplicate_key(raw)
+        assert (found is None) == (not expected), (text, found, expected, few_keys)
+        assert found is None or found in expected
 
 
 @SCAN
@@ -106,9 +110,19 @@ def test_unbalanced_or_unterminated_never_raises(raw: bytes) -> None:
 
 
 def test_duplicates_across_objects_are_not_duplicates() -> None:
-    assert jsonscan.duplicate_key(b'[{"a":1},{"a":2}]') is None
-    assert jsonscan.duplicate_key(b'{"a":{"a":1},"b":{"a":2}}') is None
-    assert jsonscan.duplicate_key(b'{"a":{"b":1},"c":2,"a":3}') == "a"
-    assert jsonscan.duplicate_key(b'{"\\u0061":1,"a":2}') == "a"
-    assert jsonscan.duplicate_key(b'{"a\\\\":1,"a\\\\":2}') == "a\\"
-    assert jsonscan.duplicate_key(b'{"x":"\\"a\\":1,\\"a\\":2"}') is None  # keys inside a string
+    for few_keys in (jsonscan._FEW_KEYS, 0):
+        with mock.patch.object(jsonscan, "_FEW_KEYS", few_keys):
+            assert jsonscan.duplicate_key(b'[{"a":1},{"a":2}]') is None
+            assert jsonscan.duplicate_key(b'{"a":{"a":1},"b":{"a":2}}') is None
+            assert jsonscan.duplicate_key(b'{"a":{"b":1},"c":2,"a":3}') == "a"
+            assert jsonscan.duplicate_key(b'{"\\u0061":1,"a":2}') == "a"
+            assert jsonscan.duplicate_key(b'{"a\\\\":1,"a\\\\":2}') == "a\\"
+            assert jsonscan.duplicate_key(b'{"x":"\\"a\\":1,\\"a\\":2"}') is None  # keys in a string
+
+
+def test_many_keys_take_the_hashing_path() -> None:
+    keys = b",".join(b'"k%d":%d' % (i, i) for i in range(1000))
+    assert jsonscan.duplicate_key(b"{" + keys + b"}") is None
+    assert jsonscan.duplicate_key(b"{" + keys + b',"k500":0}') == "k500"
+    assert jsonscan.duplicate_key(b"[" + b",".join([b'{"a":1,"b":2}'] * 500) + b"]") is None
+    assert jsonscan.duplicate_key(b"[" + b",".join([b'{"a":1,"b":2}'] * 500) + b',{"b":1,"b":2}]') == "b"
