@@ -82,13 +82,14 @@ def test_status_json_degrades_while_a_consumer_lags_and_recovers_when_it_catches
     try:
         with consumer_group(settings, group, enriched) as consumer:
             consume_and_commit(consumer, 4)
-            code, out, _ = run_cli(capsys, "status", "--json", "--max-lag-records", "5")
+            # one sample (no window): only the opt-in record count judges this idle consumer
+            code, out, _ = run_cli(capsys, "status", "--json", "--max-lag-records", "5", "--window-seconds=0")
             document = orjson.loads(out)
             assert (code, document["verdict"]) == (1, "DEGRADED")
             assert document["reasons"] == [f"group {group}: lag 6 records (> 5)"]
             assert document["groups"][0]["lag_records"] == 6
             consume_and_commit(consumer, 6)
-            code, out, _ = run_cli(capsys, "status", "--json", "--max-lag-records", "5")
+            code, out, _ = run_cli(capsys, "status", "--json", "--max-lag-records", "5", "--window-seconds=0")
             document = orjson.loads(out)
             assert (code, document["verdict"], document["reasons"]) == (0, "OK", [])
             assert document["groups"][0]["lag_records"] == 0

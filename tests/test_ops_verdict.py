@@ -49,14 +49,17 @@ def test_lag_over_record_threshold_degrades() -> None:
     assert Verdict.DEGRADED.exit_code == 1
 
 
-def test_lag_age_degrades_then_fails() -> None:
-    thresholds = Thresholds(max_lag_records=None, max_lag_seconds=60, failing_lag_seconds=600)
-    old = StatusSnapshot(taken_at=NOW, groups=(group("g", (1, 61.0)),))
-    assert evaluate(old, thresholds).verdict is Verdict.DEGRADED
+def test_lag_age_degrades_when_asked_and_fails_far_behind() -> None:
+    thresholds = Thresholds(max_lag_records=None, max_lag_seconds=20, failing_lag_seconds=600)
+    old = StatusSnapshot(taken_at=NOW, groups=(group("g", (1, 21.0)),))
+    assert evaluate(old, thresholds).reasons == ("group g: oldest unprocessed record is 21 s old (> 20 s)",)
+    assert evaluate(old, Thresholds()).verdict is Verdict.OK  # within 5 s + 30 s: no opt-in limit
     ancient = StatusSnapshot(taken_at=NOW, groups=(group("g", (1, 601.0)),))
     assessment = evaluate(ancient, thresholds)
     assert assessment.verdict is Verdict.FAILING
-    assert len(assessment.reasons) == 1 and "601 s old (> 600 s)" in assessment.reasons[0]
+    assert assessment.reasons[0] == (
+        "group g: far behind: p.mic.orders[0] oldest unprocessed record is 601 s old (> 600 s)"
+    )
     assert Verdict.FAILING.exit_code == 2
 
 
@@ -77,20 +80,21 @@ def test_any_quarantine_degrades() -> None:
     assert evaluate(snapshot, Thresholds()).verdict is Verdict.DEGRADED
 
 
-def test_freshness_and_dead_letters_only_when_thresholds_set() -> None:
+def test_dead_letters_only_when_a_threshold_is_set_and_freshness_by_default() -> None:
     snapshot = StatusSnapshot(
         taken_at=NOW,
         dead_letters_last_hour={"malformed": 3, "unknown_company": 2},
-        freshness=(FamilyFreshness("order", "order_events", NOW, 900.0),),
+        freshness=(FamilyFreshness("order", "order_events", NOW, 900.0, "sql", 0, None),),
     )
     assert evaluate(snapshot, Thresholds()).verdict is Verdict.OK
     strict = Thresholds(max_freshness_seconds=600, max_dead_letters_per_hour=4)
     assessment = evaluate(snapshot, strict)
-    assert assessment.verdict is Verdict.DEGRADED
-    assert set(assessment.reasons) == {
-        "5 dead letters in the last hour (> 4)",
-        "order_events: newest event is 900 s old (> 600 s)",
-    }
+    assert assessment.reasons == ("5 dead letters in the last hour (> 4)",)
+    waiting = FamilyFreshness("order", "order_events", NOW, 900.0, "sql", 7, 899.0)
+    assert evaluate(StatusSnapshot(taken_at=NOW, freshness=(waiting,)), Thresholds()).reasons == (
+        "order_events (sql): newest row landed 900 s ago while 7 input records arrived since, "
+        "the first 899 s ago (> 120 s)",
+    )
 
 
 def test_missing_groups_and_topics_degrade() -> None:
@@ -113,6 +117,7 @@ def test_thresholds_from_env_parse_and_disable() -> None:
     )
     assert thresholds.max_lag_records == 5
     assert thresholds.max_lag_seconds is None
+    assert Thresholds().max_lag_records is None and Thresholds().max_lag_seconds is None
     assert thresholds.max_freshness_seconds == 30.5
     assert thresholds.failing_lag_seconds == Thresholds().failing_lag_seconds
     with pytest.raises(ConfigError) as error:
@@ -198,7 +203,7 @@ def test_text_report_lists_verdict_groups_dead_letters_and_freshness() -> None:
     text = render_text(snapshot, evaluate(snapshot, Thresholds(max_lag_records=5)))
     lines = text.splitlines()
     assert lines[:2] == ["verdict: DEGRADED", "  - group sink: lag 6 records (> 5)"]
-    assert "  sink: lag 6 records, oldest unprocessed 12.0 s" in lines
+    assert "  sink: lag 6 records, oldest unprocessed 12.0 s; ok (commit interval 5 s, limit 35 s)" in lines
     assert "dead letters (last hour): 2" in lines
     assert any(line.startswith("  order_events") and line.endswith("nothing landed") for line in lines)
     assert lines[-1] == "quality gate: no results recorded yet"

@@ -124,12 +124,17 @@ def _add_thresholds(parser: argparse.ArgumentParser) -> None:
     from mic_pipeline.ops.verdict import ENV_VARIABLES
 
     helps = {
-        "max_lag_records": "DEGRADED above this many unprocessed records in a group",
-        "max_lag_seconds": "DEGRADED when a group's oldest unprocessed record is older (s)",
-        "failing_lag_seconds": "FAILING when a group's oldest unprocessed record is older (s)",
-        "max_freshness_seconds": "DEGRADED when a family's newest landed event is older (s)",
+        "max_lag_records": "DEGRADED above this many unprocessed records in a group (default off)",
+        "max_lag_seconds": "DEGRADED when a group's oldest unprocessed record is older (s; default off)",
+        "lag_margin_seconds": "a group's oldest unprocessed record may be its commit interval plus this "
+        "old before it is behind (s, default 30)",
+        "failing_lag_seconds": "FAILING when a group's oldest unprocessed record is older (s, default 900)",
+        "max_freshness_seconds": "DEGRADED when a family's records wait longer for a sink to land them "
+        "(s, default 120)",
         "max_dead_letters_per_hour": "DEGRADED above this many dead letters in the last hour",
         "failing_not_ready_seconds": "FAILING when a component has not been ready for longer (s)",
+        "window_seconds": "sample the offsets over this window (s; default: long enough for every "
+        "group's commit interval, 5-15 s; 0: one sample)",
     }
     for name, variable in ENV_VARIABLES.items():
         parser.add_argument(
@@ -138,13 +143,21 @@ def _add_thresholds(parser: argparse.ArgumentParser) -> None:
             metavar="N",
             help=f"{helps[name]}; 'off' disables (env {variable})",
         )
+    parser.add_argument(
+        "--commit-interval",
+        action="append",
+        dest="commit_intervals",
+        metavar="GROUP=S",
+        help="a consumer group's commit interval (repeatable; env MIC_STATUS_COMMIT_INTERVALS; known: "
+        "the stream 1 s, the sinks 2 s, others 5 s)",
+    )
 
 
 def thresholds_from_args(args: argparse.Namespace) -> Any:
     """Environment thresholds with the flags given on the command line applied on top."""
     from dataclasses import replace
 
-    from mic_pipeline.ops.verdict import ENV_VARIABLES, Thresholds, parse_threshold
+    from mic_pipeline.ops.verdict import ENV_VARIABLES, Thresholds, parse_commit_intervals, parse_threshold
 
     thresholds = Thresholds.from_env()
     overrides = {
@@ -152,6 +165,14 @@ def thresholds_from_args(args: argparse.Namespace) -> Any:
         for name in ENV_VARIABLES
         if getattr(args, name, None) is not None
     }
+    if overrides.get("lag_margin_seconds", 0.0) is None:
+        raise ValueError("--lag-margin-seconds must be a number (this rule cannot be off)")
+    if getattr(args, "commit_intervals", None):
+        try:
+            given = parse_commit_intervals(args.commit_intervals)
+        except ValueError as error:
+            raise ValueError(f"--commit-interval {error}") from None
+        overrides["commit_intervals"] = tuple({**dict(thresholds.commit_intervals), **dict(given)}.items())
     return replace(thresholds, **overrides)
 
 
@@ -170,7 +191,13 @@ def run_status(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    snapshot = collect_status(settings, args.groups, health_endpoints=endpoints)
+    snapshot = collect_status(
+        settings,
+        args.groups,
+        health_endpoints=endpoints,
+        window_s=thresholds.window_seconds,
+        intervals=thresholds.intervals,
+    )
     assessment = evaluate(snapshot, thresholds)
     if args.json:
         document = snapshot_to_json(snapshot, assessment, thresholds)

@@ -169,6 +169,25 @@ class KafkaProbe:
         ends = self.end_offsets(partitions)
         return {tp: (ends[tp] if found.get(tp) is None else found[tp].offset) for tp in partitions}
 
+    def arrivals_since(self, topic: str, since_ms: int) -> tuple[int, int | None]:
+        """Records appended to `topic` with a timestamp >= `since_ms`, and the earliest such timestamp
+        (None: none): one ListOffsets request by time plus the end offsets, no record is read."""
+        partitions = self.partitions([topic])
+        if not partitions:
+            return 0, None
+        found = self.consumer.offsets_for_times(
+            {tp: since_ms for tp in partitions}, timeout_ms=self.timeout_ms
+        )
+        ends = self.end_offsets(partitions)
+        count, first = 0, None
+        for tp in partitions:
+            hit = found.get(tp)
+            if hit is None:
+                continue
+            count += ends[tp] - hit.offset
+            first = hit.timestamp if first is None else min(first, hit.timestamp)
+        return count, first
+
     def group_statuses(
         self, committed: Mapping[str, Mapping[TopicPartition, int]], now: datetime, with_age: bool = True
     ) -> tuple[GroupStatus, ...]:

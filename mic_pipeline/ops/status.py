@@ -6,16 +6,32 @@ pure function of the snapshot and its assessment.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from mic_pipeline.config import HealthEndpoint, Settings
-from mic_pipeline.ops.verdict import Assessment, ComponentHealth, GroupStatus, StatusSnapshot
+from mic_pipeline.ops.lag_rules import STALL_SLACK_S, commit_interval
+from mic_pipeline.ops.verdict import (
+    Assessment,
+    ComponentHealth,
+    FamilyFreshness,
+    GroupStatus,
+    LagSample,
+    StatusSnapshot,
+)
 from mic_pipeline.text import printable
-from schemas.topics import DEADLETTER_TOPIC, INPUT_TOPICS
+from schemas.topics import DEADLETTER_TOPIC, INPUT_TOPICS, Family
+
+if TYPE_CHECKING:
+    from mic_pipeline.ops.kafka_probe import KafkaProbe
 
 THROUGHPUT_WINDOW_S = 60.0
 DEAD_LETTER_WINDOW = timedelta(hours=1)
+MIN_WINDOW_S = 5.0
+MAX_AUTO_WINDOW_S = 15.0
 
 
 def collect_status(
@@ -23,22 +39,31 @@ def collect_status(
     groups: Sequence[str] | None = None,
     timeout_ms: int = 5000,
     health_endpoints: Sequence[HealthEndpoint] = (),
+    *,
+    window_s: float | None = 0.0,
+    intervals: Mapping[str, float] | None = None,
 ) -> StatusSnapshot:
     """Measure everything `status` reports. A broker, warehouse or component that cannot be reached
-    is recorded in the snapshot, never raised."""
+    is recorded in the snapshot, never raised.
+
+    `window_s`: how long to sample the groups' offsets first (three samples: now, half-way, at the
+    end; see `window_for`); 0 takes one sample (the web page keeps its own history instead)."""
     from kafka.errors import KafkaError
 
     from mic_pipeline.ops.components import collect_components
     from mic_pipeline.ops.deadletter_io import read_dead_letters
     from mic_pipeline.ops.deadletters import count_by_reason
     from mic_pipeline.ops.kafka_probe import KNOWN_TOPICS, KafkaProbe
-    from mic_pipeline.ops.warehouse_probe import read_warehouse
+    from mic_pipeline.ops.warehouse_probe import parquet_freshness, read_warehouse
 
-    now = datetime.now(UTC)
-    components = collect_components(health_endpoints)
-    warehouse = read_warehouse(settings.database_url, now)
+    history: tuple[LagSample, ...] = ()
     try:
         with KafkaProbe(settings, timeout_ms=timeout_ms) as probe:
+            history = _sample_window(probe, groups, window_s, intervals or {})
+            now = datetime.now(UTC)
+            components = collect_components(health_endpoints)
+            warehouse = read_warehouse(settings.database_url, now)
+            freshness = warehouse.freshness + parquet_freshness(settings.warehouse_dir, now)
             topics = probe.pipeline_topics()
             committed = probe.committed_offsets(groups, topics)
             statuses = probe.group_statuses({g: o for g, o in committed.items() if o}, now)
@@ -47,17 +72,20 @@ def collect_status(
             dead_letters = count_by_reason(
                 read_dead_letters(probe, settings.topic(DEADLETTER_TOPIC), since=now - DEAD_LETTER_WINDOW)
             )
+            freshness = _with_arrivals(probe, settings, freshness, statuses, now)
     except (KafkaError, OSError) as error:
         from mic_pipeline.kafka_clients import security_problem
 
+        now = datetime.now(UTC)
+        warehouse = read_warehouse(settings.database_url, now)
         refused = security_problem(error, settings)
         return StatusSnapshot(
             taken_at=now,
             broker_error=f"{settings.kafka_bootstrap}: {error}" if refused is None else refused,
             warehouse_error=warehouse.error,
-            freshness=warehouse.freshness,
+            freshness=warehouse.freshness + parquet_freshness(settings.warehouse_dir, now),
             quality=warehouse.quality,
-            components=components,
+            components=collect_components(health_endpoints),
         )
     return StatusSnapshot(
         taken_at=now,
@@ -67,10 +95,75 @@ def collect_status(
         throughput=throughput,
         dead_letters_last_hour=dead_letters,
         warehouse_error=warehouse.error,
-        freshness=warehouse.freshness,
+        freshness=freshness,
         quality=warehouse.quality,
         components=components,
+        history=history,
     )
+
+
+def window_for(group_names: Sequence[str], window_s: float | None, intervals: Mapping[str, float]) -> float:
+    """The sampling window: `window_s` when given, else long enough for every group's stall rule
+    (its commit interval + `STALL_SLACK_S`), at least `MIN_WINDOW_S`, at most `MAX_AUTO_WINDOW_S`."""
+    if window_s is not None:
+        return window_s
+    needed = (commit_interval(g, intervals) + STALL_SLACK_S for g in group_names)
+    return min(MAX_AUTO_WINDOW_S, max([MIN_WINDOW_S, *needed]))
+
+
+def _sample_window(
+    probe: KafkaProbe, groups: Sequence[str] | None, window_s: float | None, intervals: Mapping[str, float]
+) -> tuple[LagSample, ...]:
+    """Samples of the groups' offsets at the start and the middle of the window; returns at its end."""
+    if window_s == 0:
+        return ()
+    started = time.monotonic()
+    first = _offsets_sample(probe, groups)
+    if not first.groups:
+        return ()  # nothing committed: nothing to watch move
+    window = window_for([g.group for g in first.groups], window_s, intervals)
+    time.sleep(max(0.0, started + window / 2 - time.monotonic()))
+    middle = _offsets_sample(probe, groups)
+    time.sleep(max(0.0, started + window - time.monotonic()))
+    return (first, middle)
+
+
+def _offsets_sample(probe: KafkaProbe, groups: Sequence[str] | None) -> LagSample:
+    at = datetime.now(UTC)
+    committed = probe.committed_offsets(groups, probe.pipeline_topics())
+    return LagSample(at, probe.group_statuses({g: o for g, o in committed.items() if o}, at, with_age=False))
+
+
+def _with_arrivals(
+    probe: KafkaProbe,
+    settings: Settings,
+    freshness: tuple[FamilyFreshness, ...],
+    statuses: Sequence[GroupStatus],
+    now: datetime,
+) -> tuple[FamilyFreshness, ...]:
+    """Each sink's freshness with the records on their way to it: the family's enriched records
+    newer than its newest landed row, and the input records the stream has not decided yet (its lag
+    on the family's input topic). `waiting_seconds` is the age of the oldest of them."""
+    from streams.settings import StreamSettings
+
+    stream_group = StreamSettings.from_env(settings).app_id
+    undecided: dict[str, tuple[int, float]] = {}
+    for group in statuses:
+        if group.group == stream_group:
+            for p in group.partitions:
+                count, age = undecided.get(p.topic, (0, 0.0))
+                undecided[p.topic] = (count + p.lag_records, max(age, p.lag_seconds))
+    result = []
+    for fresh in freshness:
+        family = Family(fresh.family)
+        since_ms = 0 if fresh.newest_landed_at is None else int(fresh.newest_landed_at.timestamp() * 1000) + 1
+        count, first_ms = probe.arrivals_since(settings.topic(family.enriched_topic), since_ms)
+        waiting = None if first_ms is None else max(0.0, now.timestamp() - first_ms / 1000)
+        pending, oldest = undecided.get(settings.topic(family.topic), (0, 0.0))
+        if pending:
+            waiting = oldest if waiting is None else max(waiting, oldest)
+        result.append(replace(fresh, inputs_since=count + pending, waiting_seconds=waiting))
+    return tuple(result)
 
 
 def record_lag_metrics(groups: Sequence[GroupStatus]) -> None:
@@ -109,10 +202,21 @@ def render_text(snapshot: StatusSnapshot, assessment: Assessment) -> str:
         lines.append("consumer groups:")
         if not snapshot.groups and not snapshot.missing_groups:
             lines.append("  (no group has committed offsets on the pipeline's topics)")
+        judged = {j.group: j for j in assessment.groups}
+        if snapshot.history:
+            span = snapshot.taken_at.timestamp() - snapshot.history[0].at.timestamp()
+            lines.append(f"  (window: {len(snapshot.history) + 1} samples over {span:.0f} s)")
         for group in snapshot.groups:
+            judgement = judged.get(group.group)
+            state = (
+                ""
+                if judgement is None
+                else f"; {judgement.state} (commit interval {judgement.interval_s:g} s, "
+                f"limit {judgement.limit_s:g} s)"
+            )
             lines.append(
                 f"  {group.group}: lag {group.lag_records} records, oldest unprocessed "
-                f"{group.lag_seconds:.1f} s"
+                f"{group.lag_seconds:.1f} s{state}"
             )
             lines.append(
                 f"    {'topic':<40} {'part':>4} {'committed':>10} {'end':>10} {'lag':>8} {'lag s':>8}"
@@ -134,10 +238,20 @@ def render_text(snapshot: StatusSnapshot, assessment: Assessment) -> str:
     if snapshot.warehouse_error is not None:
         lines.append(f"warehouse: {snapshot.warehouse_error}")
     else:
-        lines.append("warehouse freshness (newest occurred_at):")
+        lines.append("warehouse freshness (newest landed_at; records on their way, the oldest's age):")
+        if not snapshot.freshness:
+            lines.append("  (no sink has landed anything here yet)")
         for fresh in snapshot.freshness:
-            newest = "-" if fresh.newest_occurred_at is None else fresh.newest_occurred_at.isoformat()
-            lines.append(f"  {fresh.table:<20} {newest:<32} {_age(fresh.age_seconds)}")
+            newest = "-" if fresh.newest_landed_at is None else fresh.newest_landed_at.isoformat()
+            on_the_way = (
+                ""
+                if fresh.inputs_since is None
+                else f"; {fresh.inputs_since} on their way"
+                + ("" if fresh.waiting_seconds is None else f", oldest {fresh.waiting_seconds:.0f} s")
+            )
+            lines.append(
+                f"  {fresh.table:<20} {fresh.sink:<8} {newest:<32} {_age(fresh.age_seconds)}{on_the_way}"
+            )
         quality = snapshot.quality
         if not quality.available:
             lines.append("quality gate: no results recorded yet")

@@ -1,21 +1,32 @@
-"""The operator's view of the pipeline as plain data, and the verdict over it (no I/O here).
+"""The verdict over what `status` measured (no I/O here).
 
-`StatusSnapshot` is what `mic-pipeline status` measured; `evaluate(snapshot, thresholds)` turns it
-into OK / DEGRADED / FAILING with one human reason per breached rule:
+`StatusSnapshot` (`mic_pipeline.ops.verdict_types`) is what `mic-pipeline status` measured;
+`evaluate(snapshot, thresholds)` turns it into OK / DEGRADED / FAILING with one human reason per
+breached rule:
 
 | rule | verdict |
 |---|---|
 | broker unreachable | FAILING |
 | warehouse database unreachable (a missing SQLite file or table is not: nothing landed) | FAILING |
-| a group's oldest unprocessed record older than `failing_lag_seconds` | FAILING |
-| a group's lag over `max_lag_records` records, or over `max_lag_seconds` seconds | DEGRADED |
+| a group's commits stopped (`lag_rules`: `stopped`) or it is far behind (`failing_lag_seconds`) | FAILING |
+| a group not committing, behind, or its lag growing (`lag_rules`) | DEGRADED |
+| a group's lag over `max_lag_records` records or `max_lag_seconds` s (both off unless set) | DEGRADED |
 | a group asked for by name has no committed offset on the pipeline's topics | DEGRADED |
 | a contract or pipeline topic does not exist on the broker | DEGRADED |
 | dead letters in the last hour over `max_dead_letters_per_hour` (when set) | DEGRADED |
-| a family's newest landed event older than `max_freshness_seconds` (when set) | DEGRADED |
+| stale: a family's input records wait for a sink longer than `max_freshness_seconds` (120 s) | DEGRADED |
 | any quarantined batch or failed quality check | DEGRADED |
 | a component not ready (`/health/ready` 503) for longer than `failing_not_ready_seconds` | FAILING |
 | a component not ready for less long; its health endpoint unreachable or answering oddly | DEGRADED |
+
+Stale means: records arrived on the family's input topic after the sink's newest landed row
+(`landed_at`), and the first of them arrived more than `max_freshness_seconds` ago. A family that
+receives nothing is never stale; a stopped stream or sink is, within the threshold.
+
+The lag rules, their window and the commit intervals are `mic_pipeline.ops.lag_rules` (Burrow's
+model, in seconds): a batching consumer is healthy while its offsets move and its oldest
+unprocessed record stays within its own commit interval plus a margin; a record count is judged
+only when `max_lag_records` is set.
 
 A component's readiness (`mic_pipeline.health`) says whether it makes progress: a sink that cannot
 write (database down, disk full, a write error), a worker whose partitions lag while its commits do
@@ -33,12 +44,33 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
 from mic_pipeline.config import ConfigError
+from mic_pipeline.ops.lag_rules import STATES_FAILING, GroupJudgement, LagLimits, describe, judge_group
+from mic_pipeline.ops.verdict_types import (
+    ComponentHealth,
+    FamilyFreshness,
+    GroupStatus,
+    LagSample,
+    PartitionLag,
+    QualityGateStatus,
+    StatusSnapshot,
+    TopicThroughput,
+)
+
+__all__ = [
+    "ComponentHealth",
+    "FamilyFreshness",
+    "GroupStatus",
+    "LagSample",
+    "PartitionLag",
+    "QualityGateStatus",
+    "StatusSnapshot",
+    "TopicThroughput",
+]
 
 
 class Verdict(StrEnum):
@@ -58,137 +90,21 @@ _EXIT_CODES = {Verdict.OK: 0, Verdict.DEGRADED: 1, Verdict.FAILING: 2}
 
 
 @dataclass(frozen=True)
-class PartitionLag:
-    """One partition of a topic as seen by one consumer group.
-
-    `committed` is None when the group never committed this partition (its lag then counts from the
-    partition's first retained record). `lag_seconds` is the age of the record at the committed
-    offset (the oldest unprocessed one) by its Kafka timestamp, 0 when nothing is unprocessed.
-    """
-
-    topic: str
-    partition: int
-    committed: int | None
-    end: int
-    lag_records: int
-    lag_seconds: float
-
-
-@dataclass(frozen=True)
-class GroupStatus:
-    """A consumer group's position on the pipeline's topics."""
-
-    group: str
-    partitions: tuple[PartitionLag, ...]
-
-    @property
-    def lag_records(self) -> int:
-        """Unprocessed records over all partitions."""
-        return sum(p.lag_records for p in self.partitions)
-
-    @property
-    def lag_seconds(self) -> float:
-        """Age of the oldest unprocessed record over all partitions (0 when caught up)."""
-        return max((p.lag_seconds for p in self.partitions), default=0.0)
-
-
-@dataclass(frozen=True)
-class TopicThroughput:
-    """Records appended to a topic during the last `window_seconds`."""
-
-    topic: str
-    records: int
-    window_seconds: float
-
-    @property
-    def per_second(self) -> float:
-        """Mean append rate over the window."""
-        return self.records / self.window_seconds if self.window_seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class FamilyFreshness:
-    """The newest `occurred_at` landed in a family's warehouse event table (None: nothing landed)."""
-
-    family: str
-    table: str
-    newest_occurred_at: datetime | None
-    age_seconds: float | None
-
-
-@dataclass(frozen=True)
-class QualityGateStatus:
-    """Quality-gate failures recorded by the sinks (`available` False: no such records exist yet)."""
-
-    available: bool
-    failures: int = 0
-    details: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ComponentHealth:
-    """What one component's readiness endpoint answered.
-
-    `error` is set when the endpoint did not answer a readiness document (unreachable, another HTTP
-    status than 200/503); else `ready` and, when not ready, its `reasons` and `since` (epoch
-    seconds of the last change of readiness, the component's clock)."""
-
-    name: str
-    url: str
-    ready: bool
-    reasons: tuple[str, ...] = ()
-    since: float | None = None
-    last_progress: float | None = None
-    error: str | None = None
-
-    def not_ready_for(self, now: float) -> float | None:
-        """Seconds the component has been not ready at `now` (None when ready or unknown)."""
-        if self.ready or self.error is not None or self.since is None:
-            return None
-        return max(0.0, now - self.since)
-
-    def describe(self, now: float, limit: float | None = None) -> str:
-        """One line: `sink-parquet: not ready for 42 s: disk full: ...` (with `(> limit s)` after
-        the duration when given)."""
-        if self.error is not None:
-            return f"{self.name}: {self.error}"
-        if self.ready:
-            return f"{self.name}: ready"
-        duration = self.not_ready_for(now)
-        for_how_long = "" if duration is None else f" for {duration:.0f} s"
-        if limit is not None:
-            for_how_long += f" (> {limit:g} s)"
-        reasons = "; ".join(self.reasons) or "no reason given"
-        return f"{self.name}: not ready{for_how_long}: {reasons}"
-
-
-@dataclass(frozen=True)
-class StatusSnapshot:
-    """Everything `status` measured at `taken_at`. Errors are strings, never exceptions."""
-
-    taken_at: datetime
-    broker_error: str | None = None
-    groups: tuple[GroupStatus, ...] = ()
-    missing_groups: tuple[str, ...] = ()
-    missing_topics: tuple[str, ...] = ()
-    throughput: tuple[TopicThroughput, ...] = ()
-    dead_letters_last_hour: Mapping[str, int] = field(default_factory=dict)
-    warehouse_error: str | None = None
-    freshness: tuple[FamilyFreshness, ...] = ()
-    quality: QualityGateStatus = field(default_factory=lambda: QualityGateStatus(available=False))
-    components: tuple[ComponentHealth, ...] = ()
-
-
-@dataclass(frozen=True)
 class Thresholds:
-    """Limits of the verdict; None disables a rule. Environment names in `ENV_VARIABLES`."""
+    """Limits of the verdict; None disables a rule. Environment names in `ENV_VARIABLES`;
+    `commit_intervals` from `MIC_STATUS_COMMIT_INTERVALS` (`GROUP=S,...`)."""
 
-    max_lag_records: int | None = 1000
-    max_lag_seconds: float | None = 60.0
+    max_lag_records: int | None = None
+    max_lag_seconds: float | None = None
+    lag_margin_seconds: float = 30.0
     failing_lag_seconds: float | None = 900.0
-    max_freshness_seconds: float | None = None
+    max_freshness_seconds: float | None = 120.0
     max_dead_letters_per_hour: int | None = None
     failing_not_ready_seconds: float | None = 300.0
+    window_seconds: float | None = None
+    """How long `status` samples the offsets (None: long enough for every group's stall rule, at
+    least 5 s; 0: one sample, no window rules)."""
+    commit_intervals: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Thresholds:
@@ -204,18 +120,54 @@ class Thresholds:
                 values[name] = default if text is None else parse_limit_value(text, integer=name in _INTS)
             except ValueError as error:
                 raise ConfigError(variable, "" if text is None else text, str(error)) from None
+            if values[name] is None and name in _REQUIRED:
+                raise ConfigError(variable, text or "", "must be a number (this rule cannot be off)")
+        intervals = env.get(COMMIT_INTERVALS_VARIABLE)
+        if intervals is not None:
+            try:
+                values["commit_intervals"] = parse_commit_intervals(intervals.split(","))
+            except ValueError as error:
+                raise ConfigError(COMMIT_INTERVALS_VARIABLE, intervals, str(error)) from None
         return cls(**values)
+
+    @property
+    def intervals(self) -> dict[str, float]:
+        return dict(self.commit_intervals)
+
+    @property
+    def lag_limits(self) -> LagLimits:
+        return LagLimits(self.lag_margin_seconds, self.failing_lag_seconds, self.intervals)
 
 
 ENV_VARIABLES: dict[str, str] = {
     "max_lag_records": "MIC_STATUS_MAX_LAG_RECORDS",
     "max_lag_seconds": "MIC_STATUS_MAX_LAG_SECONDS",
+    "lag_margin_seconds": "MIC_STATUS_LAG_MARGIN_SECONDS",
     "failing_lag_seconds": "MIC_STATUS_FAILING_LAG_SECONDS",
     "max_freshness_seconds": "MIC_STATUS_MAX_FRESHNESS_SECONDS",
     "max_dead_letters_per_hour": "MIC_STATUS_MAX_DEAD_LETTERS_PER_HOUR",
     "failing_not_ready_seconds": "MIC_STATUS_FAILING_NOT_READY_SECONDS",
+    "window_seconds": "MIC_STATUS_WINDOW_SECONDS",
 }
+COMMIT_INTERVALS_VARIABLE = "MIC_STATUS_COMMIT_INTERVALS"
 _INTS = frozenset({"max_lag_records", "max_dead_letters_per_hour"})
+_REQUIRED = frozenset({"lag_margin_seconds"})
+
+
+def parse_commit_intervals(entries: list[str]) -> tuple[tuple[str, float], ...]:
+    """`GROUP=S` entries (blank ones ignored) as pairs; `ValueError` saying which entry is wrong."""
+    pairs = []
+    for entry in entries:
+        if not entry.strip():
+            continue
+        group, sep, seconds = entry.strip().rpartition("=")
+        if not sep or not group:
+            raise ValueError(f"{entry!r} is not GROUP=SECONDS")
+        value = parse_limit_value(seconds, integer=False)
+        if value is None or value <= 0:
+            raise ValueError(f"{entry!r}: the interval must be a number > 0")
+        pairs.append((group, float(value)))
+    return tuple(pairs)
 
 
 def parse_threshold(name: str, text: str, label: str) -> Any:
@@ -248,10 +200,11 @@ def parse_limit_value(text: str, *, integer: bool) -> Any:
 
 @dataclass(frozen=True)
 class Assessment:
-    """The verdict and why."""
+    """The verdict, why, and each group's lag judgement."""
 
     verdict: Verdict
     reasons: tuple[str, ...]
+    groups: tuple[GroupJudgement, ...] = ()
 
 
 def evaluate(snapshot: StatusSnapshot, thresholds: Thresholds) -> Assessment:
@@ -262,22 +215,7 @@ def evaluate(snapshot: StatusSnapshot, thresholds: Thresholds) -> Assessment:
         failing.append(f"Kafka broker unreachable: {snapshot.broker_error}")
     if snapshot.warehouse_error is not None:
         failing.append(f"warehouse database unreachable: {snapshot.warehouse_error}")
-    for group in snapshot.groups:
-        lag_s = group.lag_seconds
-        if thresholds.failing_lag_seconds is not None and lag_s > thresholds.failing_lag_seconds:
-            failing.append(
-                f"group {group.group}: oldest unprocessed record is {lag_s:.0f} s old "
-                f"(> {thresholds.failing_lag_seconds:g} s)"
-            )
-        elif thresholds.max_lag_seconds is not None and lag_s > thresholds.max_lag_seconds:
-            degraded.append(
-                f"group {group.group}: oldest unprocessed record is {lag_s:.0f} s old "
-                f"(> {thresholds.max_lag_seconds:g} s)"
-            )
-        if thresholds.max_lag_records is not None and group.lag_records > thresholds.max_lag_records:
-            degraded.append(
-                f"group {group.group}: lag {group.lag_records} records (> {thresholds.max_lag_records})"
-            )
+    judgements = _judge_groups(snapshot, thresholds, failing, degraded)
     degraded.extend(
         f"group {name}: no committed offsets on the pipeline's topics" for name in snapshot.missing_groups
     )
@@ -286,21 +224,61 @@ def evaluate(snapshot: StatusSnapshot, thresholds: Thresholds) -> Assessment:
     dead = sum(snapshot.dead_letters_last_hour.values())
     if thresholds.max_dead_letters_per_hour is not None and dead > thresholds.max_dead_letters_per_hour:
         degraded.append(f"{dead} dead letters in the last hour (> {thresholds.max_dead_letters_per_hour})")
-    if thresholds.max_freshness_seconds is not None:
-        for fresh in snapshot.freshness:
-            if fresh.age_seconds is not None and fresh.age_seconds > thresholds.max_freshness_seconds:
-                degraded.append(
-                    f"{fresh.table}: newest event is {fresh.age_seconds:.0f} s old "
-                    f"(> {thresholds.max_freshness_seconds:g} s)"
-                )
+    degraded.extend(_stale(snapshot.freshness, thresholds.max_freshness_seconds))
     if snapshot.quality.failures > 0:
         degraded.append(f"quality gate: {snapshot.quality.failures} failed or quarantined batches")
     _judge_components(snapshot, thresholds, failing, degraded)
     if failing:
-        return Assessment(Verdict.FAILING, tuple(failing + degraded))
+        return Assessment(Verdict.FAILING, tuple(failing + degraded), judgements)
     if degraded:
-        return Assessment(Verdict.DEGRADED, tuple(degraded))
-    return Assessment(Verdict.OK, ())
+        return Assessment(Verdict.DEGRADED, tuple(degraded), judgements)
+    return Assessment(Verdict.OK, (), judgements)
+
+
+def _judge_groups(
+    snapshot: StatusSnapshot, thresholds: Thresholds, failing: list[str], degraded: list[str]
+) -> tuple[GroupJudgement, ...]:
+    """The lag rules (`mic_pipeline.ops.lag_rules`) and the opt-in count and age limits per group."""
+    judgements = []
+    limits = thresholds.lag_limits
+    for group in snapshot.groups:
+        judgement = judge_group(group, snapshot.taken_at, snapshot.history, limits)
+        judgements.append(judgement)
+        if judgement.state != "ok":
+            line = describe(judgement, thresholds.lag_margin_seconds, thresholds.failing_lag_seconds)
+            (failing if judgement.state in STATES_FAILING else degraded).append(line)
+        lag_s = group.lag_seconds
+        if thresholds.max_lag_seconds is not None and lag_s > thresholds.max_lag_seconds:
+            degraded.append(
+                f"group {group.group}: oldest unprocessed record is {lag_s:.0f} s old "
+                f"(> {thresholds.max_lag_seconds:g} s)"
+            )
+        if thresholds.max_lag_records is not None and group.lag_records > thresholds.max_lag_records:
+            degraded.append(
+                f"group {group.group}: lag {group.lag_records} records (> {thresholds.max_lag_records})"
+            )
+    return tuple(judgements)
+
+
+def _stale(freshness: tuple[FamilyFreshness, ...], limit: float | None) -> list[str]:
+    """The freshness rule: inputs waiting longer than `limit` for a sink to land anything newer."""
+    if limit is None:
+        return []
+    lines = []
+    for fresh in freshness:
+        waiting = fresh.waiting_seconds
+        if waiting is None or waiting <= limit:
+            continue
+        landed = (
+            "nothing landed yet"
+            if fresh.age_seconds is None
+            else f"newest row landed {fresh.age_seconds:.0f} s ago"
+        )
+        lines.append(
+            f"{fresh.table} ({fresh.sink}): {landed} while {fresh.inputs_since} input records arrived "
+            f"since, the first {waiting:.0f} s ago (> {limit:g} s)"
+        )
+    return lines
 
 
 def _judge_components(
@@ -323,6 +301,7 @@ def snapshot_to_json(
     snapshot: StatusSnapshot, assessment: Assessment, thresholds: Thresholds
 ) -> dict[str, Any]:
     """The `status --json` document: the snapshot, per-group totals, the thresholds and the verdict."""
+    judged = {j.group: j for j in assessment.groups}
     document: dict[str, Any] = {
         "verdict": assessment.verdict.value,
         "reasons": list(assessment.reasons),
@@ -333,10 +312,18 @@ def snapshot_to_json(
                 "group": g.group,
                 "lag_records": g.lag_records,
                 "lag_seconds": round(g.lag_seconds, 3),
+                **_judgement_json(judged.get(g.group)),
                 "partitions": [asdict(p) | {"lag_seconds": round(p.lag_seconds, 3)} for p in g.partitions],
             }
             for g in snapshot.groups
         ],
+        "window": {
+            "samples": len(snapshot.history) + 1,
+            "span_seconds": round(
+                snapshot.taken_at.timestamp() - min((s.at.timestamp() for s in snapshot.history),
+                                                    default=snapshot.taken_at.timestamp()), 3
+            ),
+        },
         "missing_groups": list(snapshot.missing_groups),
         "missing_topics": list(snapshot.missing_topics),
         "throughput": [
@@ -354,10 +341,11 @@ def snapshot_to_json(
             {
                 "family": f.family,
                 "table": f.table,
-                "newest_occurred_at": None
-                if f.newest_occurred_at is None
-                else f.newest_occurred_at.isoformat(),
-                "age_seconds": None if f.age_seconds is None else round(f.age_seconds, 3),
+                "sink": f.sink,
+                "newest_landed_at": None if f.newest_landed_at is None else f.newest_landed_at.isoformat(),
+                "age_seconds": _rounded(f.age_seconds),
+                "inputs_since": f.inputs_since,
+                "waiting_seconds": _rounded(f.waiting_seconds),
             }
             for f in snapshot.freshness
         ],
@@ -375,9 +363,19 @@ def snapshot_to_json(
             }
             for c in snapshot.components
         ],
-        "thresholds": asdict(thresholds),
+        "thresholds": asdict(thresholds) | {"commit_intervals": dict(thresholds.commit_intervals)},
     }
     return document
+
+
+def _judgement_json(judgement: GroupJudgement | None) -> dict[str, Any]:
+    if judgement is None:
+        return {}
+    return {
+        "state": judgement.state,
+        "commit_interval_s": judgement.interval_s,
+        "lag_limit_s": judgement.limit_s,
+    }
 
 
 def _rounded(seconds: float | None) -> float | None:

@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
@@ -30,10 +30,12 @@ from typing import Any
 import orjson
 
 from mic_pipeline.config import HealthEndpoint, Settings
-from mic_pipeline.ops.verdict import StatusSnapshot, Thresholds, evaluate, snapshot_to_json
+from mic_pipeline.ops.verdict import LagSample, StatusSnapshot, Thresholds, evaluate, snapshot_to_json
 from mic_pipeline.text import printable_json
 
 AGGREGATES_TIMEOUT_S = 3.0
+HISTORY_S = 60.0
+"""The window of the lag rules on the web page (`mic_pipeline.ops.lag_rules`)."""
 
 
 def default_streams_url(environ: dict[str, str]) -> str:
@@ -52,21 +54,26 @@ def render_page(refresh_ms: int) -> bytes:
 
 @dataclass
 class StatusSource:
-    """Measures the pipeline's status at most once per `ttl_s` and serves the cached document."""
+    """Measures the pipeline's status at most once per `ttl_s` and serves the cached document.
+
+    The window of the lag rules is this server's own history: the groups' offsets of every
+    measurement of the last `history_s` seconds (measurements happen while someone polls)."""
 
     measure: Callable[[], StatusSnapshot]
     thresholds: Thresholds
     ttl_s: float = 1.0
+    history_s: float = HISTORY_S
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _document: dict[str, Any] | None = None
     _measured_at: float = float("-inf")
+    _history: list[LagSample] = field(default_factory=list)
     broker_reachable: bool = False
 
     def document(self) -> dict[str, Any]:
         """The latest status document, measured now when the cached one is older than `ttl_s`."""
         with self._lock:
             if self._document is None or time.monotonic() - self._measured_at >= self.ttl_s:
-                snapshot = self.measure()
+                snapshot = self._with_history(self.measure())
                 assessment = evaluate(snapshot, self.thresholds)
                 self._document = snapshot_to_json(snapshot, assessment, self.thresholds)
                 self._measured_at = time.monotonic()
@@ -76,6 +83,16 @@ class StatusSource:
 
                     record_lag_metrics(snapshot.groups)
             return self._document
+
+    def _with_history(self, snapshot: StatusSnapshot) -> StatusSnapshot:
+        """`snapshot` with the earlier samples of the last `history_s`; remembers this one."""
+        if snapshot.broker_error is not None:
+            return snapshot
+        oldest = snapshot.taken_at.timestamp() - self.history_s
+        self._history = [s for s in self._history if s.at.timestamp() >= oldest]
+        judged = replace(snapshot, history=tuple(self._history))
+        self._history.append(LagSample(snapshot.taken_at, snapshot.groups))
+        return judged
 
 
 def fetch_aggregates(url: str, timeout_s: float = AGGREGATES_TIMEOUT_S) -> tuple[int, bytes]:
@@ -144,7 +161,12 @@ def make_server(
 
     source = StatusSource(
         lambda: collect_status(
-            settings, groups, timeout_ms=kafka_timeout_ms, health_endpoints=health_endpoints
+            settings,
+            groups,
+            timeout_ms=kafka_timeout_ms,
+            health_endpoints=health_endpoints,
+            window_s=0,
+            intervals=thresholds.intervals,
         ),
         thresholds,
         ttl_s=status_ttl_s,

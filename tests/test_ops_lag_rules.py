@@ -1,0 +1,201 @@
+"""The lag rules (Burrow's model in seconds, `mic_pipeline.ops.lag_rules`) and the freshness rule,
+without I/O: a batching consumer's saw-tooth is OK, a stopped one is DEGRADED then FAILING, a slow
+one is behind or growing, and record counts matter only when asked for."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mic_pipeline.ops.lag_rules import COMMIT_INTERVALS, commit_interval, judge_group
+from mic_pipeline.ops.verdict import (
+    FamilyFreshness,
+    GroupStatus,
+    LagSample,
+    PartitionLag,
+    StatusSnapshot,
+    Thresholds,
+    Verdict,
+    evaluate,
+    snapshot_to_json,
+)
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+SINK = "run1.mic-sink-parquet"
+TOPIC = "run1.mic.orders.enriched"
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def status(committed: int, end: int, oldest_s: float = 0.0, group: str = SINK) -> GroupStatus:
+    return GroupStatus(group, (PartitionLag(TOPIC, 0, committed, end, end - committed, oldest_s),))
+
+
+def snapshot(samples: list[tuple[float, int, int]], oldest_s: float, group: str = SINK) -> StatusSnapshot:
+    """Samples (seconds after T0, committed, end), the last one current with its oldest record's age."""
+    *earlier, (now, committed, end) = samples
+    history = tuple(LagSample(at(t), (status(c, e, group=group),)) for t, c, e in earlier)
+    current = (status(committed, end, oldest_s, group),)
+    return StatusSnapshot(taken_at=at(now), groups=current, history=history)
+
+
+def verdict_of(
+    snap: StatusSnapshot, thresholds: Thresholds | None = None
+) -> tuple[Verdict, tuple[str, ...]]:
+    assessment = evaluate(snap, thresholds or Thresholds())
+    return assessment.verdict, assessment.reasons
+
+
+def test_commit_intervals_are_the_components_own_defaults() -> None:
+    """The known intervals are the stream's checkpoint interval and the sinks' batch wait (defaults)."""
+    import argparse
+
+    from sinks import cli as sinks_cli
+    from streams.settings import StreamSettings
+
+    parser = argparse.ArgumentParser()
+    sinks_cli.register(parser.add_subparsers())
+    sink_args = parser.parse_args(["sink", "sql"])
+    assert {
+        "mic-streams": StreamSettings.__dataclass_fields__["commit_s"].default,
+        "mic-sink-sql": sink_args.max_batch_wait,
+        "mic-sink-parquet": sink_args.max_batch_wait,
+    } == COMMIT_INTERVALS
+    assert commit_interval("demo1.mic-sink-sql", {}) == 2.0
+    assert commit_interval("demo1.mic-streams", {}) == 1.0
+    assert commit_interval("analytics", {}) == 5.0
+    assert commit_interval("analytics", {"analytics": 60.0}) == 60.0
+
+
+def test_a_batching_sink_at_a_steady_rate_is_ok_whatever_its_record_count() -> None:
+    # 200 records/s, a commit every ~2.5 s: 1,015 records behind at a peak, the oldest 4.9 s old
+    samples = [(0.0, 1000, 1300), (2.5, 1500, 1800), (5.0, 2000, 2515)]
+    assert verdict_of(snapshot(samples, oldest_s=4.9)) == (Verdict.OK, ())
+    # record counts only when asked for
+    assert verdict_of(snapshot(samples, 4.9), Thresholds(max_lag_records=1000)) == (Verdict.OK, ())
+    assert verdict_of(snapshot(samples, 4.9), Thresholds(max_lag_records=500)) == (
+        Verdict.DEGRADED,
+        (f"group {SINK}: lag 515 records (> 500)",),
+    )
+
+
+def test_a_stopped_sink_is_degraded_at_once_then_failing_after_its_interval_plus_margin() -> None:
+    # stopped after committing 2000: lag at every sample, offsets unchanged for 5 s
+    samples = [(0.0, 2000, 2100), (2.5, 2000, 2600), (5.0, 2000, 3100)]
+    verdict, reasons = verdict_of(snapshot(samples, oldest_s=5.5))
+    assert verdict is Verdict.DEGRADED
+    assert reasons == (
+        f"group {SINK}: not committing: {TOPIC}[0] committed offset 2000 unchanged for 5 s with "
+        "1100 records waiting (commit interval 2 s)",
+    )
+    # the oldest record waits longer than 2 s + 30 s: commits stopped
+    samples = [(30.0, 2000, 8100), (32.5, 2000, 8600), (35.0, 2000, 9100)]
+    verdict, reasons = verdict_of(snapshot(samples, oldest_s=35.5))
+    assert verdict is Verdict.FAILING
+    assert reasons == (
+        f"group {SINK}: commits stopped: {TOPIC}[0] committed offset 2000 unchanged for 5 s with "
+        "7100 records waiting, the oldest 36 s old (> 32 s = commit interval 2 s + margin 30 s)",
+    )
+    assert verdict_of(snapshot(samples, 35.5), Thresholds(lag_margin_seconds=40))[0] is Verdict.DEGRADED
+
+
+def test_a_window_shorter_than_the_interval_plus_slack_does_not_judge_commits() -> None:
+    samples = [(0.0, 2000, 2100), (4.9, 2000, 3080)]
+    assert verdict_of(snapshot(samples, oldest_s=5.4)) == (Verdict.OK, ())
+    # one sample only (status --window 0): no stall rule, only the age
+    assert verdict_of(snapshot([(0.0, 2000, 3000)], oldest_s=10.0)) == (Verdict.OK, ())
+    assert verdict_of(snapshot([(0.0, 2000, 3000)], oldest_s=40.0))[0] is Verdict.DEGRADED
+
+
+def test_a_slow_consumer_is_behind_and_a_growing_lag_is_seen_over_a_long_window() -> None:
+    behind = [(0.0, 1000, 9000), (2.5, 1400, 9500), (5.0, 1800, 10000)]
+    verdict, reasons = verdict_of(snapshot(behind, oldest_s=40.0))
+    assert verdict is Verdict.DEGRADED
+    assert reasons == (
+        f"group {SINK}: behind: {TOPIC}[0] oldest unprocessed record is 40 s old (> 32 s = commit "
+        "interval 2 s + margin 30 s) while commits move",
+    )
+    # commits move, the oldest record is young, but the lag climbs above its saw-tooth over 20 s
+    growing = [(t, 1000 + 150 * i, 1300 + 200 * i + 40 * i * i) for i, t in enumerate(range(0, 21, 3))]
+    verdict, reasons = verdict_of(snapshot(growing, oldest_s=8.0))
+    assert verdict is Verdict.DEGRADED
+    assert reasons[0].startswith(f"group {SINK}: lag growing: {TOPIC}[0] from at most ")
+    # a saw-tooth of the same length is not growth, and neither is a lag that touched zero
+    saw = [
+        (t, 1000 + 500 * i, 1000 + 500 * i + (100 if i % 2 else 480)) for i, t in enumerate(range(0, 21, 3))
+    ]
+    assert verdict_of(snapshot(saw, oldest_s=2.4)) == (Verdict.OK, ())
+    touched = [(0.0, 500, 500), *growing[1:]]
+    assert verdict_of(snapshot(touched, oldest_s=8.0)) == (Verdict.OK, ())
+
+
+def test_far_behind_fails_even_while_commits_move() -> None:
+    samples = [(0.0, 1000, 90000), (2.5, 1400, 90500), (5.0, 1800, 91000)]
+    verdict, reasons = verdict_of(snapshot(samples, oldest_s=901.0))
+    assert verdict is Verdict.FAILING
+    assert reasons == (
+        f"group {SINK}: far behind: {TOPIC}[0] oldest unprocessed record is 901 s old (> 900 s)",
+    )
+
+
+def test_the_json_document_names_each_group_state_interval_and_window() -> None:
+    samples = [(0.0, 2000, 2100), (2.5, 2000, 2600), (5.0, 2000, 3100)]
+    snap = snapshot(samples, oldest_s=5.5)
+    thresholds = Thresholds()
+    document = snapshot_to_json(snap, evaluate(snap, thresholds), thresholds)
+    group = document["groups"][0]
+    assert (group["state"], group["commit_interval_s"], group["lag_limit_s"]) == (
+        "not committing",
+        2.0,
+        32.0,
+    )
+    assert document["window"] == {"samples": 3, "span_seconds": 5.0}
+    assert document["thresholds"]["lag_margin_seconds"] == 30.0
+    judgement = judge_group(snap.groups[0], snap.taken_at, snap.history, thresholds.lag_limits)
+    assert (judgement.samples, judgement.window_s) == (3, 5.0)
+
+
+def test_freshness_alarms_when_records_wait_for_a_sink_longer_than_the_threshold() -> None:
+    landed = at(0)
+    quiet = FamilyFreshness("order", "order_events", landed, 600.0, "sql", inputs_since=0)
+    assert verdict_of(StatusSnapshot(taken_at=at(600), freshness=(quiet,))) == (Verdict.OK, ())
+    flowing = FamilyFreshness("order", "order_events", landed, 2.0, "parquet", 400, 3.0)
+    assert verdict_of(StatusSnapshot(taken_at=at(600), freshness=(flowing,))) == (Verdict.OK, ())
+    stale = FamilyFreshness("order", "order_events", landed, 150.0, "parquet", 30000, 149.0)
+    assert verdict_of(StatusSnapshot(taken_at=at(600), freshness=(stale,))) == (
+        Verdict.DEGRADED,
+        (
+            "order_events (parquet): newest row landed 150 s ago while 30000 input records arrived "
+            "since, the first 149 s ago (> 120 s)",
+        ),
+    )
+    never = FamilyFreshness("member", "member_events", None, None, "sql", 12, 130.0)
+    reasons = verdict_of(StatusSnapshot(taken_at=at(600), freshness=(never,)))[1]
+    assert reasons == (
+        "member_events (sql): nothing landed yet while 12 input records arrived since, the first "
+        "130 s ago (> 120 s)",
+    )
+    off = Thresholds(max_freshness_seconds=None)
+    assert verdict_of(StatusSnapshot(taken_at=at(600), freshness=(stale,)), off) == (Verdict.OK, ())
+
+
+def test_thresholds_read_the_margin_window_and_commit_intervals_from_the_environment() -> None:
+    from mic_pipeline.config import ConfigError
+
+    thresholds = Thresholds.from_env(
+        {
+            "MIC_STATUS_LAG_MARGIN_SECONDS": "10",
+            "MIC_STATUS_WINDOW_SECONDS": "8",
+            "MIC_STATUS_COMMIT_INTERVALS": "analytics=60, etl=0.5",
+        }
+    )
+    assert (thresholds.lag_margin_seconds, thresholds.window_seconds) == (10.0, 8.0)
+    assert thresholds.intervals == {"analytics": 60.0, "etl": 0.5}
+    assert Thresholds().max_lag_records is None and Thresholds().max_freshness_seconds == 120.0
+    with pytest.raises(ConfigError, match="INTERVALS='analytics': 'analytics' is not GROUP=SECONDS"):
+        Thresholds.from_env({"MIC_STATUS_COMMIT_INTERVALS": "analytics"})
+    with pytest.raises(ConfigError, match="cannot be off"):
+        Thresholds.from_env({"MIC_STATUS_LAG_MARGIN_SECONDS": "off"})

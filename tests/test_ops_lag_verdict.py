@@ -1,0 +1,159 @@
+"""Issue acceptance on the real broker: a real SQL sink (`mic-pipeline sink sql`, its own process, 2 s
+batches) fed at a steady 600 records/s reads OK on every `status` -- although it always has a batch of
+records uncommitted; stopped while the records keep coming, it reads DEGRADED (not committing) on
+the first `status` whose window starts after the stop, then FAILING (commits stopped) once its
+oldest unprocessed record is older than its commit interval (2 s) plus the margin (10 s here): the
+stated times are "DEGRADED within 15 s, FAILING within 30 s of the stop" (interval + margin + a 5 s
+window + a status run's own time)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+from ops_support import delete_groups, use_settings
+from sinks_records import PROFILE, company, encode, record
+from streams_kafka import wait_until
+
+from mic_pipeline.config import Settings
+from mic_pipeline.ops import cli as ops_cli
+from schemas.topics import Family
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+RATE = 600.0
+MARGIN_S = 10
+
+
+class SteadyProducer(threading.Thread):
+    """Publishes fresh `member.joined` enriched rows at `rate` per second until stopped."""
+
+    def __init__(self, settings: Settings, rate: float) -> None:
+        super().__init__(name="steady-producer", daemon=True)
+        self.settings = settings
+        self.rate = rate
+        self.stopped = threading.Event()
+        self.sent = 0
+
+    def run(self) -> None:
+        import datetime as dt
+
+        topic = self.settings.topic(Family.MEMBER.enriched_topic)
+        producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all", linger_ms=5)
+        started = time.monotonic()
+        try:
+            while not self.stopped.is_set():
+                due = int((time.monotonic() - started) * self.rate)
+                while self.sent < due:
+                    inn = company(self.sent)
+                    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=self.sent)
+                    row = record(Family.MEMBER, "member.joined", inn, at, name="C", kind="company", **PROFILE)
+                    producer.send(topic, key=inn.encode(), value=encode(row))
+                    self.sent += 1
+                self.stopped.wait(0.02)  # pacing of the producer, not a wait for a result
+        finally:
+            producer.close(timeout=10)
+
+
+@contextmanager
+def sql_sink(settings: Settings, group: str) -> Iterator[subprocess.Popen[bytes]]:
+    env = dict(os.environ)
+    env.update(
+        MIC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        MIC_TOPIC_PREFIX=settings.topic_prefix,
+        MIC_WAREHOUSE_DIR=str(settings.warehouse_dir),
+        MIC_DATABASE_URL=settings.database_url,
+    )
+    command = [sys.executable, "-m", "mic_pipeline.cli", "sink", "sql", "--group-id", group, "--no-gate"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+
+def status(capsys: pytest.CaptureFixture[str], group: str, *extra: str) -> tuple[int, dict[str, Any]]:
+    parser = argparse.ArgumentParser(prog="mic-pipeline")
+    ops_cli.register(parser.add_subparsers(dest="command", required=True))
+    argv = ["status", "--json", "--group", group, f"--lag-margin-seconds={MARGIN_S}", *extra]
+    args = parser.parse_args(argv)
+    code: int = args.handler(args)
+    return code, orjson.loads(capsys.readouterr().out)
+
+
+def test_a_steady_batching_sink_is_ok_then_stopped_it_degrades_then_fails_within_stated_times(
+    pipeline_topics: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = pipeline_topics
+    use_settings(monkeypatch, settings)
+    group = settings.topic("mic-sink-sql")  # a sink group: commit interval 2 s
+    producer = SteadyProducer(settings, RATE)
+    try:
+        with sql_sink(settings, group) as sink:
+            producer.start()
+            wait_until(
+                lambda: status(capsys, group, "--window-seconds=0")[1]["groups"] != [], 60, "first commit"
+            )
+            seen = []
+            for _ in range(4):  # about 25 s of steady traffic, each status over a 5 s window
+                code, document = status(capsys, group)
+                seen.append((document["verdict"], document["reasons"], document["groups"][0]["lag_records"]))
+                assert (code, document["verdict"], document["reasons"]) == (0, "OK", []), seen
+                assert document["groups"][0]["state"] == "ok"
+                assert document["window"]["samples"] == 3 and document["window"]["span_seconds"] >= 5
+            # a batching sink always has a batch in flight (up to ~1,500 records here: the old default
+            # rule, > 1,000 records, read DEGRADED on most of these runs)
+            assert max(lag for _, _, lag in seen) > 300, seen
+            assert sink.poll() is None
+        stopped_at = time.monotonic()  # the sink has committed what it had and left
+        code, document = status(capsys, group)
+        degraded_after = time.monotonic() - stopped_at
+        assert (code, document["verdict"]) == (1, "DEGRADED"), document["reasons"]
+        assert degraded_after < 15
+        [reason] = document["reasons"]
+        topic = re.escape(settings.topic(Family.MEMBER.enriched_topic))
+        assert re.fullmatch(
+            rf"group {re.escape(group)}: not committing: {topic}\[\d\] committed offset \d+ unchanged for "
+            rf"\d+ s with \d+ records waiting \(commit interval 2 s\)( \(and [12] more partitions?\))?",
+            reason,
+        ), reason
+        assert document["groups"][0]["state"] == "not committing"
+        while True:
+            code, document = status(capsys, group)
+            if document["verdict"] != "DEGRADED":
+                break
+            assert time.monotonic() - stopped_at < 30, document["reasons"]
+        failing_after = time.monotonic() - stopped_at
+        assert (code, document["verdict"]) == (2, "FAILING"), document["reasons"]
+        assert failing_after < 30
+        [reason] = document["reasons"]
+        assert re.fullmatch(
+            rf"group {re.escape(group)}: commits stopped: {topic}\[\d\] committed offset \d+ unchanged for "
+            rf"\d+ s with \d+ records waiting, the oldest \d+ s old \(> 12 s = commit interval 2 s \+ "
+            rf"margin {MARGIN_S} s\)( \(and [12] more partitions?\))?",
+            reason,
+        ), reason
+        assert document["groups"][0]["state"] == "stopped"
+        print(f"DEGRADED {degraded_after:.1f} s and FAILING {failing_after:.1f} s after the stop; {seen}")
+    finally:
+        producer.stopped.set()
+        producer.join(timeout=20)
+        delete_groups(settings, [group])
