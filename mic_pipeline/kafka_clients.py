@@ -14,15 +14,17 @@ The bootstrap servers are the caller's (`bootstrap_servers=settings.kafka_bootst
 `options` are the client's own tuning, returned with the security options added. A caller that
 passes a security option itself gets `ValueError`: nothing may bypass the settings.
 
-TLS is one `ssl.SSLContext` for both libraries (`ssl_context`): TLS 1.2 or later, the CA file (or
-the system's CAs), hostname verification unless `MIC_KAFKA_SSL_CHECK_HOSTNAME=false`, and the
-client certificate and key for mutual TLS.
+TLS is one `ssl.SSLContext` for both libraries (`KafkaSecurity.ssl_context`): TLS 1.2 or later, the
+CA file (or the system's CAs), hostname verification unless `MIC_KAFKA_SSL_CHECK_HOSTNAME=false`,
+and the client certificate and key for mutual TLS.
 
-Errors: `explain_kafka_error` turns a client's failure into one line naming the cause and the
-setting to fix (wrong password or unknown user, missing ACL, CA mismatch, hostname mismatch,
-plaintext client on a TLS listener and the other way round, unsupported SASL mechanism).
-`check_connection` tells them apart before a command starts its clients, in bounded time:
-the libraries themselves report some of these only as "no broker available" after their timeout.
+Before the first client of a process, the options functions check, in bounded time, that the
+broker accepts these settings (`kafka_access.verify_access`: a refused login or TLS handshake, a
+protocol mismatch); a consumer that names the topics it `reads` (and its `group_id`) has them
+checked too (`verify_reads`), since kafka-python only logs a topic it may not read. Both raise
+`KafkaAccessError`, one line naming the setting to fix. `explain_kafka_error` / `security_problem`
+turn a client's later failure (a missing ACL, a timeout behind which a refused login hides) into
+such a line.
 """
 
 from __future__ import annotations
