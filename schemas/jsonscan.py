@@ -43,6 +43,8 @@ Words = npt.NDArray[np.int32]
 _QUOTE, _COLON, _COMMA, _BACKSLASH = ord('"'), ord(":"), ord(","), ord("\\")
 _TABLE_SIZE = 256 * 1024 + 1
 """Longest buffer the scans take (the contract's value size limit, plus one)."""
+_SHORT_RUN = 8
+"""Runs of backslashes before a quote followed byte by byte; longer ones are measured at once."""
 _FEW_KEYS = 64
 """Up to this many keys, they are decoded and compared in Python."""
 _KEYS = msgspec.json.Decoder(list[str])
@@ -103,13 +105,23 @@ def _delimiters(arr: Bytes, quote: Mask, space: _Workspace) -> None:
     suspects = np.flatnonzero(quote[1:] & backslash[:-1]) + 1  # quotes right after a backslash
     if not suspects.size:
         return
-    so_far, base = space.words[:size], space.more_words[:size]
-    np.cumsum(backslash, dtype=np.int32, out=so_far)  # backslashes up to each byte
-    np.logical_not(backslash, out=space.other_flags[:size])
-    np.multiply(so_far, space.other_flags[:size], out=base)  # ... at the bytes that are not one, else 0
-    np.maximum.accumulate(base, out=base)  # ... at the last byte before each that is not one
-    run = so_far[suspects - 1] - base[suspects - 1]  # the run of backslashes before each suspect
-    quote[suspects[(run & 1) == 1]] = False
+    odd = np.ones(suspects.size, np.bool_)  # whether the run of backslashes before each is odd
+    longer = np.arange(suspects.size)  # the suspects whose run may go further back
+    seen = 1  # backslashes seen in each of those runs
+    while longer.size and seen < _SHORT_RUN:  # runs are mostly short: follow them back a few steps
+        before = suspects[longer] - 1 - seen
+        longer = longer[(before >= 0) & backslash[np.maximum(before, 0)]]
+        odd[longer] ^= True
+        seen += 1
+    if longer.size:  # long runs: their lengths from cumulative sums over the whole buffer
+        so_far, base = space.words[:size], space.more_words[:size]
+        np.cumsum(backslash, dtype=np.int32, out=so_far)  # backslashes up to each byte
+        np.logical_not(backslash, out=space.other_flags[:size])
+        np.multiply(so_far, space.other_flags[:size], out=base)  # ... at other bytes, else 0
+        np.maximum.accumulate(base, out=base)  # ... at the last other byte up to each byte
+        ends = suspects[longer] - 1
+        odd[longer] = ((so_far[ends] - base[ends]) & 1) == 1
+    quote[suspects[odd]] = False
 
 
 def _depth(arr: Bytes, outside: Mask, space: _Workspace) -> Words:

@@ -22,8 +22,41 @@ MAX_NESTING_DEPTH = 32
 """Deepest nesting of objects/arrays accepted before parsing (valid events have depth 2)."""
 UTF8_BOM = b"\xef\xbb\xbf"
 
+SMALL_VALUE_BYTES = 4096
+"""Up to this size (every valid event is smaller), duplicate keys are found by Python's parser:
+about 10 µs there, where the whole-buffer scans cost a fixed 40-50 µs."""
+
 _SYNTAX = msgspec.json.Decoder(msgspec.Raw)
 """Reads a whole JSON value and keeps nothing: msgspec's syntax check, numbers of any size."""
+
+
+class _Duplicate(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> None:
+    if len({key for key, _ in pairs}) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Duplicate(key)
+            seen.add(key)
+
+
+def duplicate_key(raw: bytes) -> str | None:
+    """A key written twice in one object of `raw` (valid UTF-8 JSON, nesting checked), or None.
+
+    Small values are parsed by Python (recursion bounded by the nesting check, numbers of at most
+    4096 digits); larger ones are scanned (`schemas.jsonscan`), never parsed into objects."""
+    if len(raw) > SMALL_VALUE_BYTES:
+        return jsonscan.duplicate_key(raw)
+    try:
+        json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _Duplicate as found:
+        return found.key
+    return None
 
 
 def nesting_too_deep(raw: bytes, limit: int = MAX_NESTING_DEPTH) -> bool:
@@ -70,7 +103,7 @@ def malformation(raw: bytes, *, parsed: bool = False) -> str | None:
             _SYNTAX.decode(raw)
         except msgspec.DecodeError as exc:
             return not_json(exc)
-    key = jsonscan.duplicate_key(raw)
+    key = duplicate_key(raw)
     if key is not None:
         return f"$: duplicate key {json.dumps(key, ensure_ascii=False)}"
     return None
