@@ -103,6 +103,12 @@ class _Probe:
         self.host, self.port, self.deadline = host, port, deadline
         self.where = f"{host}:{port}"
         self.correlation = 0
+        self.versions: dict[int, tuple[int, int]] = {}
+
+    def supports(self, api_key: int, version: int) -> bool:
+        """Whether the broker's `ApiVersions` answer lists `version` of `api_key`."""
+        low, high = self.versions.get(api_key, (1, 0))
+        return low <= version <= high
 
     def error(self, variable: str, value: str, problem: str) -> KafkaAccessError:
         return KafkaAccessError(variable, value, problem)
@@ -118,7 +124,7 @@ class _Probe:
                 return tls
             connection = tls
         try:
-            self.request(connection, _API_VERSIONS, 0, b"")
+            self.versions = _api_versions(self.request(connection, _API_VERSIONS, 0, b""))
         except ssl.SSLError as exc:
             if "CERTIFICATE_REQUIRED" in str(exc).upper():
                 cert = str(self.security.ssl_certfile or "")
@@ -132,7 +138,10 @@ class _Probe:
                 )
             return None
         if self.security.uses_sasl:
-            return self.login(connection)
+            return self.login(connection) if self.supports(_SASL_HANDSHAKE, 1) and self.supports(
+                _SASL_AUTHENTICATE, 0) else None  # fmt: skip
+        if not self.supports(_METADATA, 4):  # a broker this check does not speak to: not judged
+            return None
         try:
             self.request(connection, _METADATA, 4, struct.pack(">ib", 0, 0))
         except (_Closed, OSError):
@@ -257,6 +266,16 @@ def _read(connection: socket.socket, count: int) -> bytes:
         chunks.append(chunk)
         missing -= len(chunk)
     return b"".join(chunks)
+
+
+def _api_versions(answer: bytes) -> dict[int, tuple[int, int]]:
+    """`ApiVersions` v0: error code, then (api key, min version, max version) per API."""
+    if len(answer) < 6:
+        return {}
+    (count,) = struct.unpack(">i", answer[2:6])
+    count = max(0, min(count, (len(answer) - 6) // 6))
+    entries = (struct.unpack(">hhh", answer[6 + 6 * i : 12 + 6 * i]) for i in range(count))
+    return {key: (low, high) for key, low, high in entries}
 
 
 def _string(text: str) -> bytes:
