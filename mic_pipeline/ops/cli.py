@@ -16,17 +16,16 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from mic_pipeline.ops.cli_common import (
+    EXIT_KAFKA,
+    add_health_urls,
+    broker_unreachable,
+    health_endpoints,
+    kafka_errors,
+)
 from mic_pipeline.text import printable, printable_json
 
-EXIT_KAFKA = 3
-
-
-def kafka_errors() -> tuple[type[Exception], ...]:
-    """What a broker that cannot be reached raises through kafka-python (socket errors are
-    `OSError`); imported on use, kafka-python takes 0.3 s to import."""
-    from kafka.errors import KafkaError
-
-    return (KafkaError, OSError)
+__all__ = ["EXIT_KAFKA", "kafka_errors", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     status.add_argument("--json", action="store_true", help="print the status document as JSON")
     _add_groups(status)
-    _add_health_urls(status)
+    add_health_urls(status)
     _add_thresholds(status)
     status.set_defaults(handler=run_status)
 
@@ -78,11 +77,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     web.add_argument(
         "--refresh", type=float, default=3.0, metavar="S", help="page refresh interval (default 3 s)"
     )
-    web.add_argument("--metrics-port", type=int, metavar="P", help="also serve Prometheus /metrics on P")
+    web.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="also serve Prometheus /metrics on P (status gauges: mic_pipeline.ops.ops_metrics), measuring "
+        "every refresh interval",
+    )
     _add_groups(web)
-    _add_health_urls(web)
+    add_health_urls(web)
     _add_thresholds(web)
     web.set_defaults(handler=run_web)
+
+    from mic_pipeline.ops import trace_cli
+
+    trace_cli.register(subparsers)
 
     from mic_pipeline.ops import demo_cli
 
@@ -96,17 +105,6 @@ def _add_groups(parser: argparse.ArgumentParser) -> None:
         dest="groups",
         metavar="G",
         help="consumer group to watch (repeatable; default: every group with offsets on our topics)",
-    )
-
-
-def _add_health_urls(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--health-url",
-        action="append",
-        dest="health_urls",
-        metavar="[NAME=]URL",
-        help="a component's /health/ready URL to include (repeatable; default: MIC_HEALTH_URLS, else "
-        "the children of a `mic-pipeline run` using the same MIC_STATE_DIR)",
     )
 
 
@@ -187,7 +185,7 @@ def run_status(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     try:
         thresholds = thresholds_from_args(args)
-        endpoints = _health_endpoints(settings, args)
+        endpoints = health_endpoints(settings, args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -205,16 +203,6 @@ def run_status(args: argparse.Namespace) -> int:
     else:
         print(render_text(snapshot, assessment))
     return assessment.verdict.exit_code
-
-
-def _health_endpoints(settings: Any, args: argparse.Namespace) -> Any:
-    """The readiness endpoints to watch; `ValueError` for a bad flag or an unreadable run file."""
-    from mic_pipeline.ops.components import RunFileError, resolve_endpoints
-
-    try:
-        return resolve_endpoints(settings, args.health_urls)
-    except RunFileError as error:
-        raise ValueError(str(error)) from error
 
 
 def run_drain(args: argparse.Namespace) -> int:
@@ -282,7 +270,7 @@ def run_deadletters_list(args: argparse.Namespace) -> int:
     try:
         kept = heapq.nlargest(args.limit, letters, key=newest_first) if args.limit > 0 else list(letters)
     except kafka_errors() as error:
-        return _broker_unreachable("deadletters list", settings, error)
+        return broker_unreachable("deadletters list", settings, error)
     kept.sort(key=newest_first)
     for letter in kept:
         if args.json:
@@ -293,15 +281,6 @@ def run_deadletters_list(args: argparse.Namespace) -> int:
         summary = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items())) or "none"
         print(printable(f"{sum(counts.values())} dead letters matched ({summary}); showing {len(kept)}"))
     return 0
-
-
-def _broker_unreachable(command: str, settings: Any, error: BaseException) -> int:
-    from mic_pipeline.kafka_clients import security_problem
-
-    problem = security_problem(error, settings)
-    where = f"broker unreachable at {settings.kafka_bootstrap}: {error}"
-    print(printable(f"{command}: {where if problem is None else problem}"), file=sys.stderr)
-    return EXIT_KAFKA
 
 
 def run_deadletters_replay(args: argparse.Namespace) -> int:
@@ -321,7 +300,7 @@ def run_deadletters_replay(args: argparse.Namespace) -> int:
             settings, list(iter_dead_letters(settings, selection)), force=args.force, dry_run=args.dry_run
         )
     except kafka_errors() as error:
-        return _broker_unreachable("deadletters replay", settings, error)
+        return broker_unreachable("deadletters replay", settings, error)
     for decision in decisions:
         letter = decision.letter
         action = "would replay" if args.dry_run else "replayed"
@@ -350,7 +329,7 @@ def run_web(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     try:
         thresholds = thresholds_from_args(args)
-        endpoints = _health_endpoints(settings, args)
+        endpoints = health_endpoints(settings, args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -364,10 +343,13 @@ def run_web(args: argparse.Namespace) -> int:
         host=args.host,
         refresh_ms=int(args.refresh * 1000),
     )
+    stop_sampling = threading.Event()
     if args.metrics_port is not None:
         from mic_pipeline import metrics
 
         metrics.serve(args.metrics_port, host=args.host)
+        # Prometheus scrapes the gauges whether or not a page polls: measure every refresh interval
+        server.RequestHandlerClass.status_source.sample_every(args.refresh, stop_sampling)  # type: ignore[attr-defined]
     port = server.server_address[1]
     print(f"operators' page on http://{args.host}:{port}/ (status: /api/status, aggregates: /api/aggregates)")
     sys.stdout.flush()
@@ -380,5 +362,7 @@ def run_web(args: argparse.Namespace) -> int:
     try:
         server.serve_forever()
     finally:
+        stop_sampling.set()
         server.server_close()
     return 0
+

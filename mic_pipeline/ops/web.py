@@ -5,6 +5,8 @@
 | `/` | the self-contained page (`static/index.html`: inline CSS, JS and SVG charts, no external URL) |
 | `/api/status` | the `status --json` document (measured at most once per `status_ttl_s`, shared by clients) |
 | `/api/aggregates` | the stream's live aggregates from `streams_url`; 502 with `{"error"}` when down |
+| `/api/trace?event_id=ID` | `mic-pipeline trace ID --json` (`mic_pipeline.ops.trace`); 400 for a bad id |
+| `/api/trace?company=INN&since=T` | `trace --company INN --since T --json` (T default 24h) |
 | `/health/live` | 200 while the process runs |
 | `/health`, `/health/ready` | 200 once a status was measured with the broker reachable, else 503 |
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,6 +33,7 @@ from typing import Any
 import orjson
 
 from mic_pipeline.config import HealthEndpoint, Settings
+from mic_pipeline.ops.trace import Worker, stream_workers
 from mic_pipeline.ops.verdict import LagSample, StatusSnapshot, Thresholds, evaluate, snapshot_to_json
 from mic_pipeline.text import printable_json
 
@@ -78,11 +82,22 @@ class StatusSource:
                 self._document = snapshot_to_json(snapshot, assessment, self.thresholds)
                 self._measured_at = time.monotonic()
                 self.broker_reachable = snapshot.broker_error is None
-                if self.broker_reachable:
-                    from mic_pipeline.ops.status import record_lag_metrics
+                from mic_pipeline.ops.ops_metrics import publish
 
-                    record_lag_metrics(snapshot.groups)
+                publish(snapshot, assessment)
             return self._document
+
+    def sample_every(self, interval_s: float, stop: threading.Event) -> threading.Thread:
+        """Measure every `interval_s` on a daemon thread until `stop` (for Prometheus: the gauges and
+        the lag window stay current while no page polls)."""
+
+        def loop() -> None:
+            while not stop.wait(interval_s):
+                self.document()
+
+        thread = threading.Thread(target=loop, name="status-sampler", daemon=True)
+        thread.start()
+        return thread
 
     def _with_history(self, snapshot: StatusSnapshot) -> StatusSnapshot:
         """`snapshot` with the earlier samples of the last `history_s`; remembers this one."""
@@ -111,6 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
     status_source: StatusSource
     streams_url: str
     page: bytes
+    tracer: Callable[[dict[str, str]], tuple[int, dict[str, Any]]]
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
@@ -122,6 +138,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/aggregates":
             status, body = fetch_aggregates(self.streams_url)
             self._send(status, body, "application/json")
+        elif path == "/api/trace":
+            query = urllib.parse.parse_qs(self.path.partition("?")[2], max_num_fields=4)
+            status, document = type(self).tracer({k: v[0] for k, v in query.items() if v})
+            self._send(status, printable_json(orjson.dumps(document).decode()).encode(), "application/json")
         elif path == "/health/live":
             self._send(200, b'{"status": "live"}', "application/json")
         elif path in ("/health", "/health/ready"):
@@ -143,6 +163,37 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence per-request logging: the page polls every few seconds."""
 
 
+def answer_trace(
+    settings: Settings, workers: Sequence[Worker], query: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, document) of `/api/trace`: 400 for a bad id, INN or time, 502 when the broker
+    cannot be reached."""
+    import re
+    from datetime import UTC, datetime
+
+    from kafka.errors import KafkaError
+
+    from mic_pipeline.ops.deadletters import parse_since
+    from mic_pipeline.ops.trace import trace_company, trace_event
+
+    if "company" in query:
+        company = query["company"].strip()
+        if not re.fullmatch(r"\d{10}|\d{12}", company):
+            return 400, {"error": "company must be an INN: 10 or 12 digits"}
+        try:
+            since = parse_since(query.get("since") or "24h", datetime.now(UTC))
+        except ValueError as error:
+            return 400, {"error": str(error)}
+        return 200, trace_company(settings, company, since)
+    event_id = query.get("event_id", "").strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}", event_id):
+        return 400, {"error": "event_id must be a UUID (or search a company's INN)"}
+    try:
+        return 200, trace_event(settings, event_id, workers)
+    except (KafkaError, OSError) as error:
+        return 502, {"error": f"Kafka broker unreachable at {settings.kafka_bootstrap}: {error}"}
+
+
 def make_server(
     settings: Settings,
     *,
@@ -155,6 +206,7 @@ def make_server(
     refresh_ms: int = 3000,
     status_ttl_s: float = 1.0,
     kafka_timeout_ms: int = 5000,
+    trace_workers: Sequence[Worker] | None = None,
 ) -> ThreadingHTTPServer:
     """The web server (not started: call `serve_forever`, or run it on a thread). Port 0 picks one."""
     from mic_pipeline.ops.status import collect_status
@@ -171,10 +223,22 @@ def make_server(
         thresholds,
         ttl_s=status_ttl_s,
     )
+    workers = (
+        stream_workers(health_endpoints, [streams_url]) if trace_workers is None else list(trace_workers)
+    )
+
+    def tracer(query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        return answer_trace(settings, workers, query)
+
     handler = type(
         "OpsWebHandler",
         (_Handler,),
-        {"status_source": source, "streams_url": streams_url, "page": render_page(refresh_ms)},
+        {
+            "status_source": source,
+            "streams_url": streams_url,
+            "page": render_page(refresh_ms),
+            "tracer": staticmethod(tracer),
+        },
     )
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True

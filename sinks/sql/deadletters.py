@@ -5,6 +5,9 @@ published twice (a replayed stream or sink) lands once. A record of the dead-let
 a readable dead letter is never dropped: it lands keyed by its own coordinates in the dead-letter
 topic, with reason `malformed` and its bytes kept.
 
+`event_id` is the dead letter's, or, when it has none (a malformed record), the one a reader can see in
+the original value, so `mic-pipeline trace` finds the record by its id.
+
 Every value is made storable on PostgreSQL too: a text field holding U+0000 (which PostgreSQL text
 cannot hold) is escaped (`\\x00`), an `original_value` holding it is kept as base64 of its UTF-8
 bytes (`original_encoding: base64`), and short columns are cut to their width. A dead letter the
@@ -93,6 +96,16 @@ def unstorable_row(record: SourceRecord, error: str) -> dict[str, Any]:
     return row
 
 
+def _readable_event_id(value: str) -> str | None:
+    """The `event_id` a reader can see in an original value the decoder refused (duplicate keys, a
+    value too large...): the column indexes dead letters for `mic-pipeline trace`. None when the
+    value is not a JSON object with a string `event_id` of at most 64 characters."""
+    from sinks.rows import peek_identity
+
+    event_id = peek_identity(value.encode("utf-8", "surrogatepass"))[0]
+    return event_id if event_id is not None and len(event_id) <= 64 and "\x00" not in event_id else None
+
+
 def dead_letter_row(record: SourceRecord) -> dict[str, Any]:
     """The `dead_letters` row of one record of the dead-letter topic."""
     try:
@@ -110,13 +123,16 @@ def dead_letter_row(record: SourceRecord) -> dict[str, Any]:
     if not -(2**31) <= partition < 2**31 or not -(2**63) <= offset < 2**63:
         return _unreadable(record, "original_partition/original_offset out of range")
     value, encoding = _value_text(letter.get("original_value"), letter.get("original_encoding"))
+    event_id = _optional_str(letter.get("event_id"), 64)
+    if event_id is None and encoding in (None, "utf-8") and value is not None:
+        event_id = _readable_event_id(value)
     return {
         "original_topic": _clean(str(letter["original_topic"]), 249),
         "original_partition": partition,
         "original_offset": offset,
         "reason": _clean(str(letter["reason"]), 40),
         "detail": _clean(str(letter["detail"])),
-        "event_id": _optional_str(letter.get("event_id"), 64),
+        "event_id": event_id,
         "event_type": _optional_str(letter.get("event_type"), 64),
         "original_key": _optional_str(letter.get("original_key")),
         "original_value": value,
