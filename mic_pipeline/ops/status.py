@@ -166,17 +166,6 @@ def _with_arrivals(
     return tuple(result)
 
 
-def record_lag_metrics(groups: Sequence[GroupStatus]) -> None:
-    """Publish the measured lag on `mic_consumer_lag_records` of this process's metrics registry."""
-    from mic_pipeline.metrics import CONSUMER_LAG
-
-    for group in groups:
-        for p in group.partitions:
-            CONSUMER_LAG.labels(group=group.group, topic=p.topic, partition=str(p.partition)).set(
-                p.lag_records
-            )
-
-
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "nothing landed"
