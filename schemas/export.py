@@ -10,6 +10,12 @@ Schema: the pattern checks the digits and the description names the algorithm.
 
 `mic-pipeline schemas export` writes them; `--check` (and the test suite) fails when the committed
 files differ from what the models generate.
+
+It also writes the AsyncAPI 3.0 document of the pipeline, `asyncapi.yaml` beside the directory
+(`schemas/asyncapi.yaml`): every topic as a channel (its key, its Kafka binding), each event type and
+version as a message whose payload is `$ref` to its JSON Schema document above, the enriched rows
+(from `schemas.warehouse`), the dead letter with its reasons (`schemas.reasons`), and the operations
+integrators and consumers perform -- generated from the same models, so it cannot drift either.
 """
 
 from __future__ import annotations
@@ -195,7 +201,8 @@ def render(document: Schema) -> str:
 
 
 def export(directory: Path = DEFAULT_DIRECTORY) -> list[Path]:
-    """Write every document into `directory` and delete stale `*.schema.json`; returns the files written."""
+    """Write every document into `directory` and delete stale `*.schema.json`, and the AsyncAPI
+    document beside it (`asyncapi_path`); returns the files written."""
     directory.mkdir(parents=True, exist_ok=True)
     documents = schema_documents()
     for stale in directory.glob(f"*{SUFFIX}"):
@@ -206,6 +213,11 @@ def export(directory: Path = DEFAULT_DIRECTORY) -> list[Path]:
         path = directory / name
         path.write_text(render(document), encoding="utf-8")
         written.append(path)
+    from schemas.asyncapi import asyncapi_document, asyncapi_path, render_yaml
+
+    path = asyncapi_path(directory)
+    path.write_text(render_yaml(asyncapi_document(directory.name)), encoding="utf-8")
+    written.append(path)
     return written
 
 
@@ -222,4 +234,11 @@ def drift(directory: Path = DEFAULT_DIRECTORY) -> list[str]:
     problems.extend(
         f"extra {path.name}" for path in sorted(directory.glob(f"*{SUFFIX}")) if path.name not in documents
     )
+    from schemas.asyncapi import asyncapi_document, asyncapi_path, render_yaml
+
+    path = asyncapi_path(directory)
+    if not path.exists():
+        problems.append(f"missing ../{path.name}")
+    elif path.read_text(encoding="utf-8") != render_yaml(asyncapi_document(directory.name)):
+        problems.append(f"changed ../{path.name}")
     return problems

@@ -132,6 +132,25 @@ if [[ -f scripts/install_browser.sh ]]; then
     log "Chromium for the web page's browser test (scripts/install_browser.sh)"
     bash scripts/install_browser.sh
 fi
+# promtool for the alert rules' test (Debian's prometheus package) and the AsyncAPI parser for the
+# AsyncAPI document's test (npm, pinned, cached in $MIC_CACHE_DIR/asyncapi); each only when absent.
+if ! command -v promtool >/dev/null 2>&1; then
+    log "installing Debian's prometheus package (promtool, for tests/test_alerts.py)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+fi
+ASYNCAPI_PARSER="@asyncapi/parser@3.6.6"
+asyncapi_dir="${MIC_CACHE_DIR:-$HOME/.cache/mic-pipeline}/asyncapi"
+if ! grep -qs '"version": "3.6.6"' "$asyncapi_dir/node_modules/@asyncapi/parser/package.json"; then
+    if ! command -v npm >/dev/null 2>&1; then
+        log "installing Debian's nodejs and npm (for the AsyncAPI parser)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
+    log "installing $ASYNCAPI_PARSER into $asyncapi_dir (tests/test_asyncapi.py)"
+    mkdir -p "$asyncapi_dir"
+    npm install --prefix "$asyncapi_dir" --no-audit --no-fund --loglevel=error "$ASYNCAPI_PARSER" >&2
+fi
 export MIC_REQUIRE_INFRA=1
 
 lint_status=0
