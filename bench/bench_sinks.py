@@ -237,6 +237,7 @@ def kafka_end_to_end(events: list[tuple[Family, dict[str, Any]]], gate: Any) -> 
 
     from mic_pipeline.config import Settings
     from mic_pipeline.infra.topics import admin_client, create_topics
+    from mic_pipeline.kafka_clients import kafka_python_options
     from sinks.app import SinkKind, build_sink, sink_topics
     from sinks.cli import register
     from sinks.runner import RunnerConfig, SinkRunner
@@ -255,7 +256,10 @@ def kafka_end_to_end(events: list[tuple[Family, dict[str, Any]]], gate: Any) -> 
             partitions=6,
         )
         topics = create_topics(settings)
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20)
+        producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_python_options(settings, acks="all", linger_ms=20),
+        )
         for family, row in events:
             producer.send(
                 settings.topic(family.enriched_topic), key=row["company_id"].encode(), value=encode(row)

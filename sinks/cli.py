@@ -60,6 +60,7 @@ def _run_sink(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # the runner logs rebalances itself
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines precede every start-up
     settings = Settings.from_env()
     kind: SinkKind = args.kind
     stop = threading.Event()
@@ -86,7 +87,10 @@ def _run_sink(args: argparse.Namespace) -> int:
         runner = run_sink(settings, kind, config, stop.is_set, gate=gate, health=health)
     except KafkaError as error:  # the broker unreachable before the sink could join its group
         where = settings.kafka_bootstrap
-        print(f"mic-pipeline sink {kind}: cannot reach Kafka at {where}: {error}", file=sys.stderr)
+        from mic_pipeline.kafka_clients import explain_kafka_error
+
+        why = explain_kafka_error(error, settings)
+        print(f"mic-pipeline sink {kind}: Kafka at {where}: {why}", file=sys.stderr)
         return 3
     print(f"sink {kind}: {runner.committed_batches} batches committed", file=sys.stderr)
     return 0

@@ -35,7 +35,13 @@ from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
+from kafka.errors import (
+    AuthorizationError,
+    CommitFailedError,
+    KafkaError,
+    RebalanceInProgressError,
+    SaslAuthenticationFailedError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from mic_pipeline import metrics
@@ -49,6 +55,9 @@ from sinks.buffers import Buffers
 from sinks.errors import TransientSinkError
 
 log = logging.getLogger(__name__)
+REFUSED = (AuthorizationError, SaslAuthenticationFailedError)
+"""Broker errors no retry can cure (an ACL or a credential revoked while running): the sink stops
+with the cause (`sinks.cli`) instead of retrying forever; its offsets stay uncommitted."""
 
 T = TypeVar("T")
 
@@ -254,7 +263,7 @@ class SinkRunner:
     def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         try:
             self._consumer.commit(offsets=offsets)
-        except (CommitFailedError, RebalanceInProgressError):
+        except (CommitFailedError, RebalanceInProgressError, *REFUSED):
             raise
         except KafkaError as exc:
             raise TransientSinkError(f"offset commit failed: {exc}", kind="commit") from exc
@@ -278,16 +287,22 @@ class SinkRunner:
             )
             try:
                 futures.append(self._producer.send(self._deadletter_topic, key=record.key, value=value))
+            except REFUSED:
+                raise
             except KafkaError as exc:
                 raise TransientSinkError(f"dead letter not produced: {exc}", kind="deadletter") from exc
         try:
             self._producer.flush(timeout=self.config.ack_timeout_s)
+        except REFUSED:
+            raise
         except KafkaError as exc:
             raise TransientSinkError(f"dead letters not flushed: {exc}", kind="deadletter") from exc
         for future in futures:
             if not future.is_done:
                 raise TransientSinkError("dead letter not acknowledged in time", kind="deadletter")
             if future.failed():
+                if isinstance(future.exception, REFUSED):
+                    raise future.exception
                 message = f"dead letter not acknowledged: {future.exception}"
                 raise TransientSinkError(message, kind="deadletter")
         for item in rejected:

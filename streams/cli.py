@@ -80,7 +80,10 @@ def run_streams(args: argparse.Namespace) -> int:
         ensure_internal_topics(settings)
     except KafkaError as error:
         bootstrap = settings.pipeline.kafka_bootstrap
-        print(f"mic-pipeline streams: cannot reach Kafka at {bootstrap}: {error}", file=sys.stderr)
+        from mic_pipeline.kafka_clients import explain_kafka_error
+
+        why = explain_kafka_error(error, settings.pipeline)
+        print(f"mic-pipeline streams: Kafka at {bootstrap}: {why}", file=sys.stderr)
         return 3
     app = build_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, redirect_stdouts=False)

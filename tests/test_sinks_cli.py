@@ -20,4 +20,45 @@ def test_an_unreachable_broker_at_start_is_one_clear_line_and_exit_3(tmp_path: P
     assert done.returncode == 3, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("mic-pipeline sink parquet: cannot reach Kafka at 127.0.0.1:1: ")
+    assert last.startswith("mic-pipeline sink parquet: Kafka at 127.0.0.1:1: KafkaTimeoutError: ")
+
+
+def test_a_refused_dead_letter_produce_stops_the_sink_instead_of_retrying_forever() -> None:
+    """An ACL revoked while the sink runs: no retry can cure it (`sinks.runner.REFUSED`)."""
+    import pytest
+    from kafka.errors import TopicAuthorizationFailedError
+
+    from schemas.reasons import DeadLetterReason
+    from sinks.batch import Rejected, SourceRecord
+    from sinks.errors import TransientSinkError
+    from sinks.runner import RunnerConfig, SinkRunner
+
+    class Future:
+        is_done = True
+
+        def __init__(self, error: Exception | None) -> None:
+            self.exception = error
+
+        def failed(self) -> bool:
+            return self.exception is not None
+
+    class Producer:
+        def __init__(self, error: Exception | None) -> None:
+            self.error = error
+
+        def send(self, topic: str, key: bytes | None, value: bytes) -> Future:
+            return Future(self.error)
+
+        def flush(self, timeout: float) -> None:
+            return None
+
+    runner = SinkRunner.__new__(SinkRunner)
+    runner.config = RunnerConfig(group_id="g")
+    runner._deadletter_topic = "mic.deadletter"
+    rejected = [Rejected(SourceRecord("t", 0, 1, b"k", b"v"), DeadLetterReason.MALFORMED, "bad")]
+    runner._producer = Producer(TopicAuthorizationFailedError("mic.deadletter"))
+    with pytest.raises(TopicAuthorizationFailedError):
+        runner._produce_dead_letters(rejected)
+    runner._producer = Producer(OSError("broker gone"))  # anything else is retried
+    with pytest.raises(TransientSinkError):
+        runner._produce_dead_letters(rejected)

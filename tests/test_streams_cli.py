@@ -19,4 +19,4 @@ def test_an_unreachable_broker_is_one_clear_line_and_exit_3(tmp_path: object) ->
     assert done.returncode == 3
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    assert lines[0].startswith("mic-pipeline streams: cannot reach Kafka at 127.0.0.1:1: ")
+    assert lines[0].startswith("mic-pipeline streams: Kafka at 127.0.0.1:1: KafkaTimeoutError: ")
