@@ -95,33 +95,41 @@ def _lex(raw: bytes, space: _Workspace) -> tuple[Mask, Words, Mask]:
 
 def _delimiters(arr: Bytes, quote: Mask, space: _Workspace) -> None:
     """Set `quote` at every `"` that opens or closes a string: the byte after an odd run of
-    backslashes is escaped (as a JSON lexer pairs them). Uses the flag and word arrays of `space`."""
+    backslashes is escaped (as a JSON lexer pairs them). Uses the flag and word arrays of `space`.
+
+    `reach` holds the quotes with at least k backslashes just before them, for k = 1, 2, ... (one
+    shifted AND per step, in place); the parity of a quote's run is the XOR of those masks. Runs
+    longer than `_SHORT_RUN` are measured at once by cumulative sums over the whole buffer.
+    """
     np.equal(arr, _QUOTE, out=quote)
     size = arr.size
-    backslash = space.flags[:size]
+    backslash, reach, odd = space.flags[:size], space.other_flags[:size], space.more_flags[:size]
     np.equal(arr, _BACKSLASH, out=backslash)
     if size < 2 or not backslash.any():
         return
-    suspects = np.flatnonzero(quote[1:] & backslash[:-1]) + 1  # quotes right after a backslash
-    if not suspects.size:
+    reach[0] = False
+    np.logical_and(quote[1:], backslash[:-1], out=reach[1:])  # quotes right after a backslash
+    if not reach.any():
         return
-    odd = np.ones(suspects.size, np.bool_)  # whether the run of backslashes before each is odd
-    longer = np.arange(suspects.size)  # the suspects whose run may go further back
-    seen = 1  # backslashes seen in each of those runs
-    while longer.size and seen < _SHORT_RUN:  # runs are mostly short: follow them back a few steps
-        before = suspects[longer] - 1 - seen
-        longer = longer[(before >= 0) & backslash[np.maximum(before, 0)]]
-        odd[longer] ^= True
-        seen += 1
-    if longer.size:  # long runs: their lengths from cumulative sums over the whole buffer
-        so_far, base = space.words[:size], space.more_words[:size]
-        np.cumsum(backslash, dtype=np.int32, out=so_far)  # backslashes up to each byte
-        np.logical_not(backslash, out=space.other_flags[:size])
-        np.multiply(so_far, space.other_flags[:size], out=base)  # ... at other bytes, else 0
-        np.maximum.accumulate(base, out=base)  # ... at the last other byte up to each byte
-        ends = suspects[longer] - 1
-        odd[longer] = ((so_far[ends] - base[ends]) & 1) == 1
-    quote[suspects[odd]] = False
+    odd[:] = reach
+    for k in range(2, min(_SHORT_RUN, size) + 1):
+        reach[k - 1] = False
+        reach[k:] &= backslash[:-k]
+        if not reach.any():
+            break
+        odd ^= reach
+    else:
+        long_runs = np.flatnonzero(reach)  # quotes after `_SHORT_RUN` backslashes or more
+        if long_runs.size:
+            so_far, base = space.words[:size], space.more_words[:size]
+            np.cumsum(backslash, dtype=np.int32, out=so_far)  # backslashes up to each byte
+            np.logical_not(backslash, out=reach)
+            np.multiply(so_far, reach, out=base)  # ... at the other bytes, else 0
+            np.maximum.accumulate(base, out=base)  # ... at the last other byte up to each byte
+            ends = long_runs - 1
+            odd[long_runs] = ((so_far[ends] - base[ends]) & 1) == 1
+    np.logical_not(odd, out=odd)
+    quote &= odd
 
 
 def _depth(arr: Bytes, outside: Mask, space: _Workspace) -> Words:
@@ -189,10 +197,10 @@ def duplicate_key(raw: bytes) -> str | None:
     combined = (objects << np.uint64(46)) | hashes  # object (18 bits), length (14), hash (32)
     order = np.argsort(combined, kind="stable")  # equal values keep their order: earlier first
     same = np.flatnonzero(combined[order][1:] == combined[order][:-1])
-    later, earlier = order[same + 1], order[same]
-    for pair in np.argsort(later, kind="stable"):  # the first is genuine unless the hashes collide
-        key: str = _KEY.decode(raw[opening[later[pair]] : closing[later[pair]] + 1])
-        if key == _KEY.decode(raw[opening[earlier[pair]] : closing[earlier[pair]] + 1]):
+    first, second = order[same], order[same + 1]
+    for pair in np.argsort(second, kind="stable"):  # genuine unless the hashes collide
+        key: str = _KEY.decode(raw[opening[second[pair]] : closing[second[pair]] + 1])
+        if key == _KEY.decode(raw[opening[first[pair]] : closing[first[pair]] + 1]):
             return key
     return None
 
