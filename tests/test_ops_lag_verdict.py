@@ -1,10 +1,10 @@
 """Issue acceptance on the real broker: a real SQL sink (`mic-pipeline sink sql`, its own process, 2 s
 batches) fed at a steady 600 records/s reads OK on every `status` -- although it always has a batch of
-records uncommitted; stopped while the records keep coming, it reads DEGRADED (not committing) on
-the first `status` whose window starts after the stop, then FAILING (commits stopped) once its
-oldest unprocessed record is older than its commit interval (2 s) plus the margin (10 s here): the
-stated times are "DEGRADED within 15 s, FAILING within 30 s of the stop" (interval + margin + a 5 s
-window + a status run's own time)."""
+records uncommitted; stopped while the records keep coming, it reads DEGRADED (not committing)
+once its oldest unprocessed record is older than its commit interval (2 s) plus the margin (10 s
+here), then FAILING (commits stopped) once older than the interval plus twice the margin: the stated
+times are "DEGRADED within 25 s, FAILING within 40 s of the stop" (12 s and 22 s, plus a 5 s window
+and a status run's own time), and the verdicts never go back meanwhile."""
 
 from __future__ import annotations
 
@@ -124,35 +124,40 @@ def test_a_steady_batching_sink_is_ok_then_stopped_it_degrades_then_fails_within
             assert max(lag for _, _, lag in seen) > 300, seen
             assert sink.poll() is None
         stopped_at = time.monotonic()  # the sink has committed what it had and left
-        code, document = status(capsys, group)
-        degraded_after = time.monotonic() - stopped_at
-        assert (code, document["verdict"]) == (1, "DEGRADED"), document["reasons"]
-        assert degraded_after < 15
-        [reason] = document["reasons"]
         topic = re.escape(settings.topic(Family.MEMBER.enriched_topic))
-        assert re.fullmatch(
-            rf"group {re.escape(group)}: not committing: {topic}\[\d\] committed offset \d+ unchanged for "
-            rf"\d+ s with \d+ records waiting \(commit interval 2 s\)( \(and [12] more partitions?\))?",
-            reason,
-        ), reason
-        assert document["groups"][0]["state"] == "not committing"
-        while True:
+        verdicts: list[tuple[float, str]] = []
+        while True:  # OK while its oldest record is within 2 s + 10 s, then DEGRADED, then FAILING
             code, document = status(capsys, group)
-            if document["verdict"] != "DEGRADED":
+            verdicts.append((round(time.monotonic() - stopped_at, 1), document["verdict"]))
+            if document["verdict"] == "FAILING":
                 break
-            assert time.monotonic() - stopped_at < 30, document["reasons"]
-        failing_after = time.monotonic() - stopped_at
-        assert (code, document["verdict"]) == (2, "FAILING"), document["reasons"]
-        assert failing_after < 30
+            if document["verdict"] == "DEGRADED":
+                [reason] = document["reasons"]
+                assert re.fullmatch(
+                    rf"group {re.escape(group)}: not committing: {topic}\[\d\] committed offset \d+ "
+                    rf"unchanged for \d+ s with \d+ records waiting, the oldest \d+ s old \(> 12 s = "
+                    rf"commit interval 2 s \+ margin {MARGIN_S} s\)( \(and [12] more partitions?\))?",
+                    reason,
+                ), reason
+                assert document["groups"][0]["state"] == "not committing" and code == 1
+            else:
+                assert (document["verdict"], document["reasons"]) == ("OK", []), verdicts
+            assert time.monotonic() - stopped_at < 45, verdicts
+        order = [v for _, v in verdicts]
+        assert order == sorted(order, key=["OK", "DEGRADED", "FAILING"].index), verdicts  # never back
+        degraded_after = next(t for t, v in verdicts if v == "DEGRADED")
+        failing_after = verdicts[-1][0]
+        assert degraded_after < 25 and failing_after < 40, verdicts
+        assert code == 2
         [reason] = document["reasons"]
         assert re.fullmatch(
             rf"group {re.escape(group)}: commits stopped: {topic}\[\d\] committed offset \d+ unchanged for "
-            rf"\d+ s with \d+ records waiting, the oldest \d+ s old \(> 12 s = commit interval 2 s \+ "
-            rf"margin {MARGIN_S} s\)( \(and [12] more partitions?\))?",
+            rf"\d+ s with \d+ records waiting, the oldest \d+ s old \(> 22 s = commit interval 2 s \+ "
+            rf"2 x margin {MARGIN_S} s\)( \(and [12] more partitions?\))?",
             reason,
         ), reason
         assert document["groups"][0]["state"] == "stopped"
-        print(f"DEGRADED {degraded_after:.1f} s and FAILING {failing_after:.1f} s after the stop; {seen}")
+        print(f"verdicts after the stop {verdicts}; while running {seen}")
     finally:
         producer.stopped.set()
         producer.join(timeout=20)

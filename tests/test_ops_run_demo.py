@@ -1,6 +1,7 @@
 """`mic-pipeline demo --quick` end to end (simulate -> streams -> both sinks) on the real broker, with
-the SQLite default and with a fresh database on the real PostgreSQL server: it must reconcile, write
-the report, and leave no topic, consumer group or process of its run behind."""
+the SQLite default and with a fresh database on the real PostgreSQL server: it must reconcile, read
+OK on the operators' page from the start of its traffic to the end of the drain, write the report,
+and leave no topic, consumer group or process of its run behind."""
 
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ def run_quick_demo(kafka_bootstrap: str, tmp_path: Path, *, database_url: str | 
     output = finished.stdout + finished.stderr
     assert finished.returncode == 0, "\n".join(output.splitlines()[-45:])
     assert "RECONCILED: " in output and "NOT RECONCILED" not in output
+    # the operators' page read OK from the start of the traffic to the end of the drain
+    assert re.search(r"^verdicts of the web page while traffic: OK x\d+$", output, re.M), output
+    assert re.search(r"^verdicts of the web page while draining: OK x\d+$", output, re.M), output
     match = re.search(
         r"events produced \(ground truth\): ([\d,]+) = ([\d,]+) valid \+ ([\d,]+) invalid", output
     )

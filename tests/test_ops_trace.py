@@ -72,6 +72,7 @@ class Run:
     """order.placed whose industry is markup: schema_violation quoting it in the detail."""
     late: str
     stranger: str
+    supervisor: Supervisor
 
 
 def order_placed(company: str, industry: str = "metal_processing") -> Any:
@@ -148,6 +149,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         yield Run(
             settings, workers, ports.streams, list(read_ground_truth(truth_file)), str(released.event_id),
             str(timed_out.event_id), str(quarantined["event_id"]), str(markup.event_id), late, stranger,
+            supervisor,
         )  # fmt: skip
     finally:
         supervisor.stop()
@@ -423,3 +425,35 @@ def test_the_trace_index_is_read_only_and_needs_no_scan(run: Run) -> None:
     trace(run, run.released)
     assert index.stat().st_mtime_ns == before
     assert Path(run.settings.warehouse_dir / "warehouse.db").exists()
+
+
+def test_a_stopped_stream_raises_the_freshness_alarm_and_it_clears_when_the_stream_resumes(run: Run) -> None:
+    """Last: pauses the stream worker (SIGSTOP: it neither commits nor leaves), feeds valid orders,
+    and expects `status` to say, for both sinks, that records wait longer than the threshold."""
+    import signal
+
+    from mic_pipeline.ops.status import collect_status
+    from mic_pipeline.ops.verdict import Thresholds, evaluate
+
+    thresholds = Thresholds(max_freshness_seconds=10)
+
+    def stale() -> list[str]:
+        snapshot = collect_status(run.settings, window_s=0)
+        return [r for r in evaluate(snapshot, thresholds).reasons if "records are on their way" in r]
+
+    assert stale() == []
+    pid = run.supervisor.pids()["streams"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        stopped_at = time.monotonic()
+        for _ in range(5):
+            send(run.settings, Family.ORDER.topic, run.late, encode_event(order_placed(run.late)))
+        wait_until(lambda: len(stale()) == 2, 45, "the freshness alarm for both sinks")
+        alarm_after = time.monotonic() - stopped_at
+        reasons = stale()
+        assert {r.split(" ", 2)[:2][1] for r in reasons} == {"(sql):", "(parquet):"}
+        assert all(r.startswith("order_events (") and "> 10 s)" in r for r in reasons)
+        assert 10 <= alarm_after < 45
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_until(lambda: stale() == [], 90, "the alarm to clear once the stream resumed")

@@ -125,7 +125,7 @@ def _add_thresholds(parser: argparse.ArgumentParser) -> None:
         "max_lag_records": "DEGRADED above this many unprocessed records in a group (default off)",
         "max_lag_seconds": "DEGRADED when a group's oldest unprocessed record is older (s; default off)",
         "lag_margin_seconds": "a group's oldest unprocessed record may be its commit interval plus this "
-        "old before it is behind (s, default 30)",
+        "old before it is behind (s, default 60)",
         "failing_lag_seconds": "FAILING when a group's oldest unprocessed record is older (s, default 900)",
         "max_freshness_seconds": "DEGRADED when a family's records wait longer for a sink to land them "
         "(s, default 120)",

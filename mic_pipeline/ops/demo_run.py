@@ -18,6 +18,7 @@ from mic_pipeline.ops.children import (
     settings_environment,
 )
 from mic_pipeline.ops.demo import DemoPlan, free_port, say, simulate
+from mic_pipeline.ops.demo_verdicts import VerdictWatch
 from mic_pipeline.ops.reconcile import (
     Expected,
     Landed,
@@ -69,6 +70,7 @@ class DemoRun:
         self.environment = {**inherited, **settings_environment(settings)}
         self.ports = PipelinePorts(free_port(), free_port(), free_port(), plan.web_port)
         self.supervisor: Supervisor | None = None
+        self.verdicts = VerdictWatch(f"http://127.0.0.1:{self.ports.web}/api/status")
         self._log: IO[str] | None = None
         self._last_progress = float("-inf")
 
@@ -91,19 +93,28 @@ class DemoRun:
         try:
             self.supervisor.start()
             self.supervisor.wait_ready(READY_TIMEOUT_S)
+            self.verdicts.wait_groups_joined(
+                self.settings, pipeline_groups(self.settings, self.environment), READY_TIMEOUT_S
+            )
+            self.verdicts.wait_components_ready(READY_TIMEOUT_S)
             say(
                 f"pipeline up: stream (:{self.ports.streams}), SQL sink (:{self.ports.sql_metrics}), "
                 f"Parquet sink (:{self.ports.parquet_metrics}), web page http://127.0.0.1:{self.ports.web}/"
             )
             say(f"simulating {self.plan.rate * self.plan.duration_s:,.0f} records...")
+            self.verdicts.start()
             simulate(self.plan, self.environment, self._simulator_line)
+            self.verdicts.phase = "draining"
             self.supervisor.check()
             expected = self._expected()
             landed, verdict = self._wait_until_settled(expected)
         except (ChildDied, TimeoutError, RuntimeError) as error:
             say(f"FAILED: {error} (logs: {self.plan.log_file})")
             return 2
+        finally:
+            self.verdicts.stop()
         summary = [printable(line) for line in format_summary(expected, landed, verdict)]
+        summary += [printable(line) for line in self.verdicts.summary(self.settings.topic_prefix)]
         print("\n".join(["", *summary, ""]), flush=True)
         self._write_report()
         self._print_locations()

@@ -11,19 +11,24 @@ defaults by group name, `COMMIT_INTERVALS`, or `Thresholds.commit_intervals`) an
 
 | state | rule (per partition; a group takes its worst partition's state) | verdict |
 |---|---|---|
-| `ok` | no lag now, or none of the rules below | OK |
+| `ok` | no lag now, or none of the rules below (a slow batch whose oldest record is within `limit`) | OK |
 | `stopped` | committed offset unchanged with lag at every sample for `interval + STALL_SLACK_S` s or more,
-  and the oldest unprocessed record older than `limit` | FAILING |
-| `not committing` | the same, the oldest record not (yet) older than `limit` | DEGRADED |
+  and the oldest unprocessed record older than `interval + 2 x margin` | FAILING |
+| `not committing` | the same, the oldest record older than `limit` (not yet the above) | DEGRADED |
 | `far behind` | the oldest unprocessed record older than `failing_lag_seconds` | FAILING |
 | `behind` | the oldest unprocessed record older than `limit` while commits move | DEGRADED |
 | `growing` | lag at every sample, the smallest lag of the window's later half above the largest of its
   earlier half (at least `TREND_MIN_SAMPLES` samples spanning `TREND_MIN_INTERVALS` intervals) | DEGRADED |
 
 A healthy batching consumer's lag is a saw-tooth: it grows for one interval and drops at each
-commit. The `stopped` rules need a window longer than the interval (it must have committed in it);
+commit. A batch can take longer than the interval (the quality gate's first run loads Great
+Expectations: 3 s, over 30 s on an overloaded machine): the margin (60 s) absorbs it, so a consumer
+is healthy while its oldest unprocessed record stays within `limit`, whether or not it committed
+meanwhile. The commit rules need a window longer than the interval (it must have committed in it);
 the `growing` rule compares halves of a window many intervals long, so the saw-tooth's peaks never
-read as growth, while a consumer that falls behind (or stopped) grows past them.
+read as growth, while a consumer that falls behind (or stopped) grows past them. A stopped consumer therefore reads
+DEGRADED once its oldest record is older than `limit` and FAILING once older than `interval + 2 x
+margin` (with the defaults: 62 s and 122 s after the last commit for a sink).
 """
 
 from __future__ import annotations
@@ -115,7 +120,7 @@ def judge_group(
     judged = []
     for p in current.partitions:
         earlier = [(t, s) for t, s in series.get((p.topic, p.partition), []) if t < at]
-        judged.append(_judge_partition(p, at, earlier, interval, limit, limits.failing_s))
+        judged.append(_judge_partition(p, at, earlier, interval, limits.margin_s, limits.failing_s))
     worst = max((j.state for j in judged), key=_ORDER.index, default="ok")
     span = at - min((s.at.timestamp() for s in history), default=at)
     return GroupJudgement(
@@ -134,9 +139,11 @@ def _judge_partition(
     at: float,
     earlier: list[tuple[float, PartitionLag]],
     interval: float,
-    limit: float,
+    margin: float,
     failing_s: float | None,
 ) -> PartitionJudgement:
+    limit = interval + margin
+
     def judged(state: str, **extra: object) -> PartitionJudgement:
         return PartitionJudgement(
             p.topic, p.partition, state, p.lag_records, p.lag_seconds, committed=p.committed,
@@ -147,13 +154,13 @@ def _judge_partition(
         return judged("ok")
     unchanged_since = _unchanged_since(p, at, earlier)
     stalled = unchanged_since is not None and at - unchanged_since >= interval + STALL_SLACK_S
-    if stalled:
+    if stalled and p.lag_seconds > limit:
         assert unchanged_since is not None
-        state = "stopped" if p.lag_seconds > limit else "not committing"
+        state = "stopped" if p.lag_seconds > limit + margin else "not committing"
         return judged(state, since_s=round(at - unchanged_since, 3))
     if failing_s is not None and p.lag_seconds > failing_s:
         return judged("far behind")
-    if p.lag_seconds > limit:
+    if p.lag_seconds > limit and not stalled:
         return judged("behind")
     grew = _grew_from(p, at, earlier, interval)
     if grew is not None:
@@ -200,13 +207,14 @@ def describe(judgement: GroupJudgement, margin_s: float, failing_s: float | None
         return (
             f"{head}: commits stopped: {where} committed offset {committed} unchanged for "
             f"{worst.since_s:.0f} s with {worst.lag_records} records waiting, the oldest "
-            f"{worst.oldest_s:.0f} s old (> {judgement.limit_s:g} s = {rule}){more}"
+            f"{worst.oldest_s:.0f} s old (> {judgement.limit_s + margin_s:g} s = commit interval "
+            f"{judgement.interval_s:g} s + 2 x margin {margin_s:g} s){more}"
         )
     if worst.state == "not committing":
         return (
             f"{head}: not committing: {where} committed offset {committed} unchanged for "
-            f"{worst.since_s:.0f} s with {worst.lag_records} records waiting (commit interval "
-            f"{judgement.interval_s:g} s){more}"
+            f"{worst.since_s:.0f} s with {worst.lag_records} records waiting, the oldest "
+            f"{worst.oldest_s:.0f} s old (> {judgement.limit_s:g} s = {rule}){more}"
         )
     if worst.state == "far behind":
         return (

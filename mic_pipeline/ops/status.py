@@ -141,29 +141,41 @@ def _with_arrivals(
     statuses: Sequence[GroupStatus],
     now: datetime,
 ) -> tuple[FamilyFreshness, ...]:
-    """Each sink's freshness with the records on their way to it: the family's enriched records
-    newer than its newest landed row, and the input records the stream has not decided yet (its lag
-    on the family's input topic). `waiting_seconds` is the age of the oldest of them."""
+    """Each sink's freshness with the records on their way to it: the input records the stream has
+    not decided yet (its lag on the family's input topic) and the enriched records the sink has not
+    committed yet (its group's lag on the family's enriched topic; a sink whose group is not found --
+    never committed, another group id -- by the enriched records newer than its newest landed row).
+    `waiting_seconds` is the age of the oldest of them. Records the stream or the sink has handled
+    without landing them (dead letters, duplicates, quarantined rows) are not waiting."""
     from streams.settings import StreamSettings
 
     stream_group = StreamSettings.from_env(settings).app_id
-    undecided: dict[str, tuple[int, float]] = {}
-    for group in statuses:
-        if group.group == stream_group:
-            for p in group.partitions:
-                count, age = undecided.get(p.topic, (0, 0.0))
-                undecided[p.topic] = (count + p.lag_records, max(age, p.lag_seconds))
+    by_group = {group.group: group for group in statuses}
     result = []
     for fresh in freshness:
         family = Family(fresh.family)
-        since_ms = 0 if fresh.newest_landed_at is None else int(fresh.newest_landed_at.timestamp() * 1000) + 1
-        count, first_ms = probe.arrivals_since(settings.topic(family.enriched_topic), since_ms)
-        waiting = None if first_ms is None else max(0.0, now.timestamp() - first_ms / 1000)
-        pending, oldest = undecided.get(settings.topic(family.topic), (0, 0.0))
-        if pending:
-            waiting = oldest if waiting is None else max(waiting, oldest)
-        result.append(replace(fresh, inputs_since=count + pending, waiting_seconds=waiting))
+        pending, oldest = _lag_on(by_group.get(stream_group), settings.topic(family.topic))
+        enriched = settings.topic(family.enriched_topic)
+        name = f"mic-sink-{fresh.sink}"
+        sink_group = by_group.get(settings.topic(name)) or by_group.get(name)
+        if sink_group is not None and any(p.topic == enriched for p in sink_group.partitions):
+            count, age = _lag_on(sink_group, enriched)
+        else:
+            landed = fresh.newest_landed_at
+            since_ms = 0 if landed is None else int(landed.timestamp() * 1000) + 1
+            count, first_ms = probe.arrivals_since(enriched, since_ms)
+            age = 0.0 if first_ms is None else max(0.0, now.timestamp() - first_ms / 1000)
+        waiting = max(oldest, age) if pending + count else None
+        result.append(replace(fresh, inputs_since=pending + count, waiting_seconds=waiting))
     return tuple(result)
+
+
+def _lag_on(group: GroupStatus | None, topic: str) -> tuple[int, float]:
+    """A group's unprocessed records on `topic` and the age of the oldest (0, 0.0 without the group)."""
+    if group is None:
+        return 0, 0.0
+    mine = [p for p in group.partitions if p.topic == topic]
+    return sum(p.lag_records for p in mine), max((p.lag_seconds for p in mine), default=0.0)
 
 
 def _age(seconds: float | None) -> str:

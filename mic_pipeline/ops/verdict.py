@@ -14,14 +14,16 @@ breached rule:
 | a group asked for by name has no committed offset on the pipeline's topics | DEGRADED |
 | a contract or pipeline topic does not exist on the broker | DEGRADED |
 | dead letters in the last hour over `max_dead_letters_per_hour` (when set) | DEGRADED |
-| stale: a family's input records wait for a sink longer than `max_freshness_seconds` (120 s) | DEGRADED |
+| stale: a family's records wait for a sink longer than `max_freshness_seconds` (120 s) | DEGRADED |
 | any quarantined batch or failed quality check | DEGRADED |
 | a component not ready (`/health/ready` 503) for longer than `failing_not_ready_seconds` | FAILING |
 | a component not ready for less long; its health endpoint unreachable or answering oddly | DEGRADED |
 
-Stale means: records arrived on the family's input topic after the sink's newest landed row
-(`landed_at`), and the first of them arrived more than `max_freshness_seconds` ago. A family that
-receives nothing is never stale; a stopped stream or sink is, within the threshold.
+Stale means: records are on their way to a sink -- input records the stream has not decided yet,
+enriched records the sink has not committed yet -- and the oldest of them has waited more than
+`max_freshness_seconds`. `status` shows it beside the age of the sink's newest row (`landed_at`). A
+family that receives nothing is never stale, nor is one whose records were all dead-lettered,
+dropped as duplicates or quarantined; a stopped stream or sink is, within the threshold.
 
 The lag rules, their window and the commit intervals are `mic_pipeline.ops.lag_rules` (Burrow's
 model, in seconds): a batching consumer is healthy while its offsets move and its oldest
@@ -96,7 +98,7 @@ class Thresholds:
 
     max_lag_records: int | None = None
     max_lag_seconds: float | None = None
-    lag_margin_seconds: float = 30.0
+    lag_margin_seconds: float = 60.0
     failing_lag_seconds: float | None = 900.0
     max_freshness_seconds: float | None = 120.0
     max_dead_letters_per_hour: int | None = None
@@ -275,8 +277,8 @@ def _stale(freshness: tuple[FamilyFreshness, ...], limit: float | None) -> list[
             else f"newest row landed {fresh.age_seconds:.0f} s ago"
         )
         lines.append(
-            f"{fresh.table} ({fresh.sink}): {landed} while {fresh.inputs_since} input records arrived "
-            f"since, the first {waiting:.0f} s ago (> {limit:g} s)"
+            f"{fresh.table} ({fresh.sink}): {landed} while {fresh.inputs_since} records are on their way, "
+            f"the oldest waiting {waiting:.0f} s (> {limit:g} s)"
         )
     return lines
 

@@ -62,11 +62,12 @@ class TopicThroughput:
 
 @dataclass(frozen=True)
 class FamilyFreshness:
-    """When a sink last landed a row of a family (`landed_at`), and whether inputs arrived since.
+    """When a sink last landed a row of a family (`landed_at`), and what is on its way to it.
 
     `newest_landed_at` None: nothing landed (with a `landed_at`) yet. `inputs_since` counts the records
-    appended to the family's input topic after `newest_landed_at` (all of them when nothing landed) and
-    `waiting_seconds` is the age of the first of them (None: none, or not measured: broker down)."""
+    on their way to the sink (input records the stream has not decided, enriched records the sink has
+    not committed: `mic_pipeline.ops.status`) and `waiting_seconds` is the age of the oldest of them
+    (None: none, or not measured: broker down)."""
 
     family: str
     table: str
