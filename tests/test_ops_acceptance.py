@@ -103,9 +103,9 @@ def test_status_degrades_while_the_sql_sink_is_stopped_and_recovers_after_it_cat
         produced = produce_load(settings, 10, seed=2)
         document = wait_for_verdict(capsys, group, "DEGRADED", timeout_s=20)
         assert document["groups"][0]["lag_records"] >= produced > 10
-        lag = document["groups"][0]["lag_records"]
-        assert f"group {group}: lag {lag} records (> 10)" in document["reasons"]
-        assert document["reasons"][0].startswith(f"group {group}: not committing: ")
+        assert document["reasons"] == [
+            f"group {group}: lag {document['groups'][0]['lag_records']} records (> 10)"
+        ]
         with sql_sink(settings, group):
             document = wait_for_verdict(capsys, group, "OK", timeout_s=60)
             assert document["groups"][0]["lag_records"] == 0

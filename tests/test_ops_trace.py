@@ -233,7 +233,9 @@ def test_an_accepted_event_is_found_in_every_place_it_went(run: Run) -> None:
     truth = next(r for r in run.truth if r.event_type == "member.joined" and r.expected == "valid"
                  and ids.count(r.event_id) == 1)  # fmt: skip
     assert truth.event_id is not None
+    started = time.perf_counter()
     document = trace(run, truth.event_id)
+    print(f"trace of an accepted event: {time.perf_counter() - started:.2f} s")  # the report's figure
     assert document["outcome"] == "accepted"
     [entry] = document["inputs"]
     origin = f"{entry['topic']}/{entry['partition']}/{entry['offset']}"
@@ -397,6 +399,7 @@ def test_the_trace_box_renders_a_dead_letter_detail_with_markup_as_text(
         [entry] = [r for r in rows if r[0] == "input"]
         assert entry[2] == "dead-lettered schema_violation" and f"key {run.late}" in entry[3]
         assert browser.find_elements(By.CSS_SELECTOR, "#trace-result img, main img") == []
+        browser.save_screenshot(str(run.settings.state_dir.parent / "trace-box.png"))
         search(run.released)
         assert browser.find_element(By.ID, "trace-outcome").text == (
             f"{run.released}: accepted after waiting for its member"
