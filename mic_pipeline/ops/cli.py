@@ -134,12 +134,14 @@ def _add_thresholds(parser: argparse.ArgumentParser) -> None:
         "window_seconds": "sample the offsets over this window (s; default: long enough for every "
         "group's commit interval, 5-15 s; 0: one sample)",
     }
+    off = {"lag_margin_seconds": "", "window_seconds": "; 'off': automatic"}
     for name, variable in ENV_VARIABLES.items():
+        disables = off.get(name, "; 'off' disables")
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             metavar="N",
-            help=f"{helps[name]}; 'off' disables (env {variable})",
+            help=f"{helps[name]}{disables} (env {variable})",
         )
     parser.add_argument(
         "--commit-interval",
