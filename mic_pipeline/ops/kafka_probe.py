@@ -233,16 +233,22 @@ class KafkaProbe:
         """Kafka timestamp of the first record at or after each position, keyed by (partition, position).
 
         One read per round takes one pending position of every partition, so groups sharing a
-        partition at different offsets cost one round each.
+        partition at different offsets cost one round each. Positions a round left unread (a busy
+        broker) are read once more: an unread age would count as 0 s, hiding the lag.
         """
-        pending = {tp: sorted(p) for tp, p in positions.items() if p}
         result: dict[tuple[TopicPartition, int], int] = {}
-        while pending:
-            round_positions = {tp: offsets.pop() for tp, offsets in pending.items()}
+        for _attempt in range(2):  # a busy broker may leave a partition unread in its round: once more
+            pending = {
+                tp: sorted(p for p in offsets if (tp, p) not in result)
+                for tp, offsets in positions.items()
+            }
             pending = {tp: offsets for tp, offsets in pending.items() if offsets}
-            for record in self.read_first(round_positions, ends):
-                tp = TopicPartition(record.topic, record.partition)
-                result[(tp, round_positions[tp])] = record.timestamp
+            while pending:
+                round_positions = {tp: offsets.pop() for tp, offsets in pending.items()}
+                pending = {tp: offsets for tp, offsets in pending.items() if offsets}
+                for record in self.read_first(round_positions, ends):
+                    tp = TopicPartition(record.topic, record.partition)
+                    result[(tp, round_positions[tp])] = record.timestamp
         return result
 
     def read_first(

@@ -26,9 +26,9 @@ Expectations: 3 s, over 30 s on an overloaded machine): the margin (60 s) absorb
 is healthy while its oldest unprocessed record stays within `limit`, whether or not it committed
 meanwhile. The commit rules need a window longer than the interval (it must have committed in it);
 the `growing` rule compares halves of a window many intervals long, so the saw-tooth's peaks never
-read as growth, while a consumer that falls behind (or stopped) grows past them. A stopped consumer therefore reads
-DEGRADED once its oldest record is older than `limit` and FAILING once older than `interval + 2 x
-margin` (with the defaults: 62 s and 122 s after the last commit for a sink).
+read as growth, while a consumer that falls behind (or stopped) grows past them. A stopped consumer
+therefore reads DEGRADED once its oldest record is older than `limit` and FAILING once older than
+`interval + 2 x margin` (with the defaults: 62 s and 122 s after the last commit for a sink).
 """
 
 from __future__ import annotations
