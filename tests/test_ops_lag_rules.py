@@ -149,6 +149,33 @@ def test_a_slow_consumer_is_behind_and_a_growing_lag_is_seen_over_a_long_window(
     assert verdict_of(snapshot(touched, oldest_s=8.0)) == (Verdict.OK, ())
 
 
+def test_more_records_waiting_at_a_consumer_that_keeps_up_is_not_growth() -> None:
+    """The quick demo's drain (CI, 2026-11-30): the stream released the records it held, the Parquet
+    sink's lag rose from 72 to 144 records over 17 s while it committed every cycle -- a rate change,
+    not falling behind: OK while its oldest record is younger than a commit cycle, or its age does not
+    rise; DEGRADED once the age climbs past a cycle with the records."""
+    rising = [(t, 1000 + 60 * i, 1072 + 72 * i) for i, t in enumerate(range(0, 19, 3))]
+    assert verdict_of(snapshot(rising, oldest_s=1.8)) == (Verdict.OK, ())
+    assert verdict_of(snapshot(rising, oldest_s=5.0)) == (Verdict.OK, ())  # = 2 s + 3 s slack
+
+    def measured(ages: list[float]) -> StatusSnapshot:
+        *earlier, (now, committed, end) = rising
+        history = tuple(
+            LagSample(at(t), (status(c, e, oldest_s=age),))
+            for (t, c, e), age in zip(earlier, ages, strict=False)
+        )
+        return StatusSnapshot(taken_at=at(now), groups=(status(committed, end, ages[-1]),), history=history)
+
+    # measured ages that stay within the saw-tooth's height: a slow batch now, not a trend
+    assert verdict_of(measured([1.0, 4.5, 1.2, 5.5, 1.1, 4.0, 6.0])) == (Verdict.OK, ())
+    # ages climbing with wall time: the consumer cannot commit up to recent records
+    verdict, reasons = verdict_of(measured([1.0, 1.5, 2.5, 3.5, 5.0, 6.5, 8.0]))
+    assert verdict is Verdict.DEGRADED
+    assert reasons == (
+        f"group {SINK}: lag growing: {TOPIC}[0] from at most 96 to 144 records over 18 s, the oldest 8 s old",
+    )
+
+
 def test_far_behind_fails_even_while_commits_move() -> None:
     samples = [(0.0, 1000, 90000), (2.5, 1400, 90500), (5.0, 1800, 91000)]
     verdict, reasons = verdict_of(snapshot(samples, oldest_s=901.0))

@@ -18,7 +18,9 @@ defaults by group name, `COMMIT_INTERVALS`, or `Thresholds.commit_intervals`) an
 | `far behind` | the oldest unprocessed record older than `failing_lag_seconds` | FAILING |
 | `behind` | the oldest unprocessed record older than `limit` while commits move | DEGRADED |
 | `growing` | lag at every sample, the smallest lag of the window's later half above the largest of its
-  earlier half (at least `TREND_MIN_SAMPLES` samples spanning `TREND_MIN_INTERVALS` intervals) | DEGRADED |
+  earlier half (at least `TREND_MIN_SAMPLES` samples spanning `TREND_MIN_INTERVALS` intervals), the
+  oldest unprocessed record older than `interval + STALL_SLACK_S` now, and its age grown likewise
+  wherever the samples measured it | DEGRADED |
 
 A healthy batching consumer's lag is a saw-tooth: it grows for one interval and drops at each
 commit. A batch can take longer than the interval (the quality gate's first run loads Great
@@ -26,9 +28,14 @@ Expectations: 3 s, over 30 s on an overloaded machine): the margin (60 s) absorb
 is healthy while its oldest unprocessed record stays within `limit`, whether or not it committed
 meanwhile. The commit rules need a window longer than the interval (it must have committed in it);
 the `growing` rule compares halves of a window many intervals long, so the saw-tooth's peaks never
-read as growth, while a consumer that falls behind (or stopped) grows past them. A stopped consumer
-therefore reads DEGRADED once its oldest record is older than `limit` and FAILING once older than
-`interval + 2 x margin` (with the defaults: 62 s and 122 s after the last commit for a sink).
+read as growth, while a consumer that falls behind (or stopped) grows past them. More records
+waiting alone is not falling behind: when the traffic rises, or the stream releases the records it
+held for a member, the lag in records climbs for a while at a healthy consumer whose oldest record
+stays younger than one commit cycle (seen in the demo: 72 to 144 records over 17 s, oldest record
+1-2 s old). So `growing` also needs the oldest record older than a commit cycle and its age rising:
+a consumer that falls behind cannot commit up to recent records, and that age climbs with wall time.
+A stopped consumer therefore reads DEGRADED once its oldest record is older than `limit` and FAILING
+once older than `interval + 2 x margin` (with the defaults: 62 s and 122 s after the last commit for a sink).
 """
 
 from __future__ import annotations
@@ -187,11 +194,20 @@ def _grew_from(
     lags = [s.lag_records for _, s in earlier] + [p.lag_records]
     if len(lags) < TREND_MIN_SAMPLES or at - earlier[0][0] < TREND_MIN_INTERVALS * interval:
         return None
-    if min(lags) == 0:
+    if min(lags) == 0 or p.lag_seconds <= interval + STALL_SLACK_S:
         return None
-    half = len(lags) // 2
-    first, second = lags[:half], lags[len(lags) - half :]
-    return max(first) if min(second) > max(first) else None
+    if not _rising(lags):
+        return None
+    ages = [s.lag_seconds for _, s in earlier] + [p.lag_seconds]
+    if min(ages) > 0 and not _rising(ages):  # an age of 0 with records waiting: not measured
+        return None
+    return max(lags[: len(lags) // 2])
+
+
+def _rising(values: Sequence[float]) -> bool:
+    """The smallest value of the later half above the largest of the earlier half."""
+    half = len(values) // 2
+    return min(values[len(values) - half :]) > max(values[:half])
 
 
 def describe(judgement: GroupJudgement, margin_s: float, failing_s: float | None = None) -> str:
@@ -229,5 +245,5 @@ def describe(judgement: GroupJudgement, margin_s: float, failing_s: float | None
         )
     return (
         f"{head}: lag growing: {where} from at most {worst.grew_from} to {worst.lag_records} records "
-        f"over {judgement.window_s:.0f} s{more}"
+        f"over {judgement.window_s:.0f} s, the oldest {worst.oldest_s:.0f} s old{more}"
     )
