@@ -6,9 +6,12 @@
 #   3. starts a PostgreSQL server of its own (scripts/postgres.sh, installing it if absent) and
 #      installs Chromium for the browser test if absent (scripts/install_browser.sh),
 #   4. runs `ruff check .`, `mypy` and `pytest` with MIC_KAFKA_BOOTSTRAP, MIC_TEST_POSTGRES_URL
-#      and MIC_REQUIRE_INFRA=1 (a missing service fails a test instead of skipping it),
+#      and MIC_REQUIRE_INFRA=1 (a missing service fails a test instead of skipping it), in two
+#      stages without arguments: the default suite (`-m 'not faults'`, under 15 minutes), then the
+#      fault stage (`-m faults`, under 30: a 3-broker cluster the tests start themselves),
 #   5. stops everything it started, also on failure or interrupt.
-# Arguments are passed to pytest (e.g. `scripts/test.sh -k topics -x`).
+# Arguments are passed to one pytest run instead of the two stages (e.g. `scripts/test.sh -k topics
+# -x`, `scripts/test.sh -m faults`).
 # Exit status: pytest's, or 1 if pytest passed but ruff or mypy did not.
 #
 # Environment: MIC_TEST_KAFKA_PORT (default 39092, or a free port if that is taken),
@@ -158,9 +161,23 @@ log "ruff check ."
 "$ROOT/.venv/bin/ruff" check . || lint_status=1
 log "mypy"
 "$ROOT/.venv/bin/mypy" || lint_status=1
-log "pytest $*"
 pytest_status=0
-"$PY" -m pytest "$@" || pytest_status=$?
+if [[ $# -gt 0 ]]; then
+    log "pytest $*"
+    "$PY" -m pytest "$@" || pytest_status=$?
+else
+    # Stage 1, the default suite (budget 15 min): everything but the 3-broker fault tests.
+    log "stage 1: pytest -m 'not faults'"
+    "$PY" -m pytest -m "not faults" --durations=25 || pytest_status=$?
+    # Stage 2, the fault stage (budget 30 min): crashes and outages on a 3-broker cluster that the
+    # tests start themselves (tests/faults_cluster.py) under $RUN_DIR/faults. It runs even when
+    # stage 1 failed (its verdict is independent); no test collected (exit 5) is a failure too.
+    stage2_status=0
+    log "stage 2: pytest -m faults"
+    MIC_FAULTS_DIR="$RUN_DIR/faults" "$PY" -m pytest -m faults --durations=15 || stage2_status=$?
+    log "stage 1 exit status $pytest_status, stage 2 exit status $stage2_status"
+    [[ "$pytest_status" != 0 ]] || pytest_status="$stage2_status"
+fi
 if [[ "$pytest_status" != 0 ]]; then
     exit "$pytest_status"
 fi
