@@ -92,6 +92,10 @@ def test_a_complete_sasl_ssl_environment_is_read(ca_file: Path, password_file: P
     assert (s.sasl_password_file, s.ssl_cafile, s.ssl_check_hostname) == (password_file, ca_file, True)
     assert s.password_variable == "MIC_KAFKA_SASL_PASSWORD_FILE"
     assert parse_kafka_security(s.environment()) == s  # what children are given reads back the same
+    # and `run`/`demo` hand them to their children with the rest of the settings, from any parent
+    from mic_pipeline.ops.children import settings_environment
+
+    assert Settings.from_env(settings_environment(security)) == security
 
 
 @pytest.mark.parametrize(

@@ -36,8 +36,10 @@ def health_urls_value(endpoints: Sequence[HealthEndpoint]) -> str:
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
-    """The `MIC_*` variables that make a child's `Settings.from_env()` equal `settings`."""
+    """The `MIC_*` variables that make a child's `Settings.from_env()` equal `settings` (its Kafka
+    security settings included: a password read from a file is passed as that file)."""
     return {
+        **settings.kafka_security.environment(),
         "MIC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "MIC_WAREHOUSE_DIR": str(settings.warehouse_dir),
         "MIC_DATABASE_URL": settings.database_url,
