@@ -4,6 +4,7 @@ against the simulator's ground truth, through kill -9, restart and a second work
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,10 +38,13 @@ class Expected:
         self.valid: set[str] = set()
         self.dead_letters: dict[str, str] = {}
         self.duplicates = 0
+        self.sent: list[tuple[str, str | None, bytes]] = []
+        """(ground truth, event id, value) of every record sent, in order (for failure messages)."""
 
     def add(self, records: list[SimRecord]) -> list[tuple[str, bytes | None, bytes]]:
         for record in records:
             truth = record.truth
+            self.sent.append((truth.expected, truth.event_id, record.value))
             if truth.expected == VALID:
                 assert truth.event_id is not None
                 self.valid.add(truth.event_id)
@@ -109,7 +113,10 @@ def _converged(workers: list[Any], expected: Expected, settings: Settings, timeo
         state["outputs"] = outputs
         if not expected.complete(outputs):
             return False
-        offline = outputs.offline(expected.duplicates)
+        try:
+            offline = outputs.offline(expected.duplicates)
+        except KeyError as missing:  # a lifecycle row without its opening row: say what is there
+            raise AssertionError(_entity_story(missing.args[0], outputs, expected)) from missing
         return all(worker.aggregates() == offline for worker in workers)
 
     try:
@@ -125,6 +132,31 @@ def _converged(workers: list[Any], expected: Expected, settings: Settings, timeo
             f"{len(expected.dead_letters)} dead letters; live vs offline: {_diff(live, offline)[:40]}"
         ) from timeout
     return state["outputs"]
+
+
+def _entity_story(entity: object, outputs: Outputs, expected: Expected) -> str:
+    """The rows and dead letters of one (company, entity id), for a failure message."""
+    company, entity_id = entity if isinstance(entity, tuple) else ("", str(entity))
+    rows = [
+        f"row {row['event_type']} {row['event_id']} valid={row['event_id'] in expected.valid}"
+        for row in outputs.rows
+        if str(row.get("company_id")) == company and entity_id in json.dumps(row)
+    ]
+    needle = entity_id.encode()
+    sent = [
+        f"sent {_event_type(value)} {event_id} expected={truth} "
+        f"dead-lettered as {[what for what in outputs.dead_letters.values() if what[0] == event_id]}"
+        for truth, event_id, value in expected.sent
+        if needle in value
+    ]
+    return f"{entity}: an event of it landed without its opening event; " + "; ".join(rows + sent)
+
+
+def _event_type(value: bytes) -> str:
+    outcome = decode_event(value, topic="mic.orders")
+    if isinstance(outcome, DecodeFailure):
+        return f"{outcome.event_type or '?'} ({outcome.reason.value} on mic.orders)"
+    return outcome.event_type
 
 
 def _diff(live: Any, offline: Any, path: str = "") -> list[str]:
