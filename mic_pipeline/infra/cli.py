@@ -1,7 +1,8 @@
 """Subcommands `kafka fetch|start|stop|status` (`acls|rotate-password|provision`: `secure_cli`) and
 `topics create`.
 
-`kafka` manages the local single-node broker of `MIC_STATE_DIR` (see `kafka_broker`); its port
+`kafka` manages the local single-node broker of `MIC_STATE_DIR` (see `kafka_broker`), or with
+`start --brokers 3` a cluster of three (`kafka_cluster`, `cluster_cli`); its port (the first node's)
 comes from `--port` or from `MIC_KAFKA_BOOTSTRAP`, and its jars from `MIC_CACHE_DIR`.
 `kafka start --secure` makes it a SASL_SSL broker with users and ACLs (`kafka_secure`); `acls`
 grants the pipeline's users their rights on the topics of another prefix; `rotate-password`
@@ -17,7 +18,7 @@ import sys
 import time
 
 from mic_pipeline.config import Settings
-from mic_pipeline.infra import secure_cli
+from mic_pipeline.infra import cluster_cli, secure_cli
 from mic_pipeline.infra.kafka_broker import DEFAULT_START_TIMEOUT_S, DEFAULT_STOP_TIMEOUT_S
 from mic_pipeline.infra.kafka_secure import ADMIN_USER, USERS, SecurityStateError
 from mic_pipeline.infra.topics import DEFAULT_RETENTION_MS, DEFAULT_TIMEOUT_S
@@ -33,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _register_kafka(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    kafka = subparsers.add_parser("kafka", help="run a local single-node Kafka broker (KRaft) on loopback")
+    kafka = subparsers.add_parser(
+        "kafka", help="run a local Kafka broker, or a 3-broker cluster (KRaft), on loopback"
+    )
     kafka_sub = kafka.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
     fetch = kafka_sub.add_parser(
         "fetch", help="download the broker's jars with Maven into MIC_CACHE_DIR (once; start does it too)"
@@ -55,6 +58,7 @@ def _register_kafka(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         help="SASL_SSL (SCRAM-SHA-512) with a throw-away CA, users admin/pipeline/producer/analyst and "
         "ACLs for MIC_TOPIC_PREFIX; credentials in <state>/kafka/secrets (mode 0600)",
     )
+    cluster_cli.add_brokers_option(start)
     start.set_defaults(handler=_kafka_start)
     secure_cli.register(kafka_sub)
     stop = kafka_sub.add_parser("stop", help="stop the broker (SIGTERM, then SIGKILL after --timeout)")
@@ -89,7 +93,13 @@ def _register_topics(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         default=DEFAULT_RETENTION_MS,
         help=f"retention of the time-retained topics in ms (default {DEFAULT_RETENTION_MS}, 7 days)",
     )
-    create.add_argument("--replication-factor", type=int, default=1, help="replication factor (default 1)")
+    create.add_argument(
+        "--replication-factor",
+        type=int,
+        default=None,
+        help="replicas per partition (default: the cluster's default.replication.factor: 1 on a single "
+        "broker, 3 on `kafka start --brokers 3`)",
+    )
     create.add_argument(
         "--update-config",
         action="store_true",
@@ -163,6 +173,8 @@ def _kafka_start(args: argparse.Namespace) -> int:
     from mic_pipeline.infra.kafka_dist import KafkaFetchError, fetch_kafka
 
     settings = Settings.from_env()
+    if cluster_cli.wants_cluster(args, settings):
+        return cluster_cli.start(args, settings)
     try:
         config = broker_config_from_bootstrap(settings.kafka_bootstrap, args.port)
     except ValueError as exc:
@@ -196,7 +208,10 @@ def _kafka_start(args: argparse.Namespace) -> int:
 def _kafka_stop(args: argparse.Namespace) -> int:
     from mic_pipeline.infra.kafka_broker import BrokerError, BrokerPaths, StopOutcome, stop_broker
 
-    paths = BrokerPaths.in_state_dir(Settings.from_env().state_dir)
+    settings = Settings.from_env()
+    if cluster_cli.has_cluster(settings):
+        return cluster_cli.stop(args, settings)
+    paths = BrokerPaths.in_state_dir(settings.state_dir)
     began = time.monotonic()
     try:
         outcome = stop_broker(paths, timeout_s=args.timeout)
@@ -219,6 +234,8 @@ def _kafka_status(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if args.port is not None:
         settings = dataclasses.replace(settings, kafka_bootstrap=f"127.0.0.1:{args.port}")
+    if cluster_cli.has_cluster(settings):
+        return cluster_cli.status(args, settings)
     bootstrap = settings.kafka_bootstrap
     paths = BrokerPaths.in_state_dir(settings.state_dir)
     pid = running_pid(paths)

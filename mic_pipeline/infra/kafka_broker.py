@@ -33,6 +33,8 @@ from pathlib import Path
 from mic_pipeline.config import Settings
 from mic_pipeline.infra.kafka_config import BrokerConfig, new_cluster_id, render_server_properties
 from mic_pipeline.infra.kafka_dist import LOG4J2_CONFIG_PATH, KafkaDistribution
+from mic_pipeline.infra.kafka_probe import answers_metadata as answers_metadata  # re-exported
+from mic_pipeline.infra.kafka_probe import not_ready_reason
 from mic_pipeline.infra.kafka_secure import (
     ADMIN_USER,
     BROKER_USER,
@@ -51,7 +53,6 @@ JVM_OPTS = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true
 DEFAULT_START_TIMEOUT_S = 60.0
 DEFAULT_STOP_TIMEOUT_S = 30.0
 _POLL_INTERVAL_S = 0.25
-_READINESS_GROUP = "mic-pipeline-readiness-probe"
 
 
 class BrokerError(RuntimeError):
@@ -138,9 +139,7 @@ def start_broker(
     broker is not ready within `timeout_s` (then it is killed); the message ends with the logs'
     tail.
     """
-    java = java or java_executable()
-    if shutil.which(java) is None:
-        raise BrokerError(f"Java ({java}) was not found; install a JDK 17+ or set JAVA_HOME")
+    java = _java(java)
     _check_same_security(paths, config)
     if config.secure:
         provision(paths.secrets, [config.host])
@@ -155,6 +154,37 @@ def start_broker(
             )
         _wait_until_ready(probe, pid, paths, timeout_s, since={})
         return pid
+    launched = launch_broker(dist, paths, config, java=java, progress=progress)
+    try:
+        _wait_until_ready(probe, launched.pid, paths, timeout_s, since=launched.since)
+    except BrokerError:
+        terminate(launched.pid, DEFAULT_STOP_TIMEOUT_S)
+        paths.pid_file.unlink(missing_ok=True)
+        raise
+    return launched.pid
+
+
+@dataclass(frozen=True)
+class Launched:
+    """A broker JVM started by `launch_broker`: its pid and its logs' sizes before (`log_tail`)."""
+
+    pid: int
+    since: dict[Path, int]
+
+
+def launch_broker(
+    dist: KafkaDistribution,
+    paths: BrokerPaths,
+    config: BrokerConfig,
+    *,
+    java: str | None = None,
+    cluster_id: str | None = None,
+    progress: Callable[[str], None] = lambda message: None,
+) -> Launched:
+    """Start the broker's JVM detached, without waiting for it: its ports must be free; its
+    `server.properties` is written and its storage formatted on first use (with `cluster_id`, the
+    id every node of a cluster shares; a new one when None). Raises `BrokerError`."""
+    java = _java(java)
     for port in (config.port, config.controller_port):
         _check_port_free(config.host, port)
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -163,7 +193,8 @@ def start_broker(
     log_sizes = _log_sizes(paths)
     if not (paths.data / "meta.properties").is_file():
         progress(f"formatting broker storage in {paths.data}" + (" with users" if config.secure else ""))
-        _format_storage(dist, paths, java, format_arguments(paths.secrets) if config.secure else [])
+        extra = format_arguments(paths.secrets) if config.secure else []
+        _format_storage(dist, paths, java, extra, cluster_id or new_cluster_id())
     command = [
         java,
         *HEAP_OPTS,
@@ -185,13 +216,14 @@ def start_broker(
             start_new_session=True,
         )
     paths.pid_file.write_text(f"{process.pid}\n")
-    try:
-        _wait_until_ready(probe, process.pid, paths, timeout_s, since=log_sizes)
-    except BrokerError:
-        terminate(process.pid, DEFAULT_STOP_TIMEOUT_S)
-        paths.pid_file.unlink(missing_ok=True)
-        raise
-    return process.pid
+    return Launched(process.pid, log_sizes)
+
+
+def _java(java: str | None) -> str:
+    java = java or java_executable()
+    if shutil.which(java) is None:
+        raise BrokerError(f"Java ({java}) was not found; install a JDK 17+ or set JAVA_HOME")
+    return java
 
 
 class StopOutcome(StrEnum):
@@ -216,50 +248,6 @@ def stop_broker(paths: BrokerPaths, *, timeout_s: float = DEFAULT_STOP_TIMEOUT_S
         raise BrokerError(str(exc)) from exc
     paths.pid_file.unlink(missing_ok=True)
     return StopOutcome.KILLED if killed else StopOutcome.STOPPED
-
-
-def answers_metadata(target: Settings | str, *, timeout_s: float = 2.0) -> bool:
-    """True when the broker of `target` (settings, or the bootstrap of a plain broker) answers a
-    metadata request and lists an unfenced broker."""
-    settings = target if isinstance(target, Settings) else Settings(kafka_bootstrap=target)
-    return _not_ready_reason(settings, timeout_s=timeout_s, need_group_coordinator=False) is None
-
-
-def _not_ready_reason(settings: Settings, *, timeout_s: float, need_group_coordinator: bool) -> str | None:
-    """Why the broker of `settings` cannot serve the pipeline yet, or None when it can.
-
-    Ready means: it answers metadata requests, lists itself unfenced, and (if asked) finds a
-    group coordinator, which on a new broker first needs `__consumer_offsets` to be created.
-    """
-    from kafka.admin import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    from mic_pipeline.kafka_clients import kafka_python_options
-
-    timeout_ms = int(timeout_s * 1000)
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap,
-            **kafka_python_options(
-                settings,
-                client_id="mic-pipeline-probe",
-                request_timeout_ms=timeout_ms,
-                bootstrap_timeout_ms=timeout_ms,
-            ),
-        )
-    except (KafkaError, OSError) as exc:
-        return f"no answer to metadata requests ({exc.__class__.__name__})"
-    try:
-        brokers = admin.describe_cluster()["brokers"]
-        if not any(not broker.get("is_fenced", False) for broker in brokers):
-            return "no unfenced broker registered yet"
-        if need_group_coordinator:
-            admin.describe_groups([_READINESS_GROUP])
-    except (KafkaError, OSError) as exc:
-        return f"{exc.__class__.__name__}: {exc}"
-    finally:
-        admin.close()
-    return None
 
 
 def log_tail(paths: BrokerPaths, lines: int = 40, *, since: dict[Path, int] | None = None) -> str:
@@ -306,7 +294,9 @@ def _check_same_security(paths: BrokerPaths, config: BrokerConfig) -> None:
         raise BrokerError(f"{paths.root} holds a plain broker: use another MIC_STATE_DIR for --secure")
 
 
-def _format_storage(dist: KafkaDistribution, paths: BrokerPaths, java: str, extra: list[str]) -> None:
+def _format_storage(
+    dist: KafkaDistribution, paths: BrokerPaths, java: str, extra: list[str], cluster_id: str
+) -> None:
     """`kafka-storage format`; its arguments go through a 0600 argument file (`java @file`): the
     SCRAM passwords in `extra` never appear on a command line."""
     arguments = [
@@ -315,7 +305,7 @@ def _format_storage(dist: KafkaDistribution, paths: BrokerPaths, java: str, extr
         "kafka.tools.StorageTool",
         "format",
         "-t",
-        new_cluster_id(),
+        cluster_id,
         "-c",
         str(paths.properties),
         *extra,
@@ -349,20 +339,33 @@ def _format_storage(dist: KafkaDistribution, paths: BrokerPaths, java: str, extr
 def _wait_until_ready(
     settings: Settings, pid: int, paths: BrokerPaths, timeout_s: float, *, since: dict[Path, int]
 ) -> None:
+    def not_ready() -> str | None:
+        return not_ready_reason(settings, timeout_s=1.0, need_group_coordinator=True)
+
+    where = f"the broker (pid {pid}) on {settings.kafka_bootstrap}"
+    wait_for_brokers({pid: (paths, since)}, not_ready, timeout_s, where)
+
+
+def wait_for_brokers(
+    started: dict[int, tuple[BrokerPaths, dict[Path, int]]],
+    not_ready: Callable[[], str | None],
+    timeout_s: float,
+    where: str,
+) -> None:
+    """Poll `not_ready` (None: ready) until the deadline; `BrokerError` with the logs' tail when one
+    of the `started` brokers (pid -> paths, log sizes before the start) exits, or on the timeout."""
     deadline = time.monotonic() + timeout_s
-    bootstrap = settings.kafka_bootstrap
     while True:
-        if not is_alive(pid):
-            tail = log_tail(paths, since=since)
-            raise BrokerError(f"the broker (pid {pid}) exited during start-up\n{tail}")
-        reason = _not_ready_reason(settings, timeout_s=1.0, need_group_coordinator=True)
+        for pid, (paths, since) in started.items():
+            if not is_alive(pid):
+                tail = log_tail(paths, since=since)
+                raise BrokerError(f"the broker (pid {pid}) exited during start-up\n{tail}")
+        reason = not_ready()
         if reason is None:
             return
         if time.monotonic() >= deadline:
-            raise BrokerError(
-                f"the broker (pid {pid}) on {bootstrap} was not ready within {timeout_s:.0f} s: "
-                f"{reason}\n{log_tail(paths, since=since)}"
-            )
+            tails = "\n".join(log_tail(paths, since=since) for paths, since in started.values())
+            raise BrokerError(f"{where} was not ready within {timeout_s:.0f} s: {reason}\n{tails}")
         time.sleep(_POLL_INTERVAL_S)
 
 

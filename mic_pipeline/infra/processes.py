@@ -67,3 +67,27 @@ def terminate(pid: int, timeout_s: float) -> bool:
 def _signal(pid: int, signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
+
+
+def terminate_all(pids: list[int], timeout_s: float) -> set[int]:
+    """SIGTERM every one of `pids` at once, wait up to `timeout_s` for all of them, SIGKILL those
+    still running; the pids that had to be killed. Raises `ProcessError` if one survives SIGKILL."""
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    killed: set[int] = set()
+    for pid in pids:
+        if not wait_for_exit(pid, max(0.0, deadline - time.monotonic())):
+            _signal(pid, signal.SIGKILL)
+            killed.add(pid)
+    for pid in killed:
+        if not wait_for_exit(pid, 10.0):
+            raise ProcessError(f"process {pid} survived SIGKILL")
+    return killed
+
+
+def kill(pid: int) -> None:
+    """SIGKILL `pid` (kill -9) and wait until it is gone (`ProcessError` after 10 s)."""
+    _signal(pid, signal.SIGKILL)
+    if not wait_for_exit(pid, 10.0):
+        raise ProcessError(f"process {pid} survived SIGKILL")

@@ -26,7 +26,8 @@ from schemas.topics import AGGREGATES_TOPIC, DEADLETTER_TOPIC, Family
 
 DAY_MS = 24 * 60 * 60 * 1000
 DEFAULT_RETENTION_MS = 7 * DAY_MS
-DEFAULT_REPLICATION_FACTOR = 1
+DEFAULT_REPLICATION_FACTOR: int | None = None
+"""None: the cluster's `default.replication.factor` (1 on the single broker, 3 on the local cluster)."""
 DEFAULT_TIMEOUT_S = 30.0
 # Records up to this size are accepted on the input and dead-letter topics, so that oversized
 # poison pills (e.g. a 10 MB value) reach the stream and their dead letters (which carry the
@@ -139,14 +140,15 @@ def ensure_topics(
     admin: Any,
     specs: Sequence[TopicSpec],
     *,
-    replication_factor: int = DEFAULT_REPLICATION_FACTOR,
+    replication_factor: int | None = DEFAULT_REPLICATION_FACTOR,
     update_config: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> list[TopicOutcome]:
     """Create the topics of `specs` that are missing and check the others, through `admin`.
 
-    Returns one outcome per spec, in order. New topics are usable (every partition has a leader)
-    when this returns. With `update_config`, existing topics whose explicit configuration differs
+    Returns one outcome per spec, in order. New topics get `replication_factor` replicas (None: the
+    cluster's `default.replication.factor`) and are usable (every partition has a leader) when
+    this returns. With `update_config`, existing topics whose explicit configuration differs
     get the wanted values (an incremental change of those keys only); a different partition
     count is always reported as a mismatch. Raises kafka-python's errors for anything but
     "topic already exists".
@@ -217,7 +219,7 @@ def _wait_for_config(admin: Any, wanted: Mapping[str, Mapping[str, str]], timeou
 
 
 def _create_missing(
-    admin: Any, specs: Sequence[TopicSpec], replication_factor: int, timeout_ms: int
+    admin: Any, specs: Sequence[TopicSpec], replication_factor: int | None, timeout_ms: int
 ) -> tuple[set[str], set[str]]:
     """Ask for every topic of `specs`; the names created now and the names that already existed."""
     from kafka.errors import for_code
@@ -225,7 +227,7 @@ def _create_missing(
     request = {
         spec.name: {
             "num_partitions": spec.partitions,
-            "replication_factor": replication_factor,
+            "replication_factor": -1 if replication_factor is None else replication_factor,
             "configs": dict(spec.config),
         }
         for spec in specs
@@ -251,7 +253,7 @@ def create_topics(
     settings: Settings,
     *,
     retention_ms: int = DEFAULT_RETENTION_MS,
-    replication_factor: int = DEFAULT_REPLICATION_FACTOR,
+    replication_factor: int | None = DEFAULT_REPLICATION_FACTOR,
     update_config: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> list[str]:
