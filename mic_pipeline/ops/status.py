@@ -82,6 +82,7 @@ def collect_status(
         return StatusSnapshot(
             taken_at=now,
             broker_error=f"{settings.kafka_bootstrap}: {error}" if refused is None else refused,
+            broker_refused=refused is not None,
             warehouse_error=warehouse.error,
             freshness=warehouse.freshness + parquet_freshness(settings.warehouse_dir, now),
             quality=warehouse.quality,

@@ -6,7 +6,7 @@ breached rule:
 
 | rule | verdict |
 |---|---|
-| broker unreachable | FAILING |
+| broker unreachable, or refusing the settings' access (login, TLS, ACL) | FAILING |
 | warehouse database unreachable (a missing SQLite file or table is not: nothing landed) | FAILING |
 | a group's commits stopped (`lag_rules`: `stopped`) or it is far behind (`failing_lag_seconds`) | FAILING |
 | a group not committing, behind, or its lag growing (`lag_rules`) | DEGRADED |
@@ -214,7 +214,8 @@ def evaluate(snapshot: StatusSnapshot, thresholds: Thresholds) -> Assessment:
     failing: list[str] = []
     degraded: list[str] = []
     if snapshot.broker_error is not None:
-        failing.append(f"Kafka broker unreachable: {snapshot.broker_error}")
+        what = "Kafka refuses access" if snapshot.broker_refused else "Kafka broker unreachable"
+        failing.append(f"{what}: {snapshot.broker_error}")
     if snapshot.warehouse_error is not None:
         failing.append(f"warehouse database unreachable: {snapshot.warehouse_error}")
     judgements = _judge_groups(snapshot, thresholds, failing, degraded)
@@ -309,6 +310,7 @@ def snapshot_to_json(
         "reasons": list(assessment.reasons),
         "taken_at": snapshot.taken_at.isoformat(),
         "broker_error": snapshot.broker_error,
+        "broker_refused": snapshot.broker_refused,
         "groups": [
             {
                 "group": g.group,

@@ -138,6 +138,8 @@ class StatusSnapshot:
 
     taken_at: datetime
     broker_error: str | None = None
+    broker_refused: bool = False
+    """`broker_error` is the broker refusing these settings (login, TLS, ACL), not it being unreachable."""
     groups: tuple[GroupStatus, ...] = ()
     missing_groups: tuple[str, ...] = ()
     missing_topics: tuple[str, ...] = ()
