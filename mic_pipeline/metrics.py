@@ -12,7 +12,8 @@ closed sets (topics, reasons, sinks, tables), never event ids.
 | `mic_consumer_lag_records` | gauge | group, topic, partition | end offset minus committed offset |
 | `mic_batch_write_seconds` | histogram | sink | time to write one batch durably |
 | `mic_rows_written_total` | counter | sink, table | rows landed |
-| `mic_quality_gate_total` | counter | table, result | batches checked (`passed`/`quarantined`) |
+| `mic_quality_gate_total` | counter | table, result | gate runs per batch: `passed`, `quarantined` |
+| `mic_rows_quarantined_total` | counter | table | rows kept out (gate, database refusal) |
 | `mic_streams_parked_records` | gauge | partition | records waiting for their member (rule 1) |
 | `mic_streams_changelog_records_total` | counter | kind | state changelog records written, by key kind |
 
@@ -53,7 +54,14 @@ BATCH_WRITE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 ROWS_WRITTEN = Counter("mic_rows_written_total", "Rows landed", ["sink", "table"])
-QUALITY_GATE = Counter("mic_quality_gate_total", "Batches checked by the quality gate", ["table", "result"])
+QUALITY_GATE = Counter(
+    "mic_quality_gate_total",
+    "Quality-gate runs, one per table and batch: passed, or quarantined when any row was",
+    ["table", "result"],
+)
+ROWS_QUARANTINED = Counter(
+    "mic_rows_quarantined_total", "Rows kept out of the warehouse (quality gate, database refusal)", ["table"]
+)
 
 
 def _always_ready() -> bool:

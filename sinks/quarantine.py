@@ -106,7 +106,9 @@ class QuarantinedRow:
 def quarantined(
     family: Family, row: Row, source: SourceRecord, failures: Sequence[Failure], now: dt.datetime
 ) -> QuarantinedRow:
-    """The quarantine entry of `row` (read from `source`) refused for `failures`."""
+    """The quarantine entry of `row` (read from `source`) refused for `failures` (counted in
+    `mic_rows_quarantined_total`)."""
+    metrics.ROWS_QUARANTINED.labels(table=family.table).inc()
     return QuarantinedRow(
         table=family.table,
         topic=source.topic,

@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow.dataset as ds
 import pytest
+from prometheus_client import REGISTRY
 from sinks_records import BASE_TIME, company, encode, record
 from sqlalchemy import Engine, func, select
 
@@ -95,8 +96,10 @@ def test_sql_release_lands_the_row_once_and_a_replay_never_lands_it_twice(tmp_pa
     engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
     sink = SqlSink(engine, TOPICS, "x.mic.deadletter", gate)
     rows = orders("fine", "suspect\x1b[31m", "fine too")
+    counted = REGISTRY.get_sample_value("mic_rows_quarantined_total", {"table": "order_events"}) or 0.0
     sink.write(batch(rows))
     assert sql_ids(engine) == ["o0", "o2"] and sql_quarantined(engine) == 1
+    assert REGISTRY.get_sample_value("mic_rows_quarantined_total", {"table": "order_events"}) == counted + 1
     sink.write(batch(rows[1:2], first=10))  # a re-sent copy: the first decision stands
     assert sql_ids(engine) == ["o0", "o2"] and sql_quarantined(engine) == 1
     [entry] = list_quarantined(engine)
