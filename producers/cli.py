@@ -1,7 +1,11 @@
 """Subcommands `validate`, `publish` and `simulate`.
 
 Exit codes: 0 success; 1 some lines invalid (`validate`, `publish`); 2 usage error or unreadable
-file; 3 Kafka error (unreachable broker, missing topic, undelivered records).
+file; 3 Kafka error (unreachable broker, missing topic, records the broker did not acknowledge).
+
+A record counts as published (sent) only once the broker acknowledged it. `publish` and `simulate`
+end with how many records were handed to the producer, acknowledged and NOT acknowledged (failed),
+and `--delivery-report FILE` lists each record's outcome (`producers.delivery_report`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from producers.delivery_report import DeliveryReport
     from producers.jsonl import LineVerdict
     from producers.publisher import EventPublisher
 
@@ -43,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     publish.add_argument("--topic",
                          help="logical topic for --raw, e.g. mic.orders (the run's prefix is added)")
     publish.add_argument("--timeout", type=float, default=30.0, help="Kafka timeout in seconds (default 30)")
+    _add_report_option(publish, "line")
     publish.set_defaults(handler=publish_command)
 
     simulate = subparsers.add_parser(
@@ -62,7 +68,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                           help="mean simulated seconds between valid events (default 900)")
     simulate.add_argument("--ground-truth", type=Path, help="write every record's ground truth here (JSONL)")
     simulate.add_argument("--timeout", type=float, default=30.0, help="Kafka timeout in seconds (default 30)")
+    _add_report_option(simulate, "seq")
     simulate.set_defaults(handler=simulate_command)
+
+
+def _add_report_option(parser: argparse.ArgumentParser, tag: str) -> None:
+    parser.add_argument(
+        "--delivery-report", type=Path, metavar="FILE",
+        help=f"write one JSON line per record handed to the producer: {{{tag!r}, topic, acknowledged, "
+        "partition and offset, or error}; the NOT acknowledged ones failed (not sent, or sent "
+        "without confirmation)")
 
 
 def _error(command: str, message: str) -> None:
@@ -110,7 +125,25 @@ def validate_command(args: argparse.Namespace) -> int:
     return EXIT_OK if bad == 0 else EXIT_INVALID
 
 
-def _open_publisher(command: str, timeout_s: float, topics: list[str]) -> EventPublisher | None:
+def _open_report(command: str, path: Path | None, tag: str) -> DeliveryReport | None:
+    """The delivery report asked for (`OSError` when it cannot be written)."""
+    from producers.delivery_report import DeliveryReport
+
+    return None if path is None else DeliveryReport(path, tag)
+
+
+def _not_acknowledged(command: str, publisher: EventPublisher, report: DeliveryReport | None) -> None:
+    """The summary of a run in which some records were not acknowledged."""
+    handed, acknowledged = publisher.sent, publisher.delivered
+    listed = f"; each record's outcome is in {report.path}" if report is not None else ""
+    _error(command, f"{handed} records handed to the producer: {acknowledged} acknowledged, "
+           f"{handed - acknowledged} NOT acknowledged (failed: not sent, or sent without "
+           f"confirmation){listed}")
+
+
+def _open_publisher(
+    command: str, timeout_s: float, topics: list[str], report: DeliveryReport | None = None
+) -> EventPublisher | None:
     from mic_pipeline.config import Settings
     from producers.publisher import EventPublisher, PublishError, missing_topics
 
@@ -123,7 +156,7 @@ def _open_publisher(command: str, timeout_s: float, topics: list[str]) -> EventP
             _error(command, f"topics missing on {settings.kafka_bootstrap}: {', '.join(missing)} "
                    f"(create them with `mic-pipeline topics create`{grant})")
             return None
-        return EventPublisher(settings, timeout_s=timeout_s)
+        return EventPublisher(settings, timeout_s=timeout_s, on_delivery=report)
     except PublishError as exc:
         _error(command, str(exc))
         return None
@@ -153,15 +186,25 @@ def publish_command(args: argparse.Namespace) -> int:
             print(f"{path}: {len(invalid)} invalid lines; nothing published (--strict)")
             return EXIT_INVALID
     topics = [args.topic] if args.raw else [family.topic for family in Family]
-    publisher = _open_publisher("publish", args.timeout, topics)
+    try:
+        report = _open_report("publish", args.delivery_report, "line")
+    except OSError as exc:
+        _error("publish", f"cannot write {args.delivery_report}: {exc}")
+        return EXIT_USAGE
+    publisher = _open_publisher("publish", args.timeout, topics, report)
     if publisher is None:
+        if report is not None:
+            report.finish()
         return EXIT_KAFKA
     published = invalid_count = 0
+    failure: str | None = None
     try:
         with publisher:
             if args.raw:
-                for _number, raw in read_lines(path):
-                    publisher.publish_raw(args.topic, _readable_key(raw), raw)
+                for number, raw in read_lines(path):
+                    if report is not None:
+                        report.handed(number, publisher.topic(args.topic))
+                    publisher.publish_raw(args.topic, _readable_key(raw), raw, tag=number)
                     published += 1
             else:
                 for verdict in check_file(path):
@@ -169,14 +212,23 @@ def publish_command(args: argparse.Namespace) -> int:
                         invalid_count += 1
                         print(_describe(path, verdict), file=sys.stderr)
                         continue
-                    publisher.publish_encoded(verdict.raw)
+                    if report is not None:
+                        report.handed(verdict.line, publisher.topic(verdict.event.family.topic))
+                    publisher.publish_encoded(verdict.raw, tag=verdict.line)
                     published += 1
     except PublishError as exc:
-        _error("publish", f"{exc} (after {published} records handed to the producer)")
-        return EXIT_KAFKA
+        failure = f"{exc} (after {published} records handed to the producer)"
     except OSError as exc:
         _error("publish", f"cannot read {path}: {exc}")
         return EXIT_USAGE
+    finally:
+        if report is not None:
+            report.finish()
+    if failure is not None or publisher.delivered < publisher.sent:
+        if failure is not None:
+            _error("publish", failure)
+        _not_acknowledged("publish", publisher, report)
+        return EXIT_KAFKA
     print(f"{path}: published {published}, invalid {invalid_count}")
     return EXIT_OK if invalid_count == 0 else EXIT_INVALID
 
@@ -209,15 +261,25 @@ def simulate_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _error("simulate", str(exc))
         return EXIT_USAGE
-    publisher = _open_publisher("simulate", args.timeout, [family.topic for family in Family])
+    try:
+        report = _open_report("simulate", args.delivery_report, "seq")
+    except OSError as exc:
+        _error("simulate", f"cannot write {args.delivery_report}: {exc}")
+        return EXIT_USAGE
+    publisher = _open_publisher("simulate", args.timeout, [family.topic for family in Family], report)
     if publisher is None:
+        if report is not None:
+            report.finish()
         return EXIT_KAFKA
     writer = GroundTruthWriter(args.ground_truth) if args.ground_truth else None
 
     def send(record: SimRecord) -> None:
-        publisher.publish_raw(record.truth.topic, record.key, record.value)
+        truth = record.truth
+        if report is not None:
+            report.handed(truth.seq, publisher.topic(truth.topic))
+        publisher.publish_raw(truth.topic, record.key, record.value, tag=truth.seq)
         if writer is not None:
-            writer.write(record.truth)
+            writer.write(truth)
 
     def progress(summary: RunSummary) -> None:
         print(f"simulate: {summary.progress_line()}", file=sys.stderr, flush=True)
@@ -233,11 +295,17 @@ def simulate_command(args: argparse.Namespace) -> int:
             summary = run_paced(records, send, rate=args.rate, duration_s=args.duration,
                                 progress=progress, warn=warn)
     except PublishError as exc:
-        _error("simulate", str(exc))
+        _error("simulate", f"{exc}; stopped sending")
+        _not_acknowledged("simulate", publisher, report)
         return EXIT_KAFKA
     finally:
         if writer is not None:
             writer.close()
+        if report is not None:
+            report.finish()
+    if publisher.delivered < publisher.sent:  # unreachable unless a failure escaped the flush
+        _not_acknowledged("simulate", publisher, report)
+        return EXIT_KAFKA
     print(summary.report())
     print(f"all {publisher.delivered} records acknowledged by the broker {time.monotonic() - started:.2f}s "
           "after the start")

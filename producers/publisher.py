@@ -13,20 +13,27 @@ Errors reach the caller in two ways:
   missing after `timeout_s`, record too large for the client);
 - at `flush()` (and therefore `close()` and the end of a `with` block): `DeliveryError` listing the
   records the broker did not acknowledge. `raise_if_failed()` checks without waiting.
+
+A record is *sent* only once the broker acknowledged it (`delivered`); one the broker did not
+acknowledge (`failed_total`: refused, or no answer within the delivery timeout) may or may not be in
+the topic -- Kafka cannot tell -- and is reported as failed, never as sent. With `on_delivery`, every
+record handed over is answered by one `Delivery` (its `tag`, and where it was written or why not),
+called from the producer's I/O thread: `mic-pipeline publish|simulate --delivery-report` write them.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
-from kafka.errors import AuthorizationError, KafkaError, KafkaTimeoutError
+from kafka.errors import AuthorizationError, KafkaError, KafkaTimeoutError, UnknownError
 
 from mic_pipeline.config import Settings
 from mic_pipeline.kafka_access import KafkaAccessError
@@ -64,6 +71,23 @@ class DeliveryFailure:
     topic: str
     key: bytes | None
     error: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome of one record handed to the producer: acknowledged at `partition`/`offset` of
+    `topic` (physical name), or failed with `error`. `tag` is the caller's name for the record."""
+
+    tag: object
+    topic: str
+    key: bytes | None
+    partition: int | None = None
+    offset: int | None = None
+    error: str | None = None
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.error is None
 
 
 class DeliveryError(PublishError):
@@ -154,7 +178,8 @@ class EventPublisher:
 
     def __init__(
         self, settings: Settings, *, timeout_s: float = 30.0, max_pending: int = DEFAULT_MAX_PENDING,
-        overrides: Mapping[str, Any] | None = None, **tuning: Any,
+        overrides: Mapping[str, Any] | None = None, on_delivery: Callable[[Delivery], None] | None = None,
+        **tuning: Any,
     ) -> None:
         if not crc32c_accelerated():
             log.warning("kafka-python is computing CRC32C in pure Python: install the crc32c package")
@@ -174,34 +199,39 @@ class EventPublisher:
         self._failures: list[DeliveryFailure] = []
         self._failed = 0
         self._failed_total = 0
+        self._on_delivery = on_delivery
         self.sent = 0
         self.delivered = 0
 
     # -- sending ---------------------------------------------------------------------------------
 
-    def publish(self, event: Event) -> None:
+    def topic(self, logical_topic: str) -> str:
+        """The physical name of a logical topic (the run's prefix applied)."""
+        return self._settings.topic(logical_topic)
+
+    def publish(self, event: Event, *, tag: object = None) -> None:
         """Encode `event`, check it against the contract, send it to its family's topic."""
         family = event.family
         value = encode_event(event)
         outcome = decode_event(value, topic=family.topic)
         if isinstance(outcome, DecodeFailure):
             raise InvalidEventError(outcome)
-        self._send(family.topic, event.company_id.encode(), value)
+        self._send(family.topic, event.company_id.encode(), value, tag)
 
-    def publish_encoded(self, value: bytes) -> Event:
+    def publish_encoded(self, value: bytes, *, tag: object = None) -> Event:
         """Send contract JSON bytes untouched if they are a valid event (else `InvalidEventError`),
         keyed and routed by their content; returns the decoded event."""
         outcome = decode_event(value)
         if isinstance(outcome, DecodeFailure):
             raise InvalidEventError(outcome)
-        self._send(outcome.family.topic, outcome.company_id.encode(), value)
+        self._send(outcome.family.topic, outcome.company_id.encode(), value, tag)
         return outcome
 
-    def publish_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def publish_raw(self, topic: str, key: bytes | None, value: bytes, *, tag: object = None) -> None:
         """Send bytes as they are, unchecked, to the logical `topic` (prefix applied)."""
-        self._send(topic, key, value)
+        self._send(topic, key, value, tag)
 
-    def _send(self, logical_topic: str, key: bytes | None, value: bytes) -> None:
+    def _send(self, logical_topic: str, key: bytes | None, value: bytes, tag: object) -> None:
         topic = self._settings.topic(logical_topic)
         if self.pending >= self._max_pending:
             self._wait_for_room()
@@ -210,8 +240,12 @@ class EventPublisher:
         except KafkaError as exc:
             raise PublishError(f"cannot send to {topic}: {explain_kafka_error(exc, self._settings)}") from exc
         self.sent += 1
-        future.add_callback(self._on_delivered)
-        future.add_errback(partial(self._on_failed, topic, key))
+        if self._on_delivery is None:
+            future.add_callback(self._on_delivered)
+            future.add_errback(partial(self._on_failed, topic, key))
+        else:
+            future.add_callback(partial(self._report_delivered, topic, key, tag))
+            future.add_errback(partial(self._report_failed, topic, key, tag))
 
     def _wait_for_room(self) -> None:
         with self._settled:
@@ -225,16 +259,27 @@ class EventPublisher:
             self.delivered += 1
             self._settled.notify()
 
-    def _on_failed(self, topic: str, key: bytes | None, error: BaseException) -> None:
+    def _on_failed(self, topic: str, key: bytes | None, error: BaseException) -> str:
+        reason = f"{type(error).__name__}: {error}"
+        if isinstance(error, AuthorizationError):  # a missing ACL: say which and what to do
+            reason = explain_kafka_error(error, self._settings)
         with self._settled:
             self._failed += 1
             self._failed_total += 1
             self._settled.notify()
             if len(self._failures) < MAX_FAILURES_KEPT:
-                reason = f"{type(error).__name__}: {error}"
-                if isinstance(error, AuthorizationError):  # a missing ACL: say which and what to do
-                    reason = explain_kafka_error(error, self._settings)
                 self._failures.append(DeliveryFailure(topic, key, reason))
+        return reason
+
+    def _report_delivered(self, topic: str, key: bytes | None, tag: object, metadata: Any) -> None:
+        self._on_delivered(metadata)
+        assert self._on_delivery is not None
+        self._on_delivery(Delivery(tag, topic, key, metadata.partition, metadata.offset))
+
+    def _report_failed(self, topic: str, key: bytes | None, tag: object, error: BaseException) -> None:
+        reason = self._on_failed(topic, key, error)
+        assert self._on_delivery is not None
+        self._on_delivery(Delivery(tag, topic, key, error=reason))
 
     # -- completion ------------------------------------------------------------------------------
 
@@ -247,6 +292,11 @@ class EventPublisher:
     def failed(self) -> int:
         """Records the broker did not acknowledge so far (reset by a raising flush)."""
         return self._failed
+
+    @property
+    def failed_total(self) -> int:
+        """Every record the broker did not acknowledge since the start (never reset)."""
+        return self._failed_total
 
     def raise_if_failed(self) -> None:
         """Raise `DeliveryError` for the failures seen so far (and forget them), without waiting."""
@@ -261,10 +311,20 @@ class EventPublisher:
         any failed, `PublishError` if they are still pending after the timeout (default: the
         publisher's `timeout_s` plus the delivery timeout)."""
         wait = timeout_s if timeout_s is not None else 3 * self._timeout_s + 10
-        try:
-            self._producer.flush(timeout=wait)
-        except KafkaTimeoutError as exc:
-            raise PublishError(f"{self.pending} record(s) still unacknowledged after {wait:.0f}s") from exc
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                self._producer.flush(timeout=max(0.1, deadline - time.monotonic()))
+                break
+            except KafkaTimeoutError as exc:
+                pending = self.pending
+                raise PublishError(f"{pending} record(s) still unacknowledged after {wait:.0f}s") from exc
+            except UnknownError as exc:
+                # kafka-python 3.0.12 splits a batch the broker found too large and re-enqueues its
+                # halves, but its flush then sees the old batch as "not done": wait for the halves
+                if time.monotonic() >= deadline:
+                    raise PublishError(f"{self.pending} record(s) still unacknowledged after {wait:.0f}s: "
+                                       f"{exc}") from exc
         self.raise_if_failed()
 
     def close(self) -> None:
