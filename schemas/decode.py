@@ -51,7 +51,7 @@ from schemas.failures import (
     unparsable,
 )
 from schemas.inn import is_valid_inn
-from schemas.rawchecks import MAX_NESTING_DEPTH, MAX_VALUE_BYTES, UTF8_BOM, malformation, nesting_too_deep
+from schemas.rawchecks import MAX_NESTING_DEPTH, MAX_VALUE_BYTES, UTF8_BOM, brackets_too_deep, malformation
 from schemas.registry import DEFAULT_REGISTRY, PayloadSpec, Registry, null_key_pattern
 
 __all__ = ["DecodeFailure", "WireEnvelope", "check_money", "decode_event", "quotes_add_up"]
@@ -118,7 +118,7 @@ def _decode(raw: bytes, topic: str | None, registry: Registry) -> Event | Decode
         )
     if raw.startswith(UTF8_BOM):
         return DecodeFailure(reason=MALFORMED, detail="$: starts with a UTF-8 byte order mark")
-    if raw.count(b"{") + raw.count(b"[") > MAX_NESTING_DEPTH and nesting_too_deep(raw):
+    if raw.count(b"{") + raw.count(b"[") > MAX_NESTING_DEPTH and brackets_too_deep(raw):
         detail = f"$: nesting deeper than {MAX_NESTING_DEPTH} levels or unbalanced brackets"
         return DecodeFailure(reason=MALFORMED, detail=detail)
     try:
@@ -235,7 +235,7 @@ def quotes_add_up(raw: bytes, spec: PayloadSpec, payload: Payload, wire: WireEnv
     quotes = raw.count(b'"')
     if quotes == expected:
         return True
-    if b'\\"' in raw:
+    if 0x5C in raw and b'\\"' in raw:  # a backslash at all (int search: memchr), then before a quote
         if b"\\\\" in raw:
             return False
         quotes -= raw.count(b'\\"')

@@ -12,14 +12,20 @@ numpy operations, each linear, and per-key or per-run work that is vectorised to
    parity of a cumulative sum). Outside a string a backslash is not JSON: whatever the scan makes
    of the bytes after it, a parser stops there, so the depth bound holds either way;
 2. brackets outside strings give the depth (a cumulative sum of +1/-1);
-3. a colon outside strings follows a key, the string that closes just before it. Keys are compared
-   by length and a polynomial hash of their bytes (modulo 2^32, random odd base per process); keys
-   with an escape are first brought to canonical form by msgspec (one decode and one encode of all
-   of them). Only when two hashes are equal are the keys' objects needed: the last `{` before a key
-   at its depth (per depth level, after a stable radix sort on the level). Equal hashes in one
-   object are confirmed by decoding both keys, so the answer is exact.
+3. a colon outside strings follows a key, the string that closes just before it. The first 64 keys
+   are decoded and compared in Python: a repeat among them is the earliest repeat of the value,
+   found without touching the rest (a value of one key written 40,000 times costs what a small
+   one does). Otherwise all keys are compared by length and a polynomial hash of their bytes
+   (modulo 2^32, random odd base per process); keys with an escape are first brought to canonical
+   form by msgspec (one decode and one encode of all of them). Only when two hashes are equal are
+   the keys' objects needed: the last `{` before a key at its depth (computed over the brackets
+   and colons alone, grouped by level with a stable radix sort). One unstable sort of 64-bit
+   numbers (object and hash mixed in the high 48 bits, the key's number in the low 16) puts the
+   keys of one object with one hash next to each other in order; a candidate pair is confirmed by
+   decoding both keys, and a group holding a false pair (colliding hashes) is searched key by key,
+   so the answer is exact.
 
-The whole-buffer arrays live in a per-thread workspace (about 5 MB once used): a fresh buffer
+The whole-buffer arrays live in a per-thread workspace (about 4 MB once used): a fresh buffer
 costs a page fault per 4 KiB, which on a virtual machine costs more than the arithmetic. The last
 value lexed is remembered there, so the decoder's nesting check and its duplicate-key check of a
 failing value lex it once.
@@ -35,6 +41,8 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from schemas.jsonkeys import Keys, first_repeat
+
 Bytes = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
 Positions = npt.NDArray[np.intp]
@@ -48,7 +56,6 @@ _SHORT_RUN = 8
 _FEW_KEYS = 64
 """Up to this many keys, they are decoded and compared in Python."""
 _KEYS = msgspec.json.Decoder(list[str])
-_KEY = msgspec.json.Decoder(str)
 
 
 class _Workspace(threading.local):
@@ -65,10 +72,14 @@ class _Workspace(threading.local):
         self.other_flags = np.empty(_TABLE_SIZE, np.bool_)
         self.more_flags = np.empty(_TABLE_SIZE, np.bool_)
         self.words = np.empty(_TABLE_SIZE, np.int32)
-        self.more_words = np.empty(_TABLE_SIZE, np.int32)
 
 
 _WORKSPACE = _Workspace()
+
+
+def lexed(raw: bytes) -> bool:
+    """True when this thread's workspace holds the lexing of `raw` (this very object)."""
+    return _WORKSPACE.lexed is raw
 
 
 def _bytes_of(raw: bytes) -> Bytes:
@@ -99,7 +110,8 @@ def _delimiters(arr: Bytes, quote: Mask, space: _Workspace) -> None:
 
     `reach` holds the quotes with at least k backslashes just before them, for k = 1, 2, ... (one
     shifted AND per step, in place); the parity of a quote's run is the XOR of those masks. Runs
-    longer than `_SHORT_RUN` are measured at once by cumulative sums over the whole buffer.
+    longer than `_SHORT_RUN` are measured from their first backslash (the runs' starts found at once,
+    each long run's by a binary search).
     """
     np.equal(arr, _QUOTE, out=quote)
     size = arr.size
@@ -120,14 +132,13 @@ def _delimiters(arr: Bytes, quote: Mask, space: _Workspace) -> None:
         odd ^= reach
     else:
         long_runs = np.flatnonzero(reach)  # quotes after `_SHORT_RUN` backslashes or more
-        if long_runs.size:
-            so_far, base = space.words[:size], space.more_words[:size]
-            np.cumsum(backslash, dtype=np.int32, out=so_far)  # backslashes up to each byte
-            np.logical_not(backslash, out=reach)
-            np.multiply(so_far, reach, out=base)  # ... at the other bytes, else 0
-            np.maximum.accumulate(base, out=base)  # ... at the last other byte up to each byte
-            ends = long_runs - 1
-            odd[long_runs] = ((so_far[ends] - base[ends]) & 1) == 1
+        if long_runs.size:  # each run's length from where it starts (a binary search per run)
+            np.logical_not(backslash[:-1], out=reach[1:])
+            reach[1:] &= backslash[1:]
+            reach[0] = backslash[0]
+            starts = np.flatnonzero(reach)  # the first backslash of every run
+            run_start = starts[np.searchsorted(starts, long_runs - 1, side="right") - 1]
+            odd[long_runs] = ((long_runs - run_start) & 1) == 1
     np.logical_not(odd, out=odd)
     quote &= odd
 
@@ -169,6 +180,10 @@ def duplicate_key(raw: bytes) -> str | None:
 
     `raw` must be valid UTF-8 JSON (syntax checked) whose nesting `nesting_too_deep` accepted. Keys
     are compared as decoded strings: `"a"` and `"\\u0061"` are the same key.
+
+    The first `_FEW_KEYS` keys are decoded and compared first: a repeat among them is the earliest
+    (its first occurrence is earlier still), so values made of one key repeated cost no more than a
+    small one. Only when they all differ are all the keys hashed.
     """
     space = _WORKSPACE
     arr = _bytes_of(raw)
@@ -179,48 +194,68 @@ def duplicate_key(raw: bytes) -> str | None:
     colons = np.flatnonzero(keyed)
     if colons.size < 2:
         return None
+    if _FEW_KEYS:
+        few = colons[:_FEW_KEYS]
+        found = _repeat_among_first(raw, arr, quote, so_far, outside, few, space)
+        if found is not None or colons.size == few.size:
+            return found
     quotes = np.flatnonzero(quote)
+    before = so_far[colons]
+    keys = Keys(raw, quotes[before - 2], quotes[before - 1])
+    hashes = _key_hashes(raw, arr, keys.opening, keys.closing, colons, space)
+    ordered = np.sort(hashes)
+    if not (ordered[1:] == ordered[:-1]).any():  # all keys differ: their objects do not matter
+        return None
+    keys.objects = _enclosing_objects(*_structure(arr, outside, space))
+    return first_repeat(keys, hashes)
+
+
+def _repeat_among_first(
+    raw: bytes, arr: Bytes, quote: Mask, so_far: Words, outside: Mask, colons: Positions, space: _Workspace
+) -> str | None:
+    """The earliest repeated key among the keys of `colons` (the first of the value), decoded."""
+    end = int(colons[-1]) + 1
+    quotes = np.flatnonzero(quote[:end])
     before = so_far[colons]  # quotes up to each colon: its key's are the last two
-    opening, closing = quotes[before - 2], quotes[before - 1]
-    if colons.size <= _FEW_KEYS:  # decoding them costs less than hashing the whole buffer
-        spans = zip(opening.tolist(), closing.tolist(), strict=True)
-        keys = [_KEY.decode(raw[start : end + 1]) for start, end in spans]
-        if len(set(keys)) == len(keys):
-            return None
-        hashes = np.array([hash(key) & 0x3FFFFFFFFFFF for key in keys], np.uint64)
-    else:
-        hashes = _key_hashes(raw, arr, opening, closing, colons, space)
-        ordered = np.sort(hashes)
-        if not (ordered[1:] == ordered[:-1]).any():  # all keys differ: their objects do not matter
-            return None
-    objects = _enclosing_objects(arr, outside, keyed, space).astype(np.uint64)
-    combined = (objects << np.uint64(46)) | hashes  # object (18 bits), length (14), hash (32)
-    order = np.argsort(combined, kind="stable")  # equal values keep their order: earlier first
-    same = np.flatnonzero(combined[order][1:] == combined[order][:-1])
-    first, second = order[same], order[same + 1]
-    for pair in np.argsort(second, kind="stable"):  # genuine unless the hashes collide
-        key: str = _KEY.decode(raw[opening[second[pair]] : closing[second[pair]] + 1])
-        if key == _KEY.decode(raw[opening[first[pair]] : closing[first[pair]] + 1]):
-            return key
-    return None
+    keys = Keys(raw, quotes[before - 2], quotes[before - 1])
+    decoded = [keys.text(index) for index in range(colons.size)]
+    if len(set(decoded)) == len(decoded):
+        return None
+    keys.objects = _enclosing_objects(*_structure(arr[:end], outside[:end], space))
+    hashes = np.array([hash(key) & 0x3FFFFFFFFFFF for key in decoded], np.uint64)
+    return first_repeat(keys, hashes)
 
 
-def _enclosing_objects(arr: Bytes, outside: Mask, keyed: Mask, space: _Workspace) -> Positions:
-    """For each key (a colon in `keyed`), an index that is the same exactly for the keys of one
-    object."""
-    events = space.flags[: arr.size]
-    np.equal(arr, ord("{"), out=events)
-    events &= outside
-    events |= keyed
-    positions = np.flatnonzero(events)  # the objects' `{` and the keys' colons, in order
-    is_colon = arr[positions] == _COLON
-    levels = _depth(arr, outside, space)[positions].astype(np.int8)  # at most 32: nesting checked
-    # a key's depth is its object's (counted after the `{`): group by depth, keep the order
+def _structure(arr: Bytes, outside: Mask, space: _Workspace) -> tuple[Bytes, Mask]:
+    """The brackets and colons outside strings, in order, and which of them are colons."""
+    size = arr.size
+    found, other = space.flags[:size], space.other_flags[:size]
+    np.equal(arr, _COLON, out=found)
+    for byte in b"[]{}":
+        found |= np.equal(arr, byte, out=other)
+    found &= outside
+    chars = arr[found]
+    return chars, chars == _COLON
+
+
+_STEP = np.zeros(256, np.int8)
+_STEP[list(b"[{")] = 1
+_STEP[list(b"]}")] = -1
+
+
+def _enclosing_objects(chars: Bytes, is_colon: Mask) -> Positions:
+    """For each colon of `chars` (the brackets and colons outside strings, in order), an index that
+    is the same exactly for the keys of one object."""
+    depth = np.cumsum(_STEP[chars], dtype=np.int32)  # after each bracket; a key's is its object's
+    keep = is_colon | (chars == ord("{"))
+    levels = depth[keep].astype(np.int8)  # at most 32: nesting checked
+    is_key = is_colon[keep]
+    # group the objects' `{` and the keys by depth, keep the order
     order = np.argsort(levels, kind="stable")
-    marker = np.where(is_colon[order], -1, np.arange(positions.size))
-    owner = np.empty(positions.size, np.intp)
+    marker = np.where(is_key[order], -1, np.arange(levels.size))
+    owner = np.empty(levels.size, np.intp)
     owner[order] = np.maximum.accumulate(marker)
-    result: Positions = owner[is_colon]
+    result: Positions = owner[is_key]
     return result
 
 
@@ -241,22 +276,28 @@ def _powers(base: int) -> Words:
     return powers
 
 
-def _span_hashes(arr: Bytes, starts: Positions, ends: Positions, space: _Workspace) -> npt.NDArray[np.uint64]:
-    """For each `arr[start:end]` (start >= 1): its length (14 bits) and a 32-bit polynomial hash of
-    its bytes, whatever the position of the span.
+def _span_hashes(
+    arr: Bytes, opening: Positions, closing: Positions, space: _Workspace
+) -> npt.NDArray[np.uint64]:
+    """For each span strictly between `opening[i]` and `closing[i]`: its length (14 bits) and a
+    32-bit polynomial hash of its bytes, whatever the position of the span.
 
     Prefix sums of byte * base**position over the whole buffer wrap modulo 2^32 (int32, in place in
-    `space.words`: the fast cumulative sum); a span's difference is brought back to position 0 by the
-    inverse power of its start. Strings made to collide for every odd base (Thue-Morse, 2^8 bytes
-    and longer) cost only their exact comparison in `duplicate_key`.
+    `space.words`, after a leading 0: the fast cumulative sum); a span's difference is brought back
+    to position 0 by the inverse power of its start. Strings made to collide for every odd base
+    (Thue-Morse, 2^8 bytes and longer) cost their exact comparison in `duplicate_key`, which then
+    searches their group key by key: a collision never hides a repeat.
     """
     powers, inverses = _tables()
-    prefix = space.words[: arr.size]
-    np.multiply(arr, powers[: arr.size], out=prefix)
-    np.cumsum(prefix, out=prefix)
-    hashes = ((prefix[ends - 1] - prefix[starts - 1]) * inverses[starts]).view(np.uint32)
-    lengths = ((ends - starts) & 0x3FFF).astype(np.uint64)
-    result: npt.NDArray[np.uint64] = (lengths << np.uint64(32)) | hashes
+    size = arr.size
+    before = space.words[: size + 1]  # before[i]: the sum over the bytes before i
+    before[0] = 0
+    np.multiply(arr, powers[:size], out=before[1:])
+    np.cumsum(before[1:], out=before[1:])
+    after_opening = before[1:]  # after_opening[i] = before[i + 1]
+    hashes = (before[closing] - after_opening[opening]) * inverses[1:][opening]
+    lengths = (closing - opening - 1) & 0x3FFF
+    result: npt.NDArray[np.uint64] = (lengths.astype(np.uint64) << np.uint64(32)) | hashes.view(np.uint32)
     return result
 
 
@@ -264,7 +305,7 @@ def _key_hashes(
     raw: bytes, arr: Bytes, opening: Positions, closing: Positions, colons: Positions, space: _Workspace
 ) -> npt.NDArray[np.uint64]:
     """`_span_hashes` of the keys' contents, those with an escape taken in canonical form."""
-    hashes = _span_hashes(arr, opening + 1, closing, space)
+    hashes = _span_hashes(arr, opening, closing, space)
     if _BACKSLASH in raw:
         backslashes = space.words[: arr.size]  # backslashes up to each byte
         np.cumsum(arr == _BACKSLASH, dtype=np.int32, out=backslashes)
@@ -275,7 +316,7 @@ def _key_hashes(
             quote = np.empty(listed.size, np.bool_)
             _delimiters(listed, quote, space)
             quotes = np.flatnonzero(quote)
-            hashes[escaped] = _span_hashes(listed, quotes[0::2] + 1, quotes[1::2], space)
+            hashes[escaped] = _span_hashes(listed, quotes[0::2], quotes[1::2], space)
     return hashes
 
 

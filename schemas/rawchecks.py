@@ -25,6 +25,13 @@ UTF8_BOM = b"\xef\xbb\xbf"
 SMALL_VALUE_BYTES = 4096
 """Up to this size (every valid event is smaller), duplicate keys are found by Python's parser:
 about 10 µs there, where the whole-buffer scans cost a fixed 40-50 µs."""
+FEW_VALUES = 64
+"""Larger values with at most this many commas (so at most about 33 x 65 values: nesting is at most
+32) and ..."""
+FEW_ESCAPES = 4096
+"""... at most this many backslashes are parsed by Python too: its C scanner's work there is a
+pass over the text plus a bounded number of calls (one per object, one per number, numbers never
+converted), well under the scans' cost; only escapes cost it more (about 30 ns each)."""
 
 _SYNTAX = msgspec.json.Decoder(msgspec.Raw)
 """Reads a whole JSON value and keeps nothing: msgspec's syntax check, numbers of any size."""
@@ -45,15 +52,28 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> None:
             seen.add(key)
 
 
+def _skip(text: str) -> None:
+    """A number's text, left unconverted (a 200k-digit integer would take quadratic time)."""
+
+
+_PARSER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_int=_skip, parse_float=_skip, parse_constant=_skip
+)
+
+
 def duplicate_key(raw: bytes) -> str | None:
     """A key written twice in one object of `raw` (valid UTF-8 JSON, nesting checked), or None.
 
-    Small values are parsed by Python (recursion bounded by the nesting check, numbers of at most
-    4096 digits); larger ones are scanned (`schemas.jsonscan`), never parsed into objects."""
-    if len(raw) > SMALL_VALUE_BYTES:
+    Small values, and values of few commas and few backslashes, are parsed by Python (recursion
+    bounded by the nesting check, numbers never converted) unless the scans already lexed them (the
+    nesting check of a value with many brackets); the others are scanned (`schemas.jsonscan`), never
+    parsed into objects."""
+    if len(raw) > SMALL_VALUE_BYTES and (
+        jsonscan.lexed(raw) or raw.count(b",") > FEW_VALUES or raw.count(b"\\") > FEW_ESCAPES
+    ):
         return jsonscan.duplicate_key(raw)
     try:
-        json.loads(raw, object_pairs_hook=_no_duplicates)
+        _PARSER.decode(raw.decode("utf-8"))
     except _Duplicate as found:
         return found.key
     return None
@@ -63,11 +83,19 @@ def nesting_too_deep(raw: bytes, limit: int = MAX_NESTING_DEPTH) -> bool:
     """True when brackets outside strings nest deeper than `limit` or do not balance.
 
     At most `limit` opening brackets cannot nest deeper: such values answer False at once (valid
-    events have 2); more than `limit` of them before any other byte (whitespace aside) answer True
-    at once. Unbalanced brackets answer True: such a value is not JSON either way.
+    events have 2); the others are `brackets_too_deep`'s.
     """
     if raw.count(b"{") + raw.count(b"[") <= limit:
         return False
+    return brackets_too_deep(raw, limit)
+
+
+def brackets_too_deep(raw: bytes, limit: int = MAX_NESTING_DEPTH) -> bool:
+    """`nesting_too_deep` of a value known to hold more than `limit` opening brackets.
+
+    More than `limit` of them before any other byte (whitespace aside) answer True at once.
+    Unbalanced brackets answer True: such a value is not JSON either way.
+    """
     opening_run = raw[: len(raw) - len(raw.lstrip(b"[{ \t\n\r"))]
     if opening_run.count(b"{") + opening_run.count(b"[") > limit:
         return True

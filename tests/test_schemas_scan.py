@@ -12,10 +12,12 @@ import json
 from typing import Any
 from unittest import mock
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from schemas_hostile import SHAPES
 
-from schemas import jsonscan
+from schemas import jsonscan, rawchecks
 from schemas.rawchecks import MAX_NESTING_DEPTH, nesting_too_deep
 
 SCAN = settings(derandomize=True, database=None, max_examples=300, deadline=None)
@@ -83,11 +85,14 @@ def test_duplicate_keys_are_found_exactly(text: str) -> None:
     """By both paths: keys decoded in Python (a few) and hashed over the whole buffer (many)."""
     raw = text.encode()
     expected = _duplicates(text)
-    for few_keys in (jsonscan._FEW_KEYS, 0):
+    for few_keys in (jsonscan._FEW_KEYS, 2, 0):  # the first keys alone, then the rest hashed
         with mock.patch.object(jsonscan, "_FEW_KEYS", few_keys):
             found = jsonscan.duplicate_key(raw)
         assert (found is None) == (not expected), (text, found, expected, few_keys)
         assert found is None or found in expected
+    with mock.patch.object(rawchecks, "SMALL_VALUE_BYTES", 0):  # Python's parser, numbers unread
+        found = rawchecks.duplicate_key(raw)
+    assert (found is None) == (not expected), (text, found, expected)
 
 
 @SCAN
@@ -130,3 +135,46 @@ def test_many_keys_take_the_hashing_path() -> None:
     assert jsonscan.duplicate_key(b"{" + keys + b',"k500":0}') == "k500"
     assert jsonscan.duplicate_key(b"[" + b",".join([b'{"a":1,"b":2}'] * 500) + b"]") is None
     assert jsonscan.duplicate_key(b"[" + b",".join([b'{"a":1,"b":2}'] * 500) + b',{"b":1,"b":2}]') == "b"
+
+
+def _thue_morse(length: int) -> bytes:
+    return bytes(b"ab"[bin(i).count("1") & 1] for i in range(length))
+
+
+def test_keys_whose_hashes_collide_never_hide_a_repeat() -> None:
+    """A Thue-Morse string and its complement have the same polynomial hash modulo 2^32 whatever the
+    (odd) base: `{.., T, C, T}` repeats T although the neighbours in hash order are never equal."""
+    word = _thue_morse(256)
+    other = word.translate(bytes.maketrans(b"ab", b"ba"))
+    filler = b",".join(b'"f%d":0' % i for i in range(jsonscan._FEW_KEYS + 6))  # past the first keys
+    raw = b"{" + filler + b',"' + word + b'":1,"' + other + b'":2,"' + word + b'":3}'
+    arr = np.frombuffer(raw, np.uint8)
+    at = raw.index(word)
+    opening = np.array([at - 1, at + len(word) + 4])
+    hashes = jsonscan._span_hashes(arr, opening, opening + len(word) + 1, jsonscan._WORKSPACE)
+    assert hashes[0] == hashes[1], "the two keys must collide for the test to mean anything"
+    assert jsonscan.duplicate_key(raw) == word.decode()
+    with mock.patch.object(jsonscan, "_FEW_KEYS", 0):
+        assert jsonscan.duplicate_key(raw) == word.decode()
+
+
+def test_a_repeat_among_the_first_keys_is_found_without_hashing_the_value() -> None:
+    """40,000 keys `"k"`: the repeat is among the first 64, so the whole-buffer hash never runs."""
+    raw = SHAPES["many unknown payload keys"](256 * 1024)
+    with mock.patch.object(jsonscan, "_key_hashes", side_effect=AssertionError("hashed")):
+        assert jsonscan.duplicate_key(raw) == "k"
+    keys = b",".join(b'"k%d":0' % i for i in range(1000))
+    with mock.patch.object(jsonscan, "_key_hashes", wraps=jsonscan._key_hashes) as hashing:
+        assert jsonscan.duplicate_key(b"{" + keys + b',"k999":1}') == "k999"  # the last key repeats
+    assert hashing.call_count == 1
+
+
+def test_few_commas_are_parsed_with_numbers_left_unread() -> None:
+    """A value of a few members is parsed by Python even with 100,000-digit numbers (never
+    converted: that would take quadratic time or raise); many backslashes send it to the scans."""
+    number = b"9" * 100_000
+    assert rawchecks.duplicate_key(b'{"a":1,"b":' + number + b',"c":1.5e' + number + b',"a":2}') == "a"
+    assert rawchecks.duplicate_key(b'{"a":1,"b":' + number + b"}") is None
+    escapes = b'"' + b"\\n" * 5000 + b'"'
+    with mock.patch.object(rawchecks, "_PARSER", None):  # the scans, not the parser
+        assert rawchecks.duplicate_key(b'{"a":' + escapes + b',"a":' + number + b"}") == "a"
