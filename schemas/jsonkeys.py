@@ -7,9 +7,6 @@ key of its object, exactly (a hash collision costs a search, never a wrong answe
 
 from __future__ import annotations
 
-import random
-from functools import lru_cache
-
 import msgspec
 import numpy as np
 import numpy.typing as npt
@@ -33,35 +30,49 @@ class Keys:
         return bool(self.objects[first] == self.objects[second]) and self.text(first) == self.text(second)
 
 
-_INDEX_BITS = 16
-"""Key numbers take 16 bits: a key costs at least 5 bytes (`"":0,`), so 256 KiB hold < 2^16 keys."""
-_INDEX_MASK = np.uint64((1 << _INDEX_BITS) - 1)
+_FEW_VALUES = 8
+"""Up to this many distinct repeated hashes, the keys holding them are picked out one value at a
+time (a pass over the hashes each); more, and every key is a candidate."""
 
 
-def first_repeat(keys: Keys, hashes: npt.NDArray[np.uint64]) -> str | None:
-    """The earliest key equal to an earlier key of its object, given each key's object and hash.
-
-    Each key gets one 64-bit number: the high 48 bits of a random bijective mix of (object, hash)
-    and its own number in the low 16, so one unstable sort puts equal keys of one object next to
-    each other in their order. Neighbours with the same high bits are candidate pairs; the pair
-    with the smallest second key is almost always a genuine repeat, confirmed by decoding both.
-    Otherwise (hashes or mixes that collide), pairs are taken by their second key and a group
-    holding a false pair is searched key by key, so the answer stays exact.
+def repeated_hashes(hashes: npt.NDArray[np.uint64]) -> Positions:
+    """The numbers (ascending) of the keys that may repeat another: those whose hash (46 bits)
+    another key has when few values repeat, all keys otherwise; empty when no two hashes are equal.
     """
     count = hashes.size
-    if count > int(_INDEX_MASK) + 1:
-        raise ValueError(f"{count} keys: more than a 256 KiB JSON value can hold")
-    mixed = (keys.objects.astype(np.uint64) << np.uint64(46)) | hashes
-    mixed *= _mixer()
-    mixed &= ~_INDEX_MASK
-    mixed |= np.arange(count, dtype=np.uint64)
-    mixed.sort()
-    groups = mixed >> np.uint64(_INDEX_BITS)
-    same = np.flatnonzero(groups[1:] == groups[:-1])
+    ordered = np.sort(hashes)
+    same = ordered[1:] == ordered[:-1]
+    if not same.any():
+        return np.empty(0, np.intp)
+    repeated = ordered[1:][same]  # sorted: its distinct values start where it changes
+    values = repeated[np.flatnonzero(repeated[1:] != repeated[:-1]) + 1]
+    if values.size >= _FEW_VALUES:
+        return np.arange(count, dtype=np.intp)
+    values = np.append(repeated[:1], values)
+    chosen = hashes == values[0]
+    for value in values[1:]:
+        chosen |= hashes == value
+    candidates: Positions = np.flatnonzero(chosen)
+    return candidates
+
+
+def first_repeat(keys: Keys, hashes: npt.NDArray[np.uint64], candidates: Positions) -> str | None:
+    """The earliest key equal to an earlier key of its object, among `candidates` (ascending key
+    numbers, `repeated_hashes`), given each key's object and hash.
+
+    A stable sort of (object, hash) puts the candidates of one object with one hash next to each
+    other in their order (objects come in runs: the sort is mostly merging). Neighbours with equal
+    values are candidate pairs; the pair with the smallest second key is almost always a genuine
+    repeat, confirmed by decoding both. Otherwise (colliding hashes), pairs are taken by their second
+    key and a group holding a false pair is searched key by key, so the answer stays exact.
+    """
+    identities = (keys.objects[candidates].astype(np.uint64) << np.uint64(46)) | hashes[candidates]
+    order = np.argsort(identities, kind="stable")
+    ordered = identities[order]
+    same = np.flatnonzero(ordered[1:] == ordered[:-1])
     if not same.size:
         return None
-    numbers = (mixed & _INDEX_MASK).astype(np.intp)
-    first, second = numbers[same], numbers[same + 1]
+    first, second = candidates[order[same]], candidates[order[same + 1]]
     nearest = int(np.argmin(second))
     if keys.same(int(first[nearest]), int(second[nearest])):
         return keys.text(int(second[nearest]))
@@ -74,11 +85,12 @@ def first_repeat(keys: Keys, hashes: npt.NDArray[np.uint64]) -> str | None:
         if keys.same(int(first[pair]), candidate):
             best = candidate
             break
-        group = int(groups[same[pair]])
-        if group not in searched:  # a false pair: search its whole group key by key
-            searched.add(group)
-            start, stop = np.searchsorted(groups, [group, group + 1])
-            found = repeat_in(keys, numbers[start:stop].tolist())
+        group = int(same[pair])
+        start = int(np.searchsorted(ordered, ordered[group], side="left"))
+        if start not in searched:  # a false pair: search its whole group key by key
+            searched.add(start)
+            stop = int(np.searchsorted(ordered, ordered[group], side="right"))
+            found = repeat_in(keys, candidates[order[start:stop]].tolist())
             if found is not None and (best is None or found < best):
                 best = found
     return None if best is None else keys.text(best)
@@ -93,9 +105,3 @@ def repeat_in(keys: Keys, members: list[int]) -> int | None:
             return member
         seen.add(identity)
     return None
-
-
-@lru_cache(maxsize=1)
-def _mixer() -> np.uint64:
-    """A random odd 64-bit multiplier (a bijection of 64-bit numbers), one per process."""
-    return np.uint64(random.SystemRandom().randrange(1, 1 << 64, 2))

@@ -18,11 +18,12 @@ numpy operations, each linear, and per-key or per-run work that is vectorised to
    one does). Otherwise all keys are compared by length and a polynomial hash of their bytes
    (modulo 2^32, random odd base per process); keys with an escape are first brought to canonical
    form by msgspec (one decode and one encode of all of them). Only when two hashes are equal are
-   the keys' objects needed: the last `{` before a key at its depth (computed over the brackets
-   and colons alone, grouped by level with a stable radix sort). One unstable sort of 64-bit
-   numbers (object and hash mixed in the high 48 bits, the key's number in the low 16) puts the
-   keys of one object with one hash next to each other in order; a candidate pair is confirmed by
-   decoding both keys, and a group holding a false pair (colliding hashes) is searched key by key,
+   the keys' objects needed: the last `{` before a key at its depth (per depth level, after a
+   stable radix sort on the level). One unstable sort of hash and key
+   number packed together picks the keys whose hash another key has; a stable sort of those by
+   (object, hash) puts the keys of one object with one hash next to each other in order; a
+   candidate pair is confirmed by decoding both keys, and a group holding a false pair (colliding
+   hashes) is searched key by key,
    so the answer is exact.
 
 The whole-buffer arrays live in a per-thread workspace (about 4 MB once used): a fresh buffer
@@ -41,7 +42,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from schemas.jsonkeys import Keys, first_repeat
+from schemas.jsonkeys import Keys, first_repeat, repeated_hashes
 
 Bytes = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
@@ -196,24 +197,27 @@ def duplicate_key(raw: bytes) -> str | None:
         return None
     if _FEW_KEYS:
         few = colons[:_FEW_KEYS]
-        found = _repeat_among_first(raw, arr, quote, so_far, outside, few, space)
+        found = _repeat_among_first(raw, arr, (quote, so_far, outside, keyed), few, space)
         if found is not None or colons.size == few.size:
             return found
     quotes = np.flatnonzero(quote)
     before = so_far[colons]
     keys = Keys(raw, quotes[before - 2], quotes[before - 1])
     hashes = _key_hashes(raw, arr, keys.opening, keys.closing, colons, space)
-    ordered = np.sort(hashes)
-    if not (ordered[1:] == ordered[:-1]).any():  # all keys differ: their objects do not matter
+    candidates = repeated_hashes(hashes)
+    if not candidates.size:  # all keys differ: their objects do not matter
         return None
-    keys.objects = _enclosing_objects(*_structure(arr, outside, space))
-    return first_repeat(keys, hashes)
+    keys.objects = _enclosing_objects(arr, outside, keyed, space)
+    return first_repeat(keys, hashes, candidates)
 
 
 def _repeat_among_first(
-    raw: bytes, arr: Bytes, quote: Mask, so_far: Words, outside: Mask, colons: Positions, space: _Workspace
+    raw: bytes, arr: Bytes, lexed: tuple[Mask, Words, Mask, Mask], colons: Positions, space: _Workspace
 ) -> str | None:
-    """The earliest repeated key among the keys of `colons` (the first of the value), decoded."""
+    """The earliest repeated key among the keys of `colons` (the first of the value), decoded;
+    `lexed` holds the delimiting quotes, the quotes so far, the bytes outside strings and the keys'
+    colons."""
+    quote, so_far, outside, keyed = lexed
     end = int(colons[-1]) + 1
     quotes = np.flatnonzero(quote[:end])
     before = so_far[colons]  # quotes up to each colon: its key's are the last two
@@ -221,41 +225,27 @@ def _repeat_among_first(
     decoded = [keys.text(index) for index in range(colons.size)]
     if len(set(decoded)) == len(decoded):
         return None
-    keys.objects = _enclosing_objects(*_structure(arr[:end], outside[:end], space))
+    keys.objects = _enclosing_objects(arr[:end], outside[:end], keyed[:end], space)
     hashes = np.array([hash(key) & 0x3FFFFFFFFFFF for key in decoded], np.uint64)
-    return first_repeat(keys, hashes)
+    return first_repeat(keys, hashes, repeated_hashes(hashes))
 
 
-def _structure(arr: Bytes, outside: Mask, space: _Workspace) -> tuple[Bytes, Mask]:
-    """The brackets and colons outside strings, in order, and which of them are colons."""
-    size = arr.size
-    found, other = space.flags[:size], space.other_flags[:size]
-    np.equal(arr, _COLON, out=found)
-    for byte in b"[]{}":
-        found |= np.equal(arr, byte, out=other)
-    found &= outside
-    chars = arr[found]
-    return chars, chars == _COLON
-
-
-_STEP = np.zeros(256, np.int8)
-_STEP[list(b"[{")] = 1
-_STEP[list(b"]}")] = -1
-
-
-def _enclosing_objects(chars: Bytes, is_colon: Mask) -> Positions:
-    """For each colon of `chars` (the brackets and colons outside strings, in order), an index that
-    is the same exactly for the keys of one object."""
-    depth = np.cumsum(_STEP[chars], dtype=np.int32)  # after each bracket; a key's is its object's
-    keep = is_colon | (chars == ord("{"))
-    levels = depth[keep].astype(np.int8)  # at most 32: nesting checked
-    is_key = is_colon[keep]
-    # group the objects' `{` and the keys by depth, keep the order
+def _enclosing_objects(arr: Bytes, outside: Mask, keyed: Mask, space: _Workspace) -> Positions:
+    """For each key (a colon in `keyed`), an index that is the same exactly for the keys of one
+    object."""
+    events = space.flags[: arr.size]
+    np.equal(arr, ord("{"), out=events)
+    events &= outside
+    events |= keyed
+    positions = np.flatnonzero(events)  # the objects' `{` and the keys' colons, in order
+    is_colon = arr[positions] == _COLON
+    levels = _depth(arr, outside, space)[positions].astype(np.int8)  # at most 32: nesting checked
+    # a key's depth is its object's (counted after the `{`): group by depth, keep the order
     order = np.argsort(levels, kind="stable")
-    marker = np.where(is_key[order], -1, np.arange(levels.size))
-    owner = np.empty(levels.size, np.intp)
+    marker = np.where(is_colon[order], -1, np.arange(positions.size))
+    owner = np.empty(positions.size, np.intp)
     owner[order] = np.maximum.accumulate(marker)
-    result: Positions = owner[is_key]
+    result: Positions = owner[is_colon]
     return result
 
 
