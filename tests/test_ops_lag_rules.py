@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mic_pipeline.ops.lag_rules import COMMIT_INTERVALS, commit_interval, judge_group
+from mic_pipeline.ops.lag_rules import (
+    COMMIT_INTERVALS,
+    GROUP_TOPICS,
+    commit_interval,
+    group_topics,
+    judge_group,
+)
 from mic_pipeline.ops.verdict import (
     FamilyFreshness,
     GroupStatus,
@@ -72,6 +78,19 @@ def test_commit_intervals_are_the_components_own_defaults() -> None:
     assert commit_interval("demo1.mic-streams", {}) == 1.0
     assert commit_interval("analytics", {}) == 5.0
     assert commit_interval("analytics", {"analytics": 60.0}) == 60.0
+
+
+def test_the_known_groups_topics_are_what_the_stream_and_the_sinks_consume() -> None:
+    from mic_pipeline.config import Settings
+    from schemas.topics import Family
+    from sinks.app import sink_topics
+
+    settings = Settings(topic_prefix="p.")
+    assert set(GROUP_TOPICS["mic-streams"]) == {family.topic for family in Family}  # streams.worker
+    for kind in ("sql", "parquet"):
+        assert [settings.topic(t) for t in GROUP_TOPICS[f"mic-sink-{kind}"]] == sink_topics(settings, kind)
+    assert group_topics("p.mic-sink-sql") == GROUP_TOPICS["mic-sink-sql"]
+    assert group_topics("analytics") is None
 
 
 def test_a_batching_sink_at_a_steady_rate_is_ok_whatever_its_record_count() -> None:

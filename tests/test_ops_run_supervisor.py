@@ -227,7 +227,12 @@ def free_port_pair() -> int:
 
 
 def test_pipeline_children_run_stream_workers_on_consecutive_ports() -> None:
-    from mic_pipeline.ops.children import PipelinePorts, pipeline_children, pipeline_health_endpoints
+    from mic_pipeline.ops.children import (
+        PipelinePorts,
+        pipeline_children,
+        pipeline_groups,
+        pipeline_health_endpoints,
+    )
 
     settings = Settings(topic_prefix="t.")
     children = pipeline_children(settings, PipelinePorts(7000, 7100, 7200, None), stream_workers=3)
@@ -244,9 +249,15 @@ def test_pipeline_children_run_stream_workers_on_consecutive_ports() -> None:
         "sink-sql=http://127.0.0.1:7100/health/ready",
         "sink-parquet=http://127.0.0.1:7200/health/ready",
     ]
-    web = pipeline_children(settings, PipelinePorts(7000, 7100, 7200, 7300), stream_workers=2)[-1]
+    groups = pipeline_groups(settings, {})
+    ports = PipelinePorts(7000, 7100, 7200, 7300)
+    web = pipeline_children(settings, ports, stream_workers=2, groups=groups)[-1]
     assert web.name == "web"
     assert web.environment["MIC_HEALTH_URLS"] == ",".join(str(e) for e in endpoints)
+    # the page watches the pipeline's groups by name: one that never committed is judged too
+    named = [web.command[i + 1] for i, argument in enumerate(web.command) if argument == "--group"]
+    expected = [settings.topic(f"mic-{name}") for name in ("streams", "sink-sql", "sink-parquet")]
+    assert named == groups == expected
 
 
 @pytest.mark.kafka

@@ -97,14 +97,33 @@ def test_dead_letters_only_when_a_threshold_is_set_and_freshness_by_default() ->
     )
 
 
-def test_missing_groups_and_topics_degrade() -> None:
-    snapshot = StatusSnapshot(taken_at=NOW, missing_groups=("sink-sql",), missing_topics=("p.mic.orders",))
+def test_missing_topics_degrade() -> None:
+    snapshot = StatusSnapshot(taken_at=NOW, missing_topics=("p.mic.orders",))
     assessment = evaluate(snapshot, Thresholds())
     assert assessment.verdict is Verdict.DEGRADED
+    assert assessment.reasons == ("topics missing on the broker: p.mic.orders",)
+
+
+def test_a_named_group_that_never_committed_degrades_once_its_records_waited_past_its_limit() -> None:
+    """The quick demo on an overloaded machine: the Parquet sink committed nothing for 2 minutes and
+    the page, which watched only the groups that had committed, read OK throughout. Named groups
+    (`run`/`demo` name the pipeline's own) are judged like a consumer that stopped: fine while the
+    oldest record on their topics is within the interval + margin (a first batch), DEGRADED past it."""
+    def snap(waiting: dict[str, float]) -> StatusSnapshot:
+        return StatusSnapshot(
+            taken_at=NOW, missing_groups=("p.mic-sink-parquet", "p.mic-sink-sql"), missing_waiting_s=waiting
+        )
+
+    assert evaluate(snap({}), Thresholds()).verdict is Verdict.OK  # nothing on their topics yet
+    assert evaluate(snap({"p.mic-sink-parquet": 61.9}), Thresholds()).verdict is Verdict.OK
+    assessment = evaluate(snap({"p.mic-sink-parquet": 62.5, "p.mic-sink-sql": 3.0}), Thresholds())
+    assert assessment.verdict is Verdict.DEGRADED
     assert assessment.reasons == (
-        "group sink-sql: no committed offsets on the pipeline's topics",
-        "topics missing on the broker: p.mic.orders",
+        "group p.mic-sink-parquet: no committed offsets while its oldest record waited 62 s (> 62 s = "
+        "commit interval + margin): not started, not subscribed, or stuck in its first batch",
     )
+    # never FAILING on this alone: a new group's first batch on an old backlog takes a moment
+    assert evaluate(snap({"p.mic-sink-parquet": 86400.0}), Thresholds()).verdict is Verdict.DEGRADED
 
 
 def test_thresholds_from_env_parse_and_disable() -> None:

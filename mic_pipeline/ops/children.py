@@ -96,8 +96,10 @@ def pipeline_children(
     member_wait_s: float | None = None,
     sink_arguments: Sequence[str] = (),
     stream_workers: int = 1,
+    groups: Sequence[str] = (),
 ) -> list[ChildSpec]:
-    """The stream workers, the SQL and Parquet sinks and (when `ports.web`) the web page.
+    """The stream workers, the SQL and Parquet sinks and (when `ports.web`) the web page, which
+    watches `groups` by name (`pipeline_groups`: then a group that never committed is seen).
 
     `stream_workers` processes share the stream's consumer group (faust spreads the partitions over
     them); worker i serves HTTP on `ports.streams + i`, and any of them answers for all partitions.
@@ -140,16 +142,17 @@ def pipeline_children(
             )
         )
     if ports.web is not None:
-        children.append(_web_child(ports, ports.web, stream_workers))
+        children.append(_web_child(ports, ports.web, stream_workers, groups))
     return children
 
 
-def _web_child(ports: PipelinePorts, web_port: int, stream_workers: int) -> ChildSpec:
+def _web_child(ports: PipelinePorts, web_port: int, stream_workers: int, groups: Sequence[str]) -> ChildSpec:
     streams_url = f"http://127.0.0.1:{ports.streams}/aggregates"
     watched = health_urls_value(pipeline_health_endpoints(ports, stream_workers))
+    named = [argument for group in groups for argument in ("--group", group)]
     return ChildSpec(
         "web",
-        mic_command("web", "--port", str(web_port), "--streams-url", streams_url),
+        mic_command("web", "--port", str(web_port), "--streams-url", streams_url, *named),
         {"MIC_HEALTH_URLS": watched},
         f"http://127.0.0.1:{web_port}/health/live",
     )

@@ -110,7 +110,12 @@ def run_pipeline(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from mic_pipeline.config import Settings, parse_port
-    from mic_pipeline.ops.children import PipelinePorts, pipeline_children, pipeline_health_endpoints
+    from mic_pipeline.ops.children import (
+        PipelinePorts,
+        pipeline_children,
+        pipeline_groups,
+        pipeline_health_endpoints,
+    )
     from mic_pipeline.ops.components import remove_run_file, write_run_file
     from mic_pipeline.ops.supervisor import RestartPolicy, Supervisor, run_supervised
 
@@ -132,6 +137,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
             member_wait_s=args.member_wait,
             sink_arguments=("--no-gate",) if args.no_gate else (),
             stream_workers=args.stream_workers,
+            groups=pipeline_groups(settings, os.environ),
         )
     except ValueError as error:
         print(f"mic-pipeline run: error: {error}", file=sys.stderr)

@@ -88,7 +88,12 @@ class DemoRun:
         create_topics(self.settings)
         say(f"created the topics {self.settings.topic('mic.*')}")
         self._log = self.plan.log_file.open("a", encoding="utf-8")
-        children = pipeline_children(self.settings, self.ports, member_wait_s=self.plan.member_wait_s)
+        children = pipeline_children(
+            self.settings,
+            self.ports,
+            member_wait_s=self.plan.member_wait_s,
+            groups=pipeline_groups(self.settings, self.environment),
+        )
         self.supervisor = Supervisor(children, base_environment=self.environment, output=self._log)
         try:
             self.supervisor.start()

@@ -45,7 +45,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mic_pipeline.ops.verdict_types import GroupStatus, LagSample, PartitionLag
+from schemas.topics import DEADLETTER_TOPIC, ENRICHED_TOPICS, INPUT_TOPICS
 
+GROUP_TOPICS: dict[str, tuple[str, ...]] = {
+    "mic-streams": INPUT_TOPICS,
+    "mic-sink-sql": (*ENRICHED_TOPICS, DEADLETTER_TOPIC),
+    "mic-sink-parquet": ENRICHED_TOPICS,
+}
+"""Logical topics the pipeline's own groups consume, by name suffix (a test keeps them equal to what
+the stream and `sinks.app.sink_topics` subscribe to)."""
 COMMIT_INTERVALS: dict[str, float] = {"mic-streams": 1.0, "mic-sink-sql": 2.0, "mic-sink-parquet": 2.0}
 """Commit interval of the pipeline's own groups by name suffix (after the topic prefix): the stream's
 `MIC_STREAMS_COMMIT_S` default and the sinks' `--max-batch-wait` default (a test keeps them equal)."""
@@ -59,6 +67,32 @@ TREND_MIN_INTERVALS = 4.0
 
 STATES_FAILING = ("stopped", "far behind")
 STATES_DEGRADED = ("not committing", "behind", "growing")
+
+
+def group_topics(group: str) -> tuple[str, ...] | None:
+    """The logical topics `group` consumes when it is one of the pipeline's own (by suffix), else None."""
+    for suffix, topics in GROUP_TOPICS.items():
+        if group.endswith(suffix):
+            return topics
+    return None
+
+
+def judge_uncommitted(group: str, waiting_s: float | None, limits: LagLimits) -> tuple[str, str] | None:
+    """A group that has committed nothing on the pipeline's topics (`status --group G`, or one of the
+    pipeline's own that `run`/`demo` name): like a stopped consumer, it is fine while the oldest
+    record on its topics (`waiting_s`; None: none there) is within its commit interval + margin,
+    DEGRADED past that (never FAILING: a new group's first batch on an old backlog takes a moment).
+    Returns (state, line) when not fine."""
+    if waiting_s is None:
+        return None
+    limit = commit_interval(group, limits.overrides) + limits.margin_s
+    if waiting_s <= limit:
+        return None
+    return "never committed", (
+        f"group {group}: no committed offsets while its oldest record waited {waiting_s:.0f} s "
+        f"(> {limit:g} s = commit interval + margin): not started, not subscribed, or stuck in its "
+        "first batch"
+    )
 
 
 def commit_interval(group: str, overrides: Mapping[str, float]) -> float:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from mic_pipeline.config import HealthEndpoint, Settings
-from mic_pipeline.ops.lag_rules import STALL_SLACK_S, commit_interval
+from mic_pipeline.ops.lag_rules import STALL_SLACK_S, commit_interval, group_topics
 from mic_pipeline.ops.verdict import (
     Assessment,
     ComponentHealth,
@@ -23,7 +23,7 @@ from mic_pipeline.ops.verdict import (
     StatusSnapshot,
 )
 from mic_pipeline.text import printable
-from schemas.topics import DEADLETTER_TOPIC, INPUT_TOPICS, Family
+from schemas.topics import DEADLETTER_TOPIC, ENRICHED_TOPICS, INPUT_TOPICS, Family
 
 if TYPE_CHECKING:
     from mic_pipeline.ops.kafka_probe import KafkaProbe
@@ -32,6 +32,29 @@ THROUGHPUT_WINDOW_S = 60.0
 DEAD_LETTER_WINDOW = timedelta(hours=1)
 MIN_WINDOW_S = 5.0
 MAX_AUTO_WINDOW_S = 15.0
+
+
+def _oldest_waiting(
+    probe: KafkaProbe, settings: Settings, groups: Sequence[str], topics: set[str], now: datetime
+) -> dict[str, float]:
+    """Per group, the age of the oldest retained record on the topics it consumes (the pipeline's own
+    groups: theirs, `lag_rules.GROUP_TOPICS`; any other: every contract topic); a group whose topics
+    hold no record is left out. One record read per non-empty partition."""
+    if not groups:
+        return {}
+    everything = (*INPUT_TOPICS, *ENRICHED_TOPICS, DEADLETTER_TOPIC)
+    wanted = {g: {settings.topic(t) for t in (group_topics(g) or everything)} & topics for g in groups}
+    partitions = probe.partitions(set().union(*wanted.values()))
+    starts, ends = probe.beginning_offsets(partitions), probe.end_offsets(partitions)
+    positions = {tp: {starts[tp]} for tp in partitions if starts[tp] < ends[tp]}
+    stamps = probe.timestamps_at(positions, ends)
+    now_ms = now.timestamp() * 1000
+    result = {}
+    for group, names in wanted.items():
+        found = [stamp for (tp, _), stamp in stamps.items() if tp.topic in names]
+        if found:
+            result[group] = max(0.0, (now_ms - min(found)) / 1000.0)
+    return result
 
 
 def collect_status(
@@ -67,6 +90,8 @@ def collect_status(
             topics = probe.pipeline_topics()
             committed = probe.committed_offsets(groups, topics)
             statuses = probe.group_statuses({g: o for g, o in committed.items() if o}, now)
+            missing = tuple(g for g, offsets in committed.items() if not offsets)
+            missing_waiting = _oldest_waiting(probe, settings, missing, topics, now)
             input_topics = [settings.topic(t) for t in INPUT_TOPICS if settings.topic(t) in topics]
             throughput = probe.throughput(input_topics, now, THROUGHPUT_WINDOW_S)
             dead_letters = count_by_reason(
@@ -91,7 +116,8 @@ def collect_status(
     return StatusSnapshot(
         taken_at=now,
         groups=statuses,
-        missing_groups=tuple(g for g, offsets in committed.items() if not offsets),
+        missing_groups=missing,
+        missing_waiting_s=missing_waiting,
         missing_topics=tuple(settings.topic(t) for t in KNOWN_TOPICS if settings.topic(t) not in topics),
         throughput=throughput,
         dead_letters_last_hour=dead_letters,
@@ -229,7 +255,11 @@ def render_text(snapshot: StatusSnapshot, assessment: Assessment) -> str:
                     f"    {p.topic:<40} {p.partition:>4} {committed:>10} {p.end:>10} "
                     f"{p.lag_records:>8} {p.lag_seconds:>8.1f}"
                 )
-        lines.extend(f"  {name}: no committed offsets" for name in snapshot.missing_groups)
+        lines.extend(
+            f"  {name}: no committed offsets"
+            + (f" (the oldest record on its topics is {waited:.0f} s old)" if waited is not None else "")
+            for name, waited in ((n, snapshot.missing_waiting_s.get(n)) for n in snapshot.missing_groups)
+        )
         lines.append("throughput (last minute):")
         lines.extend(
             f"  {t.topic:<40} {t.records:>8} records  {t.per_second:8.2f}/s" for t in snapshot.throughput

@@ -11,7 +11,8 @@ breached rule:
 | a group's commits stopped (`lag_rules`: `stopped`) or it is far behind (`failing_lag_seconds`) | FAILING |
 | a group not committing, behind, or its lag growing (`lag_rules`) | DEGRADED |
 | a group's lag over `max_lag_records` records or `max_lag_seconds` s (both off unless set) | DEGRADED |
-| a group asked for by name has no committed offset on the pipeline's topics | DEGRADED |
+| a group asked for by name (`--group`; `run` and `demo` name the pipeline's own) has no committed offset
+  while the oldest record on its topics waited longer than its commit interval + margin | DEGRADED |
 | a contract or pipeline topic does not exist on the broker | DEGRADED |
 | dead letters in the last hour over `max_dead_letters_per_hour` (when set) | DEGRADED |
 | stale: a family's records wait for a sink longer than `max_freshness_seconds` (120 s) | DEGRADED |
@@ -51,7 +52,14 @@ from enum import StrEnum
 from typing import Any
 
 from mic_pipeline.config import ConfigError
-from mic_pipeline.ops.lag_rules import STATES_FAILING, GroupJudgement, LagLimits, describe, judge_group
+from mic_pipeline.ops.lag_rules import (
+    STATES_FAILING,
+    GroupJudgement,
+    LagLimits,
+    describe,
+    judge_group,
+    judge_uncommitted,
+)
 from mic_pipeline.ops.verdict_types import (
     ComponentHealth,
     FamilyFreshness,
@@ -219,9 +227,10 @@ def evaluate(snapshot: StatusSnapshot, thresholds: Thresholds) -> Assessment:
     if snapshot.warehouse_error is not None:
         failing.append(f"warehouse database unreachable: {snapshot.warehouse_error}")
     judgements = _judge_groups(snapshot, thresholds, failing, degraded)
-    degraded.extend(
-        f"group {name}: no committed offsets on the pipeline's topics" for name in snapshot.missing_groups
-    )
+    for name in snapshot.missing_groups:
+        uncommitted = judge_uncommitted(name, snapshot.missing_waiting_s.get(name), thresholds.lag_limits)
+        if uncommitted is not None:
+            degraded.append(uncommitted[1])
     if snapshot.missing_topics:
         degraded.append(f"topics missing on the broker: {', '.join(snapshot.missing_topics)}")
     dead = sum(snapshot.dead_letters_last_hour.values())
@@ -329,6 +338,7 @@ def snapshot_to_json(
             ),
         },
         "missing_groups": list(snapshot.missing_groups),
+        "missing_waiting_s": {name: round(age, 3) for name, age in snapshot.missing_waiting_s.items()},
         "missing_topics": list(snapshot.missing_topics),
         "throughput": [
             {

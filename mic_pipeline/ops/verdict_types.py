@@ -142,6 +142,9 @@ class StatusSnapshot:
     """`broker_error` is the broker refusing these settings (login, TLS, ACL), not it being unreachable."""
     groups: tuple[GroupStatus, ...] = ()
     missing_groups: tuple[str, ...] = ()
+    """Groups asked for (`--group`, or the pipeline's own under `run`/`demo`) with no committed offset."""
+    missing_waiting_s: Mapping[str, float] = field(default_factory=dict)
+    """Per missing group, the age of the oldest record on the topics it consumes (absent: none there)."""
     missing_topics: tuple[str, ...] = ()
     throughput: tuple[TopicThroughput, ...] = ()
     dead_letters_last_hour: Mapping[str, int] = field(default_factory=dict)
