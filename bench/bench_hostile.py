@@ -1,7 +1,7 @@
 """Worst-case decode benchmark: adversarial record values at the 256 KiB limit, old code against new.
 
-Usage: python bench/bench_hostile.py [--baseline REV] [--size BYTES] [--repeats R] [--timeout S]
-                                     [--only SUBSTRING]
+Usage: python bench/bench_hostile.py [--baseline REV] [--size BYTES] [--repeats R] [--rounds N]
+                                     [--timeout S] [--only SUBSTRING]
 
 Every shape of `tests/schemas_hostile.py` is built once at `--size` bytes (default: the contract's
 256 KiB limit) and written to a temporary file. Each code version is measured in its own worker
@@ -9,7 +9,9 @@ process per shape (so a pathological case can be cut off by `--timeout` without 
 the working tree's `schemas/` and `producers/` ("after"), and with `--baseline REV` the same
 packages as they were at git revision REV ("before", extracted with `git archive`). A worker pins
 itself to one CPU and reports the CPU time of this process (the machine is shared), the minimum of
-`--repeats` calls (one call when the first takes over a second), of three paths:
+`--repeats` calls (one call when the first takes over a second), of three paths; each version runs
+`--rounds` times per shape, alternating with the other, and the lower figures are kept (a busy
+moment of the shared machine then cannot inflate one version's figure alone):
 
 - `decode`: `schemas.decode.decode_event(value, topic="mic.orders")` - what the stream worker does;
 - `validate`: `producers.jsonl.check_line` + the `validate --json` line (`json.dumps(as_json())`);
@@ -133,7 +135,7 @@ def markdown(report: dict[str, Any]) -> str:
     has_before = "baseline" in report
     lines = [
         f"# Hostile values at {report['size_bytes']:,} bytes: CPU ms per value "
-        f"(min of {report['repeats']}, one core)",
+        f"(min of {report['repeats']} calls in each of {report.get('rounds', 1)} worker runs, one core)",
         "",
         f"Budget: {BUDGET_MS} ms for `decode_event`. Before = `{report.get('baseline', '-')}`, "
         f"after = working tree of {report['timestamp']}.",
@@ -168,10 +170,24 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _best(kept: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """The figures of two runs of one version on one value: the lower of each time."""
+    if kept is None or kept.get("decode_ms") is None:
+        return new
+    if new.get("decode_ms") is None:
+        return kept
+    best = dict(new)
+    for key in ("decode_ms", "validate_ms", "dead_letter_ms"):
+        if key in kept and key in new:
+            best[key] = min(kept[key], new[key])
+    return best
+
+
 def measure_shapes(
-    values: dict[str, bytes], baseline: str | None, repeats: int, timeout: float
+    values: dict[str, bytes], baseline: str | None, repeats: int, timeout: float, rounds: int
 ) -> dict[str, dict[str, Any]]:
-    """Per shape: its size, and the worker's figures for the baseline (`before`) and the tree."""
+    """Per shape: its size, and the worker's figures for the baseline (`before`) and the tree, the
+    lower of `rounds` runs each."""
     shapes: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
@@ -180,9 +196,10 @@ def measure_shapes(
             value_file = work / f"value-{index}.bin"
             value_file.write_bytes(raw)
             row: dict[str, Any] = {"bytes": len(raw)}
-            if old_root is not None:
-                row["before"] = measure(old_root, value_file, repeats, timeout)
-            row["after"] = measure(ROOT, value_file, repeats, timeout)
+            for _ in range(rounds):  # versions alternate: a busy moment of the machine hits both
+                if old_root is not None:
+                    row["before"] = _best(row.get("before"), measure(old_root, value_file, repeats, timeout))
+                row["after"] = _best(row.get("after"), measure(ROOT, value_file, repeats, timeout))
             shapes[name] = row
             before = _ms(row["before"].get("decode_ms"), timeout) if old_root else "-"
             after = _ms(row["after"]["decode_ms"])
@@ -225,6 +242,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=256 * 1024)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per shape and version")
+    parser.add_argument("--rounds", type=int, default=2, help="worker runs per shape and version")
     parser.add_argument("--only", help="measure only shapes whose name contains this")
     args = parser.parse_args()
     if args.worker:
@@ -241,6 +259,7 @@ def main() -> int:
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "size_bytes": args.size,
         "repeats": args.repeats,
+        "rounds": args.rounds,
         "budget_ms": BUDGET_MS,
         "machine": {
             "cpus": os.cpu_count(),
@@ -253,7 +272,7 @@ def main() -> int:
             ["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline],
             check=True, capture_output=True, text=True,
         ).stdout.strip()
-    report["shapes"] = measure_shapes(values, args.baseline, args.repeats, args.timeout)
+    report["shapes"] = measure_shapes(values, args.baseline, args.repeats, args.timeout, args.rounds)
     summary = _summary(report, args.timeout)
     report["summary"] = summary
     if not args.only:
