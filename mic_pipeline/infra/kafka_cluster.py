@@ -18,6 +18,7 @@ a controlled shutdown; `kill_node`: SIGKILL) and the replication probes (`replic
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Collection
@@ -220,21 +221,35 @@ def wait_until_replicated(
     target: Settings | str, brokers: Collection[int], *, timeout_s: float = 120.0
 ) -> ReplicationState:
     """Wait until every one of `brokers` is registered and every partition has a leader and all its
-    replicas in sync (what a rolling restart waits for before the next broker); `BrokerError` with
-    what is still missing after `timeout_s`."""
+    replicas in sync (what a rolling restart waits for before the next broker), in the view of every
+    server of `target`'s bootstrap asked alone (one node's view may be stale: a survivor of a lost
+    quorum still lists the dead as registered and in sync); `BrokerError` with what is still
+    missing after `timeout_s`."""
     from kafka.errors import KafkaError
 
+    bootstrap = target.kafka_bootstrap if isinstance(target, Settings) else target
+    servers = [server.strip() for server in bootstrap.split(",") if server.strip()]
+    views: dict[str, Settings | str] = {server: server for server in servers}
+    if isinstance(target, Settings):
+        views = {server: dataclasses.replace(target, kafka_bootstrap=server) for server in servers}
     deadline = time.monotonic() + timeout_s
     while True:
-        try:
-            state = replication_state(target)
+        problem: str | None = None
+        state: ReplicationState | None = None
+        for server, view in views.items():
+            try:
+                state = replication_state(view)
+            except KafkaError as exc:
+                problem = f"{server}: {exc.__class__.__name__}: {exc}"
+                break
             missing = sorted(set(brokers) - state.brokers)
-            problem = f"brokers {missing} not registered" if missing else None
-            if problem is None and state.healthy:
-                return state
-            problem = problem or "; ".join([*state.offline[:5], *state.under_replicated[:5]])
-        except KafkaError as exc:
-            problem = f"{exc.__class__.__name__}: {exc}"
+            if missing or not state.healthy:
+                problem = f"brokers {missing} not registered" if missing else \
+                    "; ".join([*state.offline[:5], *state.under_replicated[:5]])
+                problem = f"{server}: {problem}"
+                break
+        if problem is None and state is not None:
+            return state
         if time.monotonic() >= deadline:
             raise BrokerError(f"the cluster is not fully replicated after {timeout_s:.0f} s: {problem}")
         time.sleep(_POLL_INTERVAL_S)
@@ -290,6 +305,12 @@ def _check_same_properties(node: BrokerPaths, config: ClusterConfig, node_id: in
 def _cluster_not_ready(
     config: ClusterConfig, node_ids: Collection[int], *, need_group_coordinator: bool = True
 ) -> str | None:
-    settings = Settings(kafka_bootstrap=config.bootstrap)
-    return not_ready_reason(settings, timeout_s=2.0, need_group_coordinator=need_group_coordinator,
-                            brokers=node_ids)
+    """Why `node_ids` are not serving yet, asking each of them itself: another node's view may be
+    stale (a survivor of a lost quorum still lists the dead as registered and unfenced)."""
+    for node_id in node_ids:
+        settings = Settings(kafka_bootstrap=config.node(node_id).bootstrap)
+        reason = not_ready_reason(settings, timeout_s=2.0, need_group_coordinator=need_group_coordinator,
+                                  brokers=node_ids)
+        if reason is not None:
+            return f"broker {node_id}: {reason}"
+    return None
