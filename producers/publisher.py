@@ -328,11 +328,26 @@ class EventPublisher:
         self.raise_if_failed()
 
     def close(self) -> None:
-        """Flush (raising on undelivered records) and close the producer."""
+        """Flush (raising on undelivered records) and close the producer; records still without an
+        answer when the flush gives up are aborted, and reported failed like the others."""
         try:
             self.flush()
         finally:
+            self._close_producer()
+
+    def _close_producer(self) -> None:
+        try:
             self._producer.close(timeout=self._timeout_s)
+            return
+        except KafkaTimeoutError:
+            pass
+        # kafka-python's close flushes first and raises while records are still unanswered (their
+        # partitions' leaders unreachable, or unable to commit): abort them -- each one's errback
+        # reports it failed ("Producer is closed forcefully") -- then close what is left
+        sender = self._producer._sender
+        sender.force_close()
+        sender.join(self._timeout_s)
+        self._producer.close(timeout=0)
 
     def __enter__(self) -> EventPublisher:
         return self
