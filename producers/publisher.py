@@ -33,7 +33,13 @@ from types import TracebackType
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
-from kafka.errors import AuthorizationError, KafkaError, KafkaTimeoutError, UnknownError
+from kafka.errors import (
+    AuthorizationError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    UnknownError,
+)
 
 from mic_pipeline.config import Settings
 from mic_pipeline.kafka_access import KafkaAccessError
@@ -113,22 +119,36 @@ def crc32c_accelerated() -> bool:
 
 def missing_topics(settings: Settings, logical_topics: list[str], *, timeout_s: float = 30.0) -> list[str]:
     """The physical names of `logical_topics` that do not exist on the broker (`PublishError` if the
-    broker cannot be reached within `timeout_s`)."""
+    broker cannot be reached within `timeout_s`).
+
+    A broker of a cluster that has just died is still listed in the others' metadata, and the
+    admin client may send its request there: a refused connection is retried until the timeout."""
     timeout_ms = int(timeout_s * 1000)
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","),
-                                 **kafka_python_options(settings, bootstrap_timeout_ms=timeout_ms,
-                                                        request_timeout_ms=timeout_ms))
+    deadline = time.monotonic() + timeout_s
+    while True:
         try:
-            existing = set(admin.list_topics())
-        finally:
-            admin.close()
-    except KafkaAccessError as exc:
-        raise PublishError(f"Kafka at {settings.kafka_bootstrap} refuses this client: {exc}") from exc
-    except KafkaError as exc:
-        raise PublishError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+            existing = _list_topics(settings, timeout_ms)
+            break
+        except KafkaAccessError as exc:
+            raise PublishError(f"Kafka at {settings.kafka_bootstrap} refuses this client: {exc}") from exc
+        except KafkaConnectionError as exc:
+            if time.monotonic() >= deadline:
+                raise PublishError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+            time.sleep(0.2)  # the next attempt asks another broker
+        except KafkaError as exc:
+            raise PublishError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     physical = [settings.topic(name) for name in logical_topics]
     return [name for name in physical if name not in existing]
+
+
+def _list_topics(settings: Settings, timeout_ms: int) -> set[str]:
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","),
+                             **kafka_python_options(settings, bootstrap_timeout_ms=timeout_ms,
+                                                    request_timeout_ms=timeout_ms))
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
 
 
 def producer_config(
