@@ -165,8 +165,10 @@ def read_topic(settings: Settings, logical_topic: str) -> list[Any]:
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
         records: list[Any] = []
-        deadline = time.monotonic() + 30
-        while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            # a partial read would make every check after it wrong: fail instead
+            assert time.monotonic() < deadline, f"{name}: not read to its end offsets {ends} in 60 s"
             for batch in consumer.poll(timeout_ms=500).values():
                 records.extend(batch)
         return records

@@ -122,15 +122,23 @@ def _converged(workers: list[Any], expected: Expected, settings: Settings, timeo
     try:
         wait_until(done, timeout_s, "outputs and aggregates did not converge", interval_s=1.0)
     except AssertionError as timeout:
+        if "outputs" not in state:  # the first read failed: nothing to explain it with
+            raise
         outputs = state["outputs"]
         missing = expected.valid - set(outputs.row_counts)
-        live = workers[0].aggregates()
-        offline = outputs.offline(expected.duplicates)
         repeated = sum(n > 1 for n in outputs.row_counts.values())
-        raise AssertionError(
-            f"missing {len(missing)} valid, {repeated} repeated; {len(outputs.dead_letters)}/"
-            f"{len(expected.dead_letters)} dead letters; live vs offline: {_diff(live, offline)[:40]}"
-        ) from timeout
+        letters = {identity: reason for identity, reason in outputs.dead_letters.values()}
+        missing_letters = {i: r for i, r in expected.dead_letters.items() if letters.get(i) != r}
+        found = f"missing {len(missing)} valid {_sent(expected, missing)}, {repeated} repeated; " + (
+            f"{len(outputs.dead_letters)}/{len(expected.dead_letters)} dead letters, not as expected: "
+            f"{sorted(missing_letters.items())[:10]}"
+        )
+        try:
+            offline = outputs.offline(expected.duplicates)
+        except KeyError as entity:
+            raise AssertionError(f"{found}; {_entity_story(entity.args[0], outputs, expected)}") from timeout
+        live = workers[0].aggregates()
+        raise AssertionError(f"{found}; live vs offline: {_diff(live, offline)[:40]}") from timeout
     return state["outputs"]
 
 
@@ -150,6 +158,12 @@ def _entity_story(entity: object, outputs: Outputs, expected: Expected) -> str:
         if needle in value
     ]
     return f"{entity}: an event of it landed without its opening event; " + "; ".join(rows + sent)
+
+
+def _sent(expected: Expected, event_ids: set[str]) -> list[str]:
+    """The first few of `event_ids` with their event types, in the order they were sent."""
+    sent = [f"{eid} {_event_type(value)}" for _, eid, value in expected.sent if eid in event_ids]
+    return sent[:10]
 
 
 def _event_type(value: bytes) -> str:
