@@ -254,6 +254,7 @@ def sink_process(settings: Settings, kind: SinkKind, group: str) -> subprocess.P
         return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
 
 
+@pytest.mark.faults  # a crash: runs in the fault stage
 @pytest.mark.parametrize("kind", ["sql", "parquet"])
 def test_kill_9_mid_run_and_restart_still_lands_exactly_once(
     kind: SinkKind, pipeline_topics: Settings
@@ -330,6 +331,7 @@ def test_postgres_stopped_and_restarted_mid_run_loses_nothing(pg_settings: Setti
         wait_for(lambda: sql_counts(pg_settings.database_url) == expected, LANDING_TIMEOUT, f"{expected}")
 
 
+@pytest.mark.faults  # a rebalance mid-run: runs in the fault stage
 def test_a_second_instance_joining_mid_run_loses_and_skips_nothing(pipeline_topics: Settings) -> None:
     settings = pipeline_topics
     waves = [scenario(150, seed=seed) for seed in range(3)]

@@ -204,6 +204,7 @@ def test_mixed_stream_yields_exact_dead_letters_rows_and_aggregates(workers: Wor
     assert outputs.offline(expected.duplicates)["quality"]["duplicates_dropped"] == expected.duplicates > 0
 
 
+@pytest.mark.faults  # kill -9 and handovers: runs in the fault stage
 def test_kill_restart_and_second_worker_lose_and_double_count_nothing(workers: Workers) -> None:
     settings = workers.settings
     # longer than a rebalance or a catch-up after restart on a loaded machine (10 s expired once here)
@@ -228,6 +229,7 @@ def test_kill_restart_and_second_worker_lose_and_double_count_nothing(workers: W
     print(f"rows {len(outputs.rows)}, distinct {len(outputs.row_counts)}, repeated: {len(repeated)}")
 
 
+@pytest.mark.faults  # four handovers mid-backlog: runs in the fault stage
 def test_graceful_handovers_mid_backlog_lose_and_reorder_nothing(workers: Workers) -> None:
     """Four graceful stops while a backlog is processed, each after a successor joined: every
     partition moves mid-stream several times. Measured with other seeds: before the explicit acks
