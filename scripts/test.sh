@@ -7,8 +7,9 @@
 #      installs Chromium for the browser test if absent (scripts/install_browser.sh),
 #   4. runs `ruff check .`, `mypy` and `pytest` with MIC_KAFKA_BOOTSTRAP, MIC_TEST_POSTGRES_URL
 #      and MIC_REQUIRE_INFRA=1 (a missing service fails a test instead of skipping it), in two
-#      stages without arguments: the default suite (`-m 'not faults'`, under 15 minutes), then the
-#      fault stage (`-m faults`, under 30: a 3-broker cluster the tests start themselves),
+#      stages without arguments: the default suite (`-m 'not faults and not bench'`, under 15
+#      minutes), then the long stage (`-m 'faults or bench'`, under 30: the crash and handover
+#      scenarios, the 3-broker cluster the tests start themselves, the bench harness's smoke run),
 #   5. stops everything it started, also on failure or interrupt.
 # Arguments are passed to one pytest run instead of the two stages (e.g. `scripts/test.sh -k topics
 # -x`, `scripts/test.sh -m faults`).
@@ -166,15 +167,16 @@ if [[ $# -gt 0 ]]; then
     log "pytest $*"
     "$PY" -m pytest "$@" || pytest_status=$?
 else
-    # Stage 1, the default suite (budget 15 min): everything but the 3-broker fault tests.
-    log "stage 1: pytest -m 'not faults'"
-    "$PY" -m pytest -m "not faults" --durations=25 || pytest_status=$?
-    # Stage 2, the fault stage (budget 30 min): crashes and outages on a 3-broker cluster that the
-    # tests start themselves (tests/faults_cluster.py) under $RUN_DIR/faults. It runs even when
-    # stage 1 failed (its verdict is independent); no test collected (exit 5) is a failure too.
+    # Stage 1, the default suite (budget 15 min): everything but the long stage's tests.
+    log "stage 1: pytest -m 'not faults and not bench'"
+    "$PY" -m pytest -m "not faults and not bench" --durations=25 || pytest_status=$?
+    # Stage 2, the long stage (budget 30 min): the pipeline's kill -9 and handover scenarios on
+    # this broker, broker faults on a 3-broker cluster that the tests start themselves
+    # (tests/faults_cluster.py) under $RUN_DIR/faults, and the bench harness's smoke run. It runs
+    # even when stage 1 failed (its verdict is independent); no test collected (exit 5) fails too.
     stage2_status=0
-    log "stage 2: pytest -m faults"
-    MIC_FAULTS_DIR="$RUN_DIR/faults" "$PY" -m pytest -m faults --durations=15 || stage2_status=$?
+    log "stage 2: pytest -m 'faults or bench'"
+    MIC_FAULTS_DIR="$RUN_DIR/faults" "$PY" -m pytest -m "faults or bench" --durations=15 || stage2_status=$?
     log "stage 1 exit status $pytest_status, stage 2 exit status $stage2_status"
     [[ "$pytest_status" != 0 ]] || pytest_status="$stage2_status"
 fi

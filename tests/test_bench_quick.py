@@ -16,7 +16,7 @@ import pytest
 
 from mic_pipeline.bench.names import ALL_STAGES
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.bench]
 
 
 @pytest.mark.timeout(900)
