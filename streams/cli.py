@@ -53,6 +53,9 @@ def ensure_internal_topics(settings: object) -> None:
         TopicSpec(settings.members_topic, n, compacted),
         TopicSpec(settings.changelog_topic, n, compacted),
         TopicSpec(settings.partials_topic, n, compacted),
+        # faust would declare its leader-assignor topic itself, with the app's replication factor
+        # (1, streams/app.py): made here it gets the cluster's, like every other topic
+        TopicSpec(f"{settings.app_id}-__assignor-__leader", 1),
     ]
     with admin_client(pipeline) as admin:
         ensure_topics(admin, specs)
