@@ -3,6 +3,10 @@ offsets, read a topic back, run the CLI with an isolated pipeline's environment.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -144,3 +148,28 @@ def dead_letter(
         event_type=event_type,
         failed_at=datetime.fromisoformat(failed_at.replace("Z", "+00:00")),
     )
+
+
+@contextmanager
+def sql_sink(settings: Settings, group: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`mic-pipeline sink sql --no-gate` in `group` on `settings`' topics and warehouse; SIGTERM at the
+    end (SIGKILL after 20 s)."""
+    env = dict(os.environ)
+    env.update(
+        MIC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        MIC_TOPIC_PREFIX=settings.topic_prefix,
+        MIC_WAREHOUSE_DIR=str(settings.warehouse_dir),
+        MIC_DATABASE_URL=settings.database_url,
+    )
+    command = [sys.executable, "-m", "mic_pipeline.cli", "sink", "sql", "--group-id", group, "--no-gate"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)

@@ -4,18 +4,12 @@ OK once it has caught up (the SQL sink as a separate `mic-pipeline sink sql` pro
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import orjson
 import pytest
-from ops_support import delete_groups, produce, use_settings
+from ops_support import delete_groups, produce, sql_sink, use_settings
 from sinks_records import encode, scenario
 
 from mic_pipeline.config import Settings
@@ -31,29 +25,6 @@ def status(capsys: pytest.CaptureFixture[str], group: str) -> tuple[int, dict[st
     args = parser.parse_args(["status", "--json", "--group", group, "--max-lag-records", "10"])
     code: int = args.handler(args)
     return code, orjson.loads(capsys.readouterr().out)
-
-
-@contextmanager
-def sql_sink(settings: Settings, group: str) -> Iterator[subprocess.Popen[bytes]]:
-    env = dict(os.environ)
-    env.update(
-        MIC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        MIC_TOPIC_PREFIX=settings.topic_prefix,
-        MIC_WAREHOUSE_DIR=str(settings.warehouse_dir),
-        MIC_DATABASE_URL=settings.database_url,
-    )
-    command = [sys.executable, "-m", "mic_pipeline.cli", "sink", "sql", "--group-id", group, "--no-gate"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
 
 
 def produce_load(settings: Settings, companies: int, seed: int) -> int:

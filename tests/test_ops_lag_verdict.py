@@ -9,21 +9,15 @@ and a status run's own time), and the verdicts never go back meanwhile."""
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import orjson
 import pytest
 from kafka import KafkaProducer
-from ops_support import delete_groups, use_settings
+from ops_support import delete_groups, sql_sink, use_settings
 from sinks_records import PROFILE, company, encode, record
 from streams_kafka import wait_until
 
@@ -65,29 +59,6 @@ class SteadyProducer(threading.Thread):
                 self.stopped.wait(0.02)  # pacing of the producer, not a wait for a result
         finally:
             producer.close(timeout=10)
-
-
-@contextmanager
-def sql_sink(settings: Settings, group: str) -> Iterator[subprocess.Popen[bytes]]:
-    env = dict(os.environ)
-    env.update(
-        MIC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        MIC_TOPIC_PREFIX=settings.topic_prefix,
-        MIC_WAREHOUSE_DIR=str(settings.warehouse_dir),
-        MIC_DATABASE_URL=settings.database_url,
-    )
-    command = [sys.executable, "-m", "mic_pipeline.cli", "sink", "sql", "--group-id", group, "--no-gate"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
 
 
 def status(capsys: pytest.CaptureFixture[str], group: str, *extra: str) -> tuple[int, dict[str, Any]]:
