@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +120,19 @@ def quarantined(
         failures=tuple(f.as_json() for f in failures),
         record=source.value.decode("utf-8"),
         quarantined_at=now,
+    )
+
+
+def log_quarantined(log: logging.Logger, entry: QuarantinedRow) -> None:
+    """One ERROR line for a row kept out of the warehouse (its table, event, coordinates, reason)."""
+    log.error(
+        "quarantined %s event %s (%s[%d]@%d): %s",
+        entry.table,
+        entry.key,
+        entry.topic,
+        entry.partition,
+        entry.offset,
+        entry.reason,
     )
 
 

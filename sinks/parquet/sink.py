@@ -47,7 +47,7 @@ from sinks.parquet.claims import QUARANTINED, RELEASED, EventIdClaims
 from sinks.parquet.files import fsync_dir, write_atomically
 from sinks.parquet.layout import FileName, Rotation, partition_dir, rotate, table_dir, to_table
 from sinks.quality.verdict import QualityGate
-from sinks.quarantine import Outcome, QuarantinedRow, Screened, refailed, screen_all
+from sinks.quarantine import Outcome, QuarantinedRow, Screened, log_quarantined, refailed, screen_all
 from sinks.rows import DecodedBatch, Row, decode_group, decode_row, event_date
 
 log = logging.getLogger(__name__)
@@ -197,15 +197,7 @@ class ParquetSink:
         self.claims.mark(family.table, [entry.event_id for entry in entries], QUARANTINED)
         for entry in entries:
             kept_files.keep(self.root, entry)
-            log.error(
-                "quarantined %s event %s (%s[%d]@%d): %s",
-                entry.table,
-                entry.key,
-                entry.topic,
-                entry.partition,
-                entry.offset,
-                entry.reason,
-            )
+            log_quarantined(log, entry)
 
     def _write_files(self, family: Family, rows: Sequence[Row], sources: Sequence[SourceRecord]) -> None:
         by_date: dict[dt.date, list[int]] = {}

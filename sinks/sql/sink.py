@@ -46,6 +46,7 @@ from sinks.quarantine import (
     Screened,
     database_refusal,
     event_key,
+    log_quarantined,
     quarantined,
     refailed,
     screen_all,
@@ -314,15 +315,7 @@ class SqlSink:
             added = insert_quarantined(connection, family, kept) if kept else []
         metrics.ROWS_WRITTEN.labels(sink=self.name, table=family.table).inc(len(rows))
         for entry in added:
-            log.error(
-                "quarantined %s event %s (%s[%d]@%d): %s",
-                entry.table,
-                entry.key,
-                entry.topic,
-                entry.partition,
-                entry.offset,
-                entry.reason,
-            )
+            log_quarantined(log, entry)
 
     def _bisect(
         self, family: Family, rows: Sequence[Row], sources: Sequence[SourceRecord], error: BaseException
