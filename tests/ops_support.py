@@ -3,6 +3,7 @@ offsets, read a topic back, run the CLI with an isolated pipeline's environment.
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 
 from mic_pipeline.config import Settings
+from mic_pipeline.ops import cli as ops_cli
 from mic_pipeline.ops.verdict import ENV_VARIABLES
 from schemas.deadletter import build_dead_letter
 from schemas.reasons import DeadLetterReason
@@ -173,3 +175,13 @@ def sql_sink(settings: Settings, group: str) -> Iterator[subprocess.Popen[bytes]
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run one operator subcommand as `mic-pipeline` would; returns (exit code, stdout, stderr)."""
+    parser = argparse.ArgumentParser(prog="mic-pipeline")
+    ops_cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    code: int = args.handler(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

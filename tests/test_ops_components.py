@@ -4,7 +4,6 @@ endpoints from flags, `MIC_HEALTH_URLS`, a live `run`'s run file, and docker-com
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import socket
@@ -16,13 +15,12 @@ from pathlib import Path
 
 import orjson
 import pytest
-from ops_support import use_settings
+from ops_support import run_cli, use_settings
 from ruamel.yaml import YAML
 
 from mic_pipeline import metrics
 from mic_pipeline.config import HealthEndpoint, Settings
 from mic_pipeline.health import Health
-from mic_pipeline.ops import cli as ops_cli
 from mic_pipeline.ops.components import (
     RunFileError,
     collect_components,
@@ -104,15 +102,6 @@ def test_an_answer_that_is_not_a_readiness_document_is_reported(sql_sink: str) -
     missing = sql_sink.replace("/health/ready", "/nothing")
     answer = fetch_health(HealthEndpoint(missing, "streams"))
     assert (answer.ready, answer.error) == (False, f"health endpoint answered HTTP 404 ({missing})")
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="mic-pipeline")
-    ops_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    code: int = args.handler(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.kafka

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import base64
 import time
 import uuid
@@ -18,11 +17,11 @@ from ops_support import (
     delete_groups,
     produce,
     read_topic,
+    run_cli,
     use_settings,
 )
 
 from mic_pipeline.config import Settings
-from mic_pipeline.ops import cli as ops_cli
 from mic_pipeline.ops.drain import drain
 from mic_pipeline.ops.status import collect_status
 from schemas.inn import complete_inn
@@ -59,16 +58,6 @@ def test_exact_lag_age_and_throughput_of_known_offsets(pipeline_topics: Settings
     throughput = {t.topic: t.records for t in snapshot.throughput}
     assert throughput[orders] == 5
     assert throughput[settings.topic(Family.MEMBER.topic)] == 0
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run one operator subcommand as `mic-pipeline` would; returns (exit code, stdout, stderr)."""
-    parser = argparse.ArgumentParser(prog="mic-pipeline")
-    ops_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    code: int = args.handler(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_status_json_degrades_while_a_consumer_lags_and_recovers_when_it_catches_up(

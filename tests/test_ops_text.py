@@ -3,16 +3,14 @@ dead letters, status lines or a child's log lines; HTML renders it as text."""
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
 import orjson
 import pytest
-from ops_support import dead_letter, produce, use_settings
+from ops_support import dead_letter, produce, run_cli, use_settings
 
 from mic_pipeline.config import Settings
-from mic_pipeline.ops import cli as ops_cli
 from mic_pipeline.text import printable, printable_json
 from schemas.topics import DEADLETTER_TOPIC
 
@@ -36,15 +34,6 @@ def test_printable_json_escapes_what_json_leaves_raw_and_parses_back_equal() -> 
     assert DANGEROUS.search(text) is None
     assert "\\u202e" in text and "ООО" in text
     assert orjson.loads(text) == document
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="mic-pipeline")
-    ops_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    code: int = args.handler(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.kafka
