@@ -187,6 +187,14 @@ def test_more_records_waiting_at_a_consumer_that_keeps_up_is_not_growth() -> Non
 
     # measured ages that stay within the saw-tooth's height: a slow batch now, not a trend
     assert verdict_of(measured([1.0, 4.5, 1.2, 5.5, 1.1, 4.0, 6.0])) == (Verdict.OK, ())
+    # one slow batch during the drain (CI, PostgreSQL demo): no commit on the partition for 17 s, 128
+    # then 130 records waiting, the oldest record's age rising -- the stall rules judge it (margin)
+    stalled = [(t, 5000, 5128 + (i > 3) * 2) for i, t in enumerate(range(0, 19, 3))]
+    history = tuple(
+        LagSample(at(t), (status(c, e, oldest_s=float(t)),)) for t, c, e in stalled[:-1]
+    )
+    slow_batch = StatusSnapshot(taken_at=at(18), groups=(status(5000, 5130, 17.0),), history=history)
+    assert verdict_of(slow_batch) == (Verdict.OK, ())
     # ages climbing with wall time: the consumer cannot commit up to recent records
     verdict, reasons = verdict_of(measured([1.0, 1.5, 2.5, 3.5, 5.0, 6.5, 8.0]))
     assert verdict is Verdict.DEGRADED

@@ -19,8 +19,8 @@ defaults by group name, `COMMIT_INTERVALS`, or `Thresholds.commit_intervals`) an
 | `behind` | the oldest unprocessed record older than `limit` while commits move | DEGRADED |
 | `growing` | lag at every sample, the smallest lag of the window's later half above the largest of its
   earlier half (at least `TREND_MIN_SAMPLES` samples spanning `TREND_MIN_INTERVALS` intervals), the
-  oldest unprocessed record older than `interval + STALL_SLACK_S` now, and its age grown likewise
-  wherever the samples measured it | DEGRADED |
+  oldest unprocessed record older than `interval + STALL_SLACK_S` now, its age grown likewise
+  wherever the samples measured it, and the committed offset moved over the window | DEGRADED |
 
 A healthy batching consumer's lag is a saw-tooth: it grows for one interval and drops at each
 commit. A batch can take longer than the interval (the quality gate's first run loads Great
@@ -34,6 +34,9 @@ held for a member, the lag in records climbs for a while at a healthy consumer w
 stays younger than one commit cycle (seen in the demo: 72 to 144 records over 17 s, oldest record
 1-2 s old). So `growing` also needs the oldest record older than a commit cycle and its age rising:
 a consumer that falls behind cannot commit up to recent records, and that age climbs with wall time.
+As in Burrow, `growing` is about a consumer that commits and still falls behind: one that does not
+commit at all is judged by the stall rules, with their margin (CI's demo: a Parquet sink busy for 17
+s in one batch during the drain, 128 then 130 records waiting, read DEGRADED before this).
 A stopped consumer therefore reads DEGRADED once its oldest record is older than `limit` and FAILING
 once older than `interval + 2 x margin` (with the defaults: 62 s and 122 s after the last commit for a sink).
 """
@@ -229,6 +232,8 @@ def _grew_from(
     if len(lags) < TREND_MIN_SAMPLES or at - earlier[0][0] < TREND_MIN_INTERVALS * interval:
         return None
     if min(lags) == 0 or p.lag_seconds <= interval + STALL_SLACK_S:
+        return None
+    if earlier[0][1].committed == p.committed:  # not committing: the stall rules judge it, with margin
         return None
     if not _rising(lags):
         return None
