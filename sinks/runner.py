@@ -201,13 +201,38 @@ class SinkRunner:
             self._retrying("sink start-up", self.sink.prepare)
             self.health.clear("start")
             while not should_stop():
-                polled = self._consumer.poll(timeout_ms=self.config.poll_timeout_ms)
-                self._buffer(polled)
-                self._checkpoint_due(force=False)
-                self._ensure_assigned()
+                try:
+                    self._buffer(self._poll(self.config.poll_timeout_ms))
+                    self._checkpoint_due(force=False)
+                    self._ensure_assigned()
+                except REFUSED:
+                    raise
+                except KafkaError as exc:  # buffered batches stay; their writes are idempotent
+                    self._broker_trouble("sink loop", exc)
             self._checkpoint_due(force=True)
         except Stopped:
             log.info("stopped while retrying; uncommitted batches will be replayed")
+
+    def _poll(self, timeout_ms: int) -> dict[TopicPartition, list[Any]]:
+        """One consumer poll. A broker that went away (a node of a cluster killed, a connection
+        refused while leadership moves) is transient mid-run: the consumer reconnects on its next
+        poll, so this records the problem, waits a moment and returns nothing; a refusal of this
+        client's rights (`REFUSED`) is raised."""
+        try:
+            polled: dict[TopicPartition, list[Any]] = self._consumer.poll(timeout_ms=timeout_ms)
+        except REFUSED:
+            raise
+        except KafkaError as exc:
+            self._broker_trouble("poll", exc)
+            return {}
+        return polled
+
+    def _broker_trouble(self, what: str, exc: Exception) -> None:
+        """A broker error mid-run other than a refusal: not ready with the reason, a short pause, go
+        on (kafka-python reconnects, leadership moves to a live broker)."""
+        log.warning("%s: broker error (%s); going on", what, exc)
+        self.health.problem("broker", f"{what}: {exc}")
+        time.sleep(0.5)
 
     def close(self) -> None:
         """Close the consumer (leaving the group), the producer and the sink."""
@@ -331,7 +356,7 @@ class SinkRunner:
                 if self._should_stop():
                     raise Stopped
                 remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
-                polled = self._consumer.poll(timeout_ms=min(remaining_ms, 200))
+                polled = self._poll(min(remaining_ms, 200))
                 self._buffer(polled)
         finally:
             self._consumer.resume(*[tp for tp in assigned if tp in self._consumer.assignment()])

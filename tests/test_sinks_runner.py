@@ -228,6 +228,39 @@ def test_transient_failures_pause_and_retry_without_loss(pipeline_topics: Settin
     assert flaky.calls > 4
 
 
+def test_a_broker_error_mid_run_is_transient_not_the_end_of_the_sink(pipeline_topics: Settings) -> None:
+    """A node of a cluster killed mid-run made the consumer's poll raise `KafkaConnectionError`, and
+    the SQL sink exited (the 3-broker fault stage, CI). Injected here into the real consumer: the
+    sink says why it is not ready, polls again and lands everything."""
+    from kafka.errors import KafkaConnectionError
+
+    events = scenario(30)
+    publish(pipeline_topics, events)
+    running = in_thread(pipeline_topics, "parquet", rows=50)
+    consumer = running.runner._consumer
+    real_poll = consumer.poll
+    calls = {"n": 0}
+    reasons: list[str] = []
+
+    def failing_poll(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] in (2, 3):
+            raise KafkaConnectionError("111 ECONNREFUSED (injected)")
+        if calls["n"] == 4:
+            reasons.extend(running.runner.health.state().reasons)
+        return real_poll(*args, **kwargs)
+
+    consumer.poll = failing_poll
+    with running:
+        wait_for(
+            lambda: parquet_counts(pipeline_topics.warehouse_dir) == expected_counts(events),
+            LANDING_TIMEOUT,
+            "rows",
+        )
+        assert running.thread.is_alive()
+    assert any("ECONNREFUSED (injected)" in reason for reason in reasons), reasons
+
+
 def sink_process(settings: Settings, kind: SinkKind, group: str) -> subprocess.Popen[bytes]:
     env = dict(
         os.environ,
