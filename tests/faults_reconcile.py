@@ -37,7 +37,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from faults_pipeline import Proc
 from faults_traffic import Sent, Traffic
-from streams_kafka import read_outputs, read_topic
+from streams_kafka import aggregates_diff, read_outputs, read_topic
 
 from mic_pipeline.config import Settings
 from schemas.topics import DEADLETTER_TOPIC, Family
@@ -284,7 +284,7 @@ def observe(
         live = worker.aggregates()
         if live != offline:
             problems.append(f"{worker.name}: live aggregates differ from the offline recomputation: "
-                            f"{_diff(live, offline)[:8]}")
+                            f"{aggregates_diff(live, offline)[:8]}")
     repeated_rows = len(outputs.rows) - len(outputs.row_counts)
     dead_letter_records = len(read_topic(settings, DEADLETTER_TOPIC))
     return Observation(problems, repeated_rows, dead_letter_records - len(outputs.dead_letters))
@@ -297,16 +297,6 @@ def _compare_ids(where: str, landed: Counter[str], valid: set[str], problems: li
     if twice or missing or extra:
         problems.append(f"{where}: {len(missing)} valid events missing (e.g. {sorted(missing)[:3]}), "
                         f"{len(extra)} unexpected, {len(twice)} more than once")
-
-
-def _diff(live: Any, offline: Any, path: str = "") -> list[str]:
-    if isinstance(live, dict) and isinstance(offline, dict):
-        return [
-            line
-            for key in sorted(set(live) | set(offline))
-            for line in _diff(live.get(key), offline.get(key), f"{path}/{key}")
-        ]
-    return [] if live == offline else [f"{path}: live {live} != offline {offline}"]
 
 
 def reconcile(

@@ -215,3 +215,14 @@ def read_outputs(settings: Settings) -> Outputs:
         where = ("dl", letter.original_topic, letter.original_partition, letter.original_offset)
         letters[where] = (identity, letter.reason.value)
     return Outputs(rows, letters)
+
+
+def aggregates_diff(live: Any, offline: Any, path: str = "") -> list[str]:
+    """Where two aggregates documents differ, one line per leaf (`path: live X != offline Y`)."""
+    if isinstance(live, dict) and isinstance(offline, dict):
+        return [
+            line
+            for key in sorted(set(live) | set(offline))
+            for line in aggregates_diff(live.get(key), offline.get(key), f"{path}/{key}")
+        ]
+    return [] if live == offline else [f"{path}: live {live} != offline {offline}"]

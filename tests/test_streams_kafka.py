@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streams_kafka import Outputs, Workers, dead_letter_identity, produce, read_outputs, wait_until
+from streams_kafka import (
+    Outputs,
+    Workers,
+    aggregates_diff,
+    dead_letter_identity,
+    produce,
+    read_outputs,
+    wait_until,
+)
 
 from mic_pipeline.config import Settings
 from producers.ground_truth import DUPLICATE, VALID
@@ -138,7 +146,7 @@ def _converged(workers: list[Any], expected: Expected, settings: Settings, timeo
         except KeyError as entity:
             raise AssertionError(f"{found}; {_entity_story(entity.args[0], outputs, expected)}") from timeout
         live = workers[0].aggregates()
-        raise AssertionError(f"{found}; live vs offline: {_diff(live, offline)[:40]}") from timeout
+        raise AssertionError(f"{found}; live vs offline: {aggregates_diff(live, offline)[:40]}") from timeout
     return state["outputs"]
 
 
@@ -171,16 +179,6 @@ def _event_type(value: bytes) -> str:
     if isinstance(outcome, DecodeFailure):
         return f"{outcome.event_type or '?'} ({outcome.reason.value} on mic.orders)"
     return outcome.event_type
-
-
-def _diff(live: Any, offline: Any, path: str = "") -> list[str]:
-    if isinstance(live, dict) and isinstance(offline, dict):
-        return [
-            line
-            for key in sorted(set(live) | set(offline))
-            for line in _diff(live.get(key), offline.get(key), f"{path}/{key}")
-        ]
-    return [] if live == offline else [f"{path}: {live} != {offline}"]
 
 
 def test_mixed_stream_yields_exact_dead_letters_rows_and_aggregates(workers: Workers) -> None:
