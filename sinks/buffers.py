@@ -71,9 +71,10 @@ class Buffers:
 
     def all_due(self, now: float, *, force: bool = False) -> list[Batch]:
         """Every partition's due batch (see `next_due`): checkpointed together, they share one
-        quality-gate run per family."""
+        quality-gate run per family. In (topic, partition) order: every checkpoint writes its
+        partitions in the same order (the assignment arrives as a set)."""
         due = []
-        for tp, buffer in self.by_partition.items():
+        for tp, buffer in sorted(self.by_partition.items()):
             if buffer.records and (
                 force or len(buffer.records) >= self.max_rows or now - buffer.first_arrival >= self.max_wait_s
             ):
