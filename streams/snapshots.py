@@ -11,14 +11,17 @@ checkpoint: they are derived data, re-published from the recovered state after a
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import msgspec
+from aiokafka.errors import ProducerClosed
 
 from streams.aggregates import render
 from streams.worker import StreamWorker
 
+log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder(decimal_format="string").encode
 MAX_SHARE = 0.1
 """Snapshots are spaced so that taking them costs at most this share of the worker's time."""
@@ -50,15 +53,21 @@ class Snapshots:
         """Send the partials of owned partitions that changed, and the document when anything did.
 
         Cost: the aggregate entries of the changed partitions (running sums kept by the processor),
-        and one merge of all partials when the document's inputs changed.
+        and one merge of all partials when the document's inputs changed. Nothing once the worker
+        stops: a timer tick racing the graceful stop skips its snapshot (derived data, re-published
+        from the recovered state by whoever owns the partitions next) instead of failing the stop.
         """
         worker = self.worker
         producer = worker.producer
         started = time.monotonic()
-        if producer is None or started < self._next_at:
+        if producer is None or worker.stopped.is_set() or started < self._next_at:
             return
         try:
             await self._publish(worker, producer)
+        except ProducerClosed:
+            if not worker.stopped.is_set():
+                raise
+            log.info("worker stopping: snapshot skipped (its owners re-publish it after the handover)")
         finally:  # a snapshot takes at most MAX_SHARE of the time (large documents on a backlog)
             self._next_at = started + (time.monotonic() - started) / MAX_SHARE
 
