@@ -38,6 +38,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import (
     AuthorizationError,
     CommitFailedError,
+    KafkaConnectionError,
     KafkaError,
     RebalanceInProgressError,
     SaslAuthenticationFailedError,
@@ -80,6 +81,8 @@ class RunnerConfig:
     """Static group membership: a restarted sink with the same id gets its partitions back at once."""
     metadata_timeout_s: float = 30.0
     """How long to wait, before joining the group, for the topics' partition metadata."""
+    connect_timeout_s: float = 30.0
+    """How long a lost connection while the clients start is tried again (`SinkRunner._connect`)."""
     assignment_timeout_s: float = 20.0
     """A member left without partitions this long rejoins with a new consumer (see `_ensure_assigned`)."""
 
@@ -127,14 +130,37 @@ class SinkRunner:
         self.buffers = Buffers(config.max_batch_rows, config.max_batch_wait_s)
         self._deadletter_topic = settings.topic(DEADLETTER_TOPIC)
         self._topics = list(topics)
-        self._consumer = self._subscribed_consumer()
+        self._consumer, self._producer = self._connect()
         self._unassigned_since: float | None = time.monotonic()
-        self._producer = KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            **kafka_python_options(settings, acks="all", linger_ms=5),
-        )
         self._should_stop: Callable[[], bool] = lambda: False
         self.committed_batches = 0
+
+    def _connect(self) -> tuple[KafkaConsumer, KafkaProducer]:
+        """The subscribed consumer and the dead-letter producer.
+
+        A lost connection while they start (a node of a cluster killed during the handshake, seen in
+        the 3-broker fault stage: the sink exited with 3) is tried again until
+        `config.connect_timeout_s`; the live brokers answer the next attempt. A broker that cannot be
+        reached at all fails with its own error (`KafkaTimeoutError`): `sinks.cli` says it and exits 3.
+        """
+        deadline = time.monotonic() + self.config.connect_timeout_s
+        while True:
+            consumer = None
+            try:
+                consumer = self._subscribed_consumer()
+                producer = KafkaProducer(
+                    bootstrap_servers=self.settings.kafka_bootstrap,
+                    **kafka_python_options(self.settings, acks="all", linger_ms=5),
+                )
+                return consumer, producer
+            except KafkaConnectionError as exc:
+                if consumer is not None:
+                    consumer.close(autocommit=False)
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("connecting to Kafka: %s; trying again", exc)
+                self.health.problem("start", f"connecting to Kafka: {exc}", sticky=True)
+                time.sleep(1.0)
 
     def _subscribed_consumer(self) -> KafkaConsumer:
         """A new consumer that joins the group only once every topic's partitions are known.

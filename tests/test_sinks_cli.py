@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def test_an_unreachable_broker_at_start_is_one_clear_line_and_exit_3(tmp_path: Path) -> None:
     env = {**os.environ, "MIC_KAFKA_BOOTSTRAP": "127.0.0.1:1", "MIC_WAREHOUSE_DIR": str(tmp_path)}
@@ -62,3 +64,50 @@ def test_a_refused_dead_letter_produce_stops_the_sink_instead_of_retrying_foreve
     runner._producer = Producer(OSError("broker gone"))  # anything else is retried
     with pytest.raises(TransientSinkError):
         runner._produce_dead_letters(rejected)
+
+
+def test_a_connection_lost_while_the_clients_start_is_tried_again_until_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node of a cluster killed while the sink's consumer bootstraps (the 3-broker fault stage saw
+    the sink exit with 3): the next attempt reaches the live brokers. Past `connect_timeout_s` the
+    error is the sink's exit, as for a broker unreachable at start."""
+    import pytest
+    from kafka.errors import KafkaConnectionError
+
+    import sinks.runner as runner_module
+    from mic_pipeline.health import Health
+    from sinks.runner import RunnerConfig, SinkRunner
+
+    class Client:
+        def close(self, autocommit: bool = True) -> None:
+            return None
+
+    attempts: list[int] = []
+
+    def consumer_failing_first(self: SinkRunner) -> Client:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise KafkaConnectionError("Connection lost")
+        return Client()
+
+    monkeypatch.setattr(SinkRunner, "_subscribed_consumer", consumer_failing_first)
+    monkeypatch.setattr(runner_module, "KafkaProducer", lambda **_: Client())
+    monkeypatch.setattr(runner_module, "kafka_python_options", lambda settings, **options: options)
+    runner = SinkRunner.__new__(SinkRunner)
+    runner.settings = type("S", (), {"kafka_bootstrap": "b:1"})()
+    runner.health = Health("sink-test")
+    runner.config = RunnerConfig(group_id="g", connect_timeout_s=10.0)
+    consumer, producer = runner._connect()
+    assert len(attempts) == 2 and isinstance(consumer, Client) and isinstance(producer, Client)
+
+    def consumer_always_failing(self: SinkRunner) -> Client:
+        attempts.append(1)
+        raise KafkaConnectionError("Connection lost")
+
+    monkeypatch.setattr(SinkRunner, "_subscribed_consumer", consumer_always_failing)
+    runner.config = RunnerConfig(group_id="g", connect_timeout_s=0.0)
+    attempts.clear()
+    with pytest.raises(KafkaConnectionError):
+        runner._connect()
+    assert len(attempts) == 1
