@@ -18,7 +18,11 @@ the last commit are decided again; state ahead of the committed offsets makes th
 (`streams.processor`: decisions repeated, nothing counted twice), state behind them would lose the
 decisions. A delivery failure raises `DeliveryError` before anything is committed; the worker must
 then stop (the stores believe keys are written that are not), and its successor rebuilds the state
-from the changelog and re-reads from the last commit.
+from the changelog and re-reads from the last commit. The writer remembers the failure, so the last
+checkpoint of that stop raises it again instead of committing past the lost messages; and a
+checkpoint or batch cancelled mid-send (faust cancels the deciding task when it stops the consumer,
+before the worker's last checkpoint) leaves every message not handed over in the writer, so the
+last checkpoint sends it before the state that depends on it (`streams.outputs`).
 """
 
 from __future__ import annotations

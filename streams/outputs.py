@@ -8,6 +8,15 @@ record batch of its topic-partition (aiokafka's `BatchBuilder`, a few microsecon
 so far is acknowledged by the broker (`acks=all`) -- raising `DeliveryError` if one was not, so that
 no offset is committed past it. A message too large for a batch is sent on its own.
 
+Nothing appended is ever forgotten before the producer has it, and no acknowledgement before it
+arrived: faust cancels the task deciding a batch when it stops the consumer (`Fetcher.stop`, before
+the worker's last checkpoint), and that task is mostly suspended in `submit` (aiokafka's `add_batch`
+waits while an earlier batch of the partition is not drained). A cancelled `submit` leaves what it
+did not hand over appended, a cancelled `wait` leaves the acknowledgements pending, and a failed
+acknowledgement makes every later `wait` fail too -- so the last checkpoint after a cancellation
+hands the rest over first, and the one after a failure (the app crashes, then stops) commits
+nothing (`tests/test_streams_handover.py`).
+
 Nothing here knows about records or state: `streams.checkpoint` decides what is written when.
 """
 
@@ -45,6 +54,8 @@ class OutputWriter:
     _full: list[tuple[str, int, _Open]] = field(default_factory=list)
     _single: list[tuple[str, int, bytes | None, bytes | None]] = field(default_factory=list)
     _pending: list[asyncio.Future[Any]] = field(default_factory=list)
+    _failed: str | None = None
+    """Why an acknowledgement failed: every later `wait` raises `DeliveryError` with it."""
     appended: int = 0
     """Messages appended since the writer was made (all kinds)."""
     ends: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -78,18 +89,25 @@ class OutputWriter:
         )
 
     async def submit(self) -> None:
-        """Hand every appended message to the producer (their acknowledgements are awaited by `wait`)."""
-        full, self._full = self._full, []
-        opened, self._open = self._open, {}
-        single, self._single = self._single, []
-        for (topic, partition), current in opened.items():
-            if current.count:
-                full.append((topic, partition, current))
-        for topic, partition, current in full:
+        """Hand every appended message to the producer (their acknowledgements are awaited by `wait`).
+
+        A batch leaves the writer only once the producer has taken it: if `submit` is cancelled or
+        a send raises, the batches not handed over stay appended, in order, for the next `submit`.
+        """
+        for (topic, partition), current in self._open.items():
+            if current.count:  # after the batches of the partition that filled up before it
+                self._full.append((topic, partition, current))
+        self._open = {}
+        full, single = self._full, self._single
+        while full:
+            topic, partition, current = full[0]
             future = await self.producer.send_batch(current.builder, topic, partition=partition)
+            del full[0]  # no await from here on: taken by the producer and tracked, or neither
             self._track(future, topic, partition, current.count)
-        for topic, partition, key, value in single:
+        while single:
+            topic, partition, key, value = single[0]
             future = await self.producer.send(topic, value=value, key=key, partition=partition)
+            del single[0]
             self._track(future, topic, partition, 1)
 
     def _track(self, future: asyncio.Future[Any], topic: str, partition: int, count: int) -> None:
@@ -106,16 +124,25 @@ class OutputWriter:
         future.add_done_callback(acknowledged)
 
     async def wait(self) -> None:
-        """Wait until everything submitted so far is acknowledged; `DeliveryError` if any failed."""
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        results = await asyncio.gather(*pending, return_exceptions=True)
-        failures = [result for result in results if isinstance(result, BaseException)]
-        if failures:
-            raise DeliveryError(
-                f"{len(failures)} of {len(pending)} produced batches were not acknowledged: {failures[0]!r}"
-            ) from failures[0]
+        """Wait until everything submitted so far is acknowledged; `DeliveryError` if any failed
+        (now or at any earlier `wait`: offsets must never be committed past a lost message)."""
+        pending = list(self._pending)
+        if pending:
+            await asyncio.wait(pending)  # unlike gather, a cancelled wait cancels none of them
+            settled = set(pending)
+            self._pending = [future for future in self._pending if future not in settled]
+            failures: list[BaseException] = []
+            for future in pending:
+                cancelled = future.cancelled()
+                error = RuntimeError("acknowledgement cancelled") if cancelled else future.exception()
+                if error is not None:
+                    failures.append(error)
+            if failures and self._failed is None:
+                self._failed = f"{len(failures)} of {len(pending)} produced batches were not acknowledged"
+                self._failed += f": {failures[0]!r}"
+                raise DeliveryError(self._failed) from failures[0]
+        if self._failed is not None:
+            raise DeliveryError(self._failed)
 
     async def flush(self) -> None:
         """`submit`, then `wait`."""
