@@ -49,6 +49,10 @@ class Partitions:
         self.health = health
         self.runtimes: dict[int, PartitionRuntime] = {}
         self._loading: dict[int, asyncio.Future[None]] = {}
+        self._assigned: set[int] | None = None
+        """The partitions of the last `assign` (None before the first: every load is kept)."""
+        self._assignments = 0
+        """How many times `assign` ran: a load that saw one pass may have missed another owner's writes."""
 
     def __iter__(self) -> Iterator[PartitionRuntime]:
         return iter(list(self.runtimes.values()))
@@ -57,7 +61,14 @@ class Partitions:
         return list(self.runtimes.items())
 
     async def assign(self, partitions: set[int]) -> None:
-        """The worker now owns `partitions`: drop the others, keep the current stores, load the rest."""
+        """The worker now owns `partitions`: drop the others, keep the current stores, load the rest.
+
+        A load still under way is not restarted; when it ends it keeps only the partitions assigned
+        then, and reloads those whose changelog moved meanwhile (another owner wrote it between two
+        rebalances) -- a worker must never decide, re-check or checkpoint a partition it does not own.
+        """
+        self._assigned = set(partitions)
+        self._assignments += 1
         for p in [p for p in self.runtimes if p not in partitions]:
             del self.runtimes[p]
         if self.runtimes:
@@ -82,23 +93,33 @@ class Partitions:
 
     def _start_loading(self, partitions: list[int]) -> None:
         self.health.problem("recovery", f"recovering the state of partitions {partitions}")
-        task = asyncio.ensure_future(self._load(partitions))
+        task = asyncio.ensure_future(self._load(partitions, self._assignments))
         for p in partitions:
             self._loading[p] = task
 
-    async def _load(self, partitions: list[int]) -> None:
+    async def _load(self, partitions: list[int], started: int) -> None:
+        """Load `partitions` (`started`: `_assignments` when the load was asked for)."""
+        bootstrap, topic = self.settings.pipeline.kafka_bootstrap, self.settings.changelog_topic
+        options = aiokafka_options(self.settings.pipeline)
+        moved: list[int] = []
         try:
-            recovered = await load_stores(
-                self.settings.pipeline.kafka_bootstrap, self.settings.changelog_topic, partitions,
-                aiokafka_options(self.settings.pipeline),
-            )
+            recovered = await load_stores(bootstrap, topic, partitions, options)
+            if self._assigned is not None:
+                recovered = {p: found for p, found in recovered.items() if p in self._assigned}
+            if recovered and self._assignments != started:  # rebalanced while loading
+                ends = await changelog_ends(bootstrap, topic, list(recovered), options)
+                moved = sorted(p for p, found in recovered.items() if ends.get(p) != found.end_offset)
             for p, found in recovered.items():
-                self.runtimes[p] = self._runtime_for(found.store, found.end_offset)
+                if p not in moved and (self._assigned is None or p in self._assigned):
+                    self.runtimes[p] = self._runtime_for(found.store, found.end_offset)
         finally:
             for p in partitions:
                 self._loading.pop(p, None)
             if not self._loading:
                 self.health.clear("recovery")
+        if moved:
+            log.info("partitions %s: changelog moved on while they were loading; reloading", moved)
+            self._start_loading(moved)
 
     def _runtime_for(self, store: PartitionStore, changelog_end: int) -> PartitionRuntime:
         settings = self.settings
@@ -113,12 +134,19 @@ class Partitions:
         return PartitionRuntime(store, processor, changelog_end)
 
     async def runtime(self, partition: int) -> PartitionRuntime | None:
-        """The partition's runtime, waiting for its recovery; None if it is not ours (any more)."""
+        """The partition's runtime, waiting for its recovery (and a reload if the changelog moved
+        while it loaded); None if it is not ours (any more)."""
         runtime = self.runtimes.get(partition)
-        if runtime is None:
+        started = False
+        while runtime is None:
+            if self._assigned is not None and partition not in self._assigned:
+                return None
             loading = self._loading.get(partition)
             if loading is None:
+                if started:
+                    return None
                 self._start_loading([partition])
+                started = True
                 loading = self._loading[partition]
             await asyncio.shield(loading)
             runtime = self.runtimes.get(partition)
