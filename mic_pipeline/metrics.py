@@ -53,6 +53,11 @@ BATCH_WRITE_SECONDS = Histogram(
     ["sink"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+CONSUMER_RENEWALS = Counter(
+    "mic_sink_consumer_renewals_total",
+    "Times a sink started over with a new Kafka consumer (no assignment, or partitions never fetched)",
+    ["sink", "reason"],
+)
 ROWS_WRITTEN = Counter("mic_rows_written_total", "Rows landed", ["sink", "table"])
 QUALITY_GATE = Counter(
     "mic_quality_gate_total",

@@ -54,6 +54,7 @@ from schemas.topics import DEADLETTER_TOPIC
 from sinks.batch import Batch, Rejected, Sink, SourceRecord
 from sinks.buffers import Buffers
 from sinks.errors import TransientSinkError
+from sinks.kafka_python_compat import UnfetchableWatch, watch_needed, why_unfetchable
 
 log = logging.getLogger(__name__)
 REFUSED = (AuthorizationError, SaslAuthenticationFailedError)
@@ -85,6 +86,9 @@ class RunnerConfig:
     """How long a lost connection while the clients start is tried again (`SinkRunner._connect`)."""
     assignment_timeout_s: float = 20.0
     """A member left without partitions this long rejoins with a new consumer (see `_ensure_assigned`)."""
+    unfetchable_limit_s: float = 60.0
+    """An assigned partition not paused and not fetchable this long: a new consumer
+    (`sinks.kafka_python_compat`, a kafka-python 3.0 defect)."""
 
 
 class Stopped(Exception):
@@ -130,6 +134,7 @@ class SinkRunner:
         self.buffers = Buffers(config.max_batch_rows, config.max_batch_wait_s)
         self._deadletter_topic = settings.topic(DEADLETTER_TOPIC)
         self._topics = list(topics)
+        self._watch = UnfetchableWatch(config.unfetchable_limit_s) if watch_needed() else None
         self._consumer, self._producer = self._connect()
         self._unassigned_since: float | None = time.monotonic()
         self._should_stop: Callable[[], bool] = lambda: False
@@ -216,9 +221,44 @@ class SinkRunner:
                 now - self._unassigned_since,
                 self.config.group_id,
             )
-            self._consumer.close(autocommit=False)
-            self._consumer = self._subscribed_consumer()
-            self._unassigned_since = time.monotonic()
+            self._renew_consumer("unassigned")
+
+    def _ensure_fetching(self) -> None:
+        """Start over with a new consumer when assigned partitions stay unfetchable.
+
+        kafka-python 3.0 can keep an assigned partition out of every fetch for good
+        (`sinks.kafka_python_compat`): the sink would hold it and land nothing. What is buffered is
+        checkpointed first; the new consumer reads on from the committed offsets.
+        """
+        if self._watch is None:
+            return
+        stuck = self._watch.stuck(self._consumer, time.monotonic())
+        if not stuck:
+            return
+        why = "; ".join(
+            f"{tp.topic}[{tp.partition}]: {why_unfetchable(self._consumer, tp)}" for tp in stuck[:3]
+        )
+        log.warning(
+            "%d assigned partitions not fetched for %.0f s (%s%s); a kafka-python defect "
+            "(sinks.kafka_python_compat): checkpointing, then rejoining group %s with a new consumer",
+            len(stuck),
+            self.config.unfetchable_limit_s,
+            why,
+            ", ..." if len(stuck) > 3 else "",
+            self.config.group_id,
+        )
+        self._checkpoint_due(force=True)
+        self.buffers.lost(list(self.buffers.by_partition))  # the new consumer reads them again
+        self._renew_consumer("unfetchable")
+
+    def _renew_consumer(self, reason: str) -> None:
+        """Close the consumer (leaving the group, nothing committed) and join with a new one."""
+        metrics.CONSUMER_RENEWALS.labels(sink=self.sink.name, reason=reason).inc()
+        self._consumer.close(autocommit=False)
+        self._consumer = self._subscribed_consumer()
+        self._unassigned_since = time.monotonic()
+        if self._watch is not None:
+            self._watch.reset()
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Poll, batch and checkpoint until `should_stop()`; then checkpoint what is buffered."""
@@ -231,6 +271,7 @@ class SinkRunner:
                     self._buffer(self._poll(self.config.poll_timeout_ms))
                     self._checkpoint_due(force=False)
                     self._ensure_assigned()
+                    self._ensure_fetching()
                 except REFUSED:
                     raise
                 except KafkaError as exc:  # buffered batches stay; their writes are idempotent
