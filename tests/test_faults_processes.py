@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from faults_pipeline import Pipeline, Proc
-from faults_reconcile import ParquetReader, reconcile, sql_state
-from faults_traffic import NOT_HANDED, Traffic
+from faults_reconcile import Counts, ParquetReader, reconcile, sql_state
+from faults_traffic import NOT_HANDED, Sender, Traffic
 from streams_kafka import wait_until
 
 from mic_pipeline.config import Settings
@@ -92,6 +92,25 @@ def _owned(worker: Proc) -> list[int]:
     return list(document.get("partitions", [])) if isinstance(document, dict) else []
 
 
+def _stop_sending_and_reconcile(
+    sender: Sender, pipeline: Pipeline, traffic: Traffic, worker: Proc, notes: dict[str, Any]
+) -> Counts:
+    """Stop the producer, check every process still runs, then the reconciliation."""
+    sender.stopping.set()
+    sender.finish()
+    pipeline.check_alive()
+    return reconcile(pipeline.settings, traffic, [worker], notes=notes)
+
+
+def _assert_every_record_acknowledged_and_accounted(traffic: Traffic, counts: Counts) -> None:
+    """The brokers stayed healthy: every record handed over was acknowledged, and the run shows
+    each kind of outcome (rows landed, dead letters, duplicates dropped)."""
+    assert all(sent.error == NOT_HANDED for sent in traffic.records if not sent.handed)
+    assert counts.failed == 0, "the brokers were healthy: no record may fail"
+    assert counts.acknowledged == counts.produced
+    assert counts.landed > 0 and counts.dead_letters > 0 and counts.duplicates_dropped > 0
+
+
 def test_kill_9_of_the_worker_and_of_each_sink_mid_traffic_each_restarted_reconciles(
     cluster: Cluster, faults_settings: Settings, tmp_path: Path
 ) -> None:
@@ -126,20 +145,14 @@ def test_kill_9_of_the_worker_and_of_each_sink_mid_traffic_each_restarted_reconc
         parquet_sink = pipeline.restart(parquet_sink)
         _wait_for_acknowledgements(traffic, 300, "after the last restart", pipeline)
 
-        sender.stopping.set()
-        sender.finish()
-        pipeline.check_alive()
-        counts = reconcile(settings, traffic, [worker], notes={"rows_at_kill": at_kill})
+        counts = _stop_sending_and_reconcile(sender, pipeline, traffic, worker, {"rows_at_kill": at_kill})
     finally:
         if sender is not None:  # a failed test: the producer thread must not outlive it
             sender.stopping.set()
         pipeline.close()
     assert [proc.process.returncode for proc in (killed_worker, killed_sql, killed_parquet)] == [-9, -9, -9]
-    assert all(sent.error == NOT_HANDED for sent in traffic.records if not sent.handed)
-    assert counts.failed == 0, "the brokers were healthy: no record may fail"
-    assert counts.acknowledged == counts.produced
+    _assert_every_record_acknowledged_and_accounted(traffic, counts)
     assert counts.landed >= at_kill["parquet"]  # rows in Parquet at its kill
-    assert counts.landed > 0 and counts.dead_letters > 0 and counts.duplicates_dropped > 0
 
 
 def test_a_rebalance_storm_of_a_second_worker_joining_and_leaving_reconciles(
@@ -174,16 +187,10 @@ def test_a_rebalance_storm_of_a_second_worker_joining_and_leaving_reconciles(
             wait_until(lambda: sorted(_owned(worker)) == every, 60,
                        f"cycle {cycle}: the first worker did not take every partition back")
             _wait_for_growth(outputs, 100, f"cycle {cycle}: stream outputs", pipeline)
-        sender.stopping.set()
-        sender.finish()
-        pipeline.check_alive()
-        counts = reconcile(settings, traffic, [worker], notes={"cycles": cycles})
+        counts = _stop_sending_and_reconcile(sender, pipeline, traffic, worker, {"cycles": cycles})
     finally:
         if sender is not None:  # a failed test: the producer thread must not outlive it
             sender.stopping.set()
         pipeline.close()
     assert len(cycles) == 6
-    assert all(sent.error == NOT_HANDED for sent in traffic.records if not sent.handed)
-    assert counts.failed == 0, "the brokers were healthy: no record may fail"
-    assert counts.acknowledged == counts.produced
-    assert counts.landed > 0 and counts.dead_letters > 0 and counts.duplicates_dropped > 0
+    _assert_every_record_acknowledged_and_accounted(traffic, counts)
