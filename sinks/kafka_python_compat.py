@@ -3,17 +3,24 @@ it answers and the versions it is for.
 
 **A partition assigned but never fetched again.** kafka-python 3.0 fetches a partition only while
 its state is "fetchable": not paused, a valid position, not awaiting KIP-320 offset validation, not
-pending revocation. Several paths of 3.0 left a partition unfetchable for good -- upstream #3106
-(positions re-marked for validation at every poll) and #3131 (a partition retained across an eager
-rebalance kept its pending-revocation flag), both fixed in the installed 3.0.12 -- and one more
-remains in 3.0.12: after two of three brokers restart, a sink's consumer was seen holding 12 assigned
-partitions, not paused, polling every 200 ms and fetching nothing for 4 minutes (py-spy: `poll`
-cycling through `reset_offsets_if_needed`, `maybe_validate_positions`, `validate_offsets_if_needed`;
-the 3-broker fault stage, 1 run in 7 on 2026-11-30). Whatever the path, the symptom is the same and
-observable: `UnfetchableWatch` reports partitions that stayed assigned, not paused by the sink and not
-fetchable for `limit_s`, and the runner then starts over with a new consumer (a new member gets
-fresh partition states from the committed offsets). Legitimate unfetchable spells -- an offset reset
-or a validation in flight, a leader moving -- last milliseconds to seconds, far below the limit.
+pending revocation. Upstream fixed two ways of losing that for good -- #3106 (positions re-marked
+for validation at every poll) and #3131 (a partition retained across an eager rebalance kept its
+pending-revocation flag), both in the installed 3.0.12 -- and one more remains in 3.0.12, seen in
+the 3-broker fault stage (after two of three brokers restarted, a fresh Parquet sink; 1 run in 7 of
+`tests/test_faults_publisher.py` on 2026-11-30; kafka-python DEBUG log): the group rebalanced right
+after the first join; at the start of it every partition was flagged pending revocation; the
+consumer, group leader, sent its SyncGroup, then `poll(timeout_ms=200)` gave up waiting
+("coordinator.poll: timeout in ensure_active_group; returning early"). The SyncGroup response came
+back without error 70 ms later, but the assignment it carried was never applied: the consumer went
+on as a member of the new generation (`need_rejoin: False`), heartbeating, with its 12 partitions
+still flagged -- not fetchable, polling and fetching nothing, until it was replaced.
+
+Whatever the path, the symptom is observable: `UnfetchableWatch` reports partitions that stayed
+assigned, not paused by the sink and not fetchable for `limit_s`, and the runner then starts over
+with a new consumer (a new member gets fresh partition states and reads on from the committed
+offsets). That run healed this way: 60 s after the stall, a new consumer, everything landed.
+Legitimate unfetchable spells -- an offset reset or a validation in flight, a listener running --
+last milliseconds to seconds, far below the limit.
 
 `WATCH_VERSIONS` gates the watch: on another kafka-python the watch is off, and a test fails until
 someone checks whether the defect is still there (`tests/test_sinks_kafka_compat.py`).
