@@ -14,7 +14,7 @@ closed sets (topics, reasons, sinks, tables), never event ids.
 | `mic_rows_written_total` | counter | sink, table | rows landed |
 | `mic_quality_gate_total` | counter | table, result | gate runs per batch: `passed`, `quarantined` |
 | `mic_rows_quarantined_total` | counter | table | rows kept out (gate, database refusal) |
-| `mic_sink_consumer_renewals_total` | counter | sink, reason | new Kafka consumers: `unassigned`, `unfetchable` |
+| `mic_sink_consumer_renewals_total` | counter | sink, reason | new consumers: `unassigned`, `unfetchable` |
 | `mic_streams_parked_records` | gauge | partition | records waiting for their member (rule 1) |
 | `mic_streams_changelog_records_total` | counter | kind | state changelog records written, by key kind |
 
