@@ -14,7 +14,12 @@ class ProcessError(RuntimeError):
 
 
 def is_alive(pid: int) -> bool:
-    """True while `pid` runs; reaps it if it is our exited child, and treats zombies as gone."""
+    """True while `pid` runs; reaps it if it is our exited child, and treats zombies as gone.
+
+    A zombie main thread whose other threads still run is alive: after a kill -9 of a JVM (a broker)
+    the main thread shows `Z` while the others are still exiting -- and still hold the process's
+    sockets (a restart on the same port found it "already in use").
+    """
     try:
         reaped, _ = os.waitpid(pid, os.WNOHANG)
         if reaped == pid:
@@ -26,7 +31,23 @@ def is_alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     state = stat.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X")
+    if state == "X":
+        return False
+    if state == "Z":
+        return _threads(pid) > 1
+    return True
+
+
+def _threads(pid: int) -> int:
+    """How many threads `pid` still has (0 when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    for line in status.splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
 
 
 def command_line(pid: int) -> list[str]:
