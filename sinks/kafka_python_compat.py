@@ -63,15 +63,23 @@ def why_unfetchable(consumer: Any, partition: TopicPartition) -> str:
     return ", ".join(reasons) or "fetchable"
 
 
+MIN_SIGHTINGS = 10
+"""Observations (one per loop turn, i.e. per poll) a partition must have been unfetchable in: a loop
+that spent `limit_s` in one long checkpoint during a rebalance saw it twice, not stuck."""
+
+
 class UnfetchableWatch:
-    """Partitions assigned to a kafka-python consumer, not paused, and not fetchable for `limit_s`."""
+    """Partitions assigned to a kafka-python consumer, not paused, and not fetchable for `limit_s`
+    (and at least `MIN_SIGHTINGS` observations in a row)."""
 
     def __init__(self, limit_s: float) -> None:
         self.limit_s = limit_s
-        self._since: dict[TopicPartition, float] = {}
+        self._since: dict[TopicPartition, tuple[float, int]] = {}
+        """Partition -> (first seen unfetchable, times seen since)."""
 
     def stuck(self, consumer: Any, now: float) -> list[TopicPartition]:
-        """The partitions unfetchable (and not paused) since at least `limit_s` before `now`."""
+        """The partitions unfetchable (and not paused) at every observation since at least `limit_s`
+        before `now`."""
         subscription = consumer._subscription
         with subscription._lock:
             unfetchable = {
@@ -81,8 +89,13 @@ class UnfetchableWatch:
             }
         self._forget(tp for tp in list(self._since) if tp not in unfetchable)
         for tp in unfetchable:
-            self._since.setdefault(tp, now)
-        return sorted(tp for tp, since in self._since.items() if now - since >= self.limit_s)
+            since, seen = self._since.get(tp, (now, 0))
+            self._since[tp] = (since, seen + 1)
+        return sorted(
+            tp
+            for tp, (since, seen) in self._since.items()
+            if now - since >= self.limit_s and seen >= MIN_SIGHTINGS
+        )
 
     def reset(self) -> None:
         """Start over (a new consumer, or the sink paused its partitions on purpose)."""

@@ -4,15 +4,19 @@ hold the sink's rows back -- the sink starts over with a new consumer."""
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import kafka
 import pytest
+from kafka import TopicPartition
+from kafka.consumer.subscription_state import SubscriptionState
+from kafka.structs import OffsetAndMetadata
 from prometheus_client import REGISTRY
 from sinks_records import scenario
 from test_sinks_runner import LANDING_TIMEOUT, expected_counts, in_thread, parquet_counts, publish, wait_for
 
 from mic_pipeline.config import Settings
-from sinks.kafka_python_compat import UnfetchableWatch, watch_needed
+from sinks.kafka_python_compat import UnfetchableWatch, watch_needed, why_unfetchable
 
 
 def test_the_watch_is_on_for_the_installed_kafka_python_and_gated_by_version() -> None:
@@ -60,3 +64,49 @@ def test_partitions_left_unfetchable_are_fetched_again_by_a_new_consumer(pipelin
         assert running.runner._consumer is not consumer
         assert running.thread.is_alive()
     assert _renewals(running.runner.sink.name) == before + 1
+
+
+def _subscription(*partitions: TopicPartition) -> SimpleNamespace:
+    """A consumer stand-in around kafka-python's own `SubscriptionState`, positions set."""
+    state = SubscriptionState("earliest")
+    state.assign_from_user(list(partitions))
+    for tp in partitions:
+        state.assignment[tp].seek(OffsetAndMetadata(offset=0, metadata="", leader_epoch=-1))
+    return SimpleNamespace(_subscription=state)
+
+
+def test_a_partition_is_stuck_after_the_limit_seen_unfetchable_at_every_turn() -> None:
+    a, b = TopicPartition("t", 0), TopicPartition("t", 1)
+    consumer = _subscription(a, b)
+    consumer._subscription.mark_pending_revocation({a})  # upstream #3131's state
+    watch = UnfetchableWatch(limit_s=5.0)
+    seen = [watch.stuck(consumer, now=t * 0.5) for t in range(11)]  # 0 .. 5 s, 11 turns
+    assert seen[:-1] == [[]] * 10 and seen[-1] == [a]
+    assert why_unfetchable(consumer, a) == "pending revocation"
+    assert why_unfetchable(consumer, b) == "fetchable"
+
+
+def test_two_sightings_across_one_long_turn_are_not_stuck() -> None:
+    """A loop that spent the whole limit in one checkpoint while a rebalance was under way."""
+    a = TopicPartition("t", 0)
+    consumer = _subscription(a)
+    consumer._subscription.mark_pending_revocation({a})
+    watch = UnfetchableWatch(limit_s=5.0)
+    assert watch.stuck(consumer, now=0.0) == [] and watch.stuck(consumer, now=70.0) == []
+
+
+def test_paused_or_fetchable_again_partitions_are_forgotten() -> None:
+    a, b = TopicPartition("t", 0), TopicPartition("t", 1)
+    consumer = _subscription(a, b)
+    subscription = consumer._subscription
+    subscription.mark_pending_revocation({a, b})
+    watch = UnfetchableWatch(limit_s=1.0)
+    for t in range(5):
+        assert watch.stuck(consumer, now=t * 0.1) == []
+    subscription.pause(b)  # the sink pauses while it retries a write: not the defect
+    subscription.assignment[a].mark_pending_revocation(False)  # fetchable again
+    assert watch.stuck(consumer, now=0.5) == []
+    subscription.assignment[a].mark_pending_revocation(True)  # unfetchable anew: the clock restarts
+    assert all(watch.stuck(consumer, now=0.6 + t * 0.1) == [] for t in range(10))  # 0.6 .. 1.5 s
+    assert watch.stuck(consumer, now=1.6) == [a]
+    assert why_unfetchable(consumer, b) == "paused, pending revocation"
