@@ -16,9 +16,14 @@ from __future__ import annotations
 
 import errno
 
+from kafka.errors import AuthorizationError, SaslAuthenticationFailedError
+
 from schemas.reasons import DeadLetterReason
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+REFUSED = (AuthorizationError, SaslAuthenticationFailedError)
+"""Broker errors no retry can cure (an ACL or a credential revoked while running): the sink stops
+with the cause (`sinks.cli`) instead of retrying forever; its offsets stay uncommitted."""
 
 
 class TransientSinkError(Exception):

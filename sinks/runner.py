@@ -30,18 +30,15 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import (
-    AuthorizationError,
     CommitFailedError,
     KafkaConnectionError,
     KafkaError,
     RebalanceInProgressError,
-    SaslAuthenticationFailedError,
 )
 from kafka.structs import OffsetAndMetadata
 
@@ -49,17 +46,14 @@ from mic_pipeline import metrics
 from mic_pipeline.config import Settings
 from mic_pipeline.health import Health
 from mic_pipeline.kafka_clients import kafka_python_options
-from schemas.deadletter import build_dead_letter
 from schemas.topics import DEADLETTER_TOPIC
 from sinks.batch import Batch, Rejected, Sink, SourceRecord
 from sinks.buffers import Buffers
-from sinks.errors import TransientSinkError
+from sinks.dead_letter_producer import produce_dead_letters
+from sinks.errors import REFUSED, TransientSinkError
 from sinks.kafka_python_compat import UnfetchableWatch, watch_needed, why_unfetchable
 
 log = logging.getLogger(__name__)
-REFUSED = (AuthorizationError, SaslAuthenticationFailedError)
-"""Broker errors no retry can cure (an ACL or a credential revoked while running): the sink stops
-with the cause (`sinks.cli`) instead of retrying forever; its offsets stay uncommitted."""
 
 T = TypeVar("T")
 
@@ -361,45 +355,7 @@ class SinkRunner:
             raise TransientSinkError(f"offset commit failed: {exc}", kind="commit") from exc
 
     def _produce_dead_letters(self, rejected: list[Rejected]) -> None:
-        failed_at = datetime.now(UTC)
-        futures = []
-        for item in rejected:
-            record = item.record
-            value = build_dead_letter(
-                reason=item.reason,
-                detail=item.detail,
-                original_topic=record.topic,
-                original_partition=record.partition,
-                original_offset=record.offset,
-                original_key=record.key,
-                original_value=record.value,
-                event_id=item.event_id,
-                event_type=item.event_type,
-                failed_at=failed_at,
-            )
-            try:
-                futures.append(self._producer.send(self._deadletter_topic, key=record.key, value=value))
-            except REFUSED:
-                raise
-            except KafkaError as exc:
-                raise TransientSinkError(f"dead letter not produced: {exc}", kind="deadletter") from exc
-        try:
-            self._producer.flush(timeout=self.config.ack_timeout_s)
-        except REFUSED:
-            raise
-        except KafkaError as exc:
-            raise TransientSinkError(f"dead letters not flushed: {exc}", kind="deadletter") from exc
-        for future in futures:
-            if not future.is_done:
-                raise TransientSinkError("dead letter not acknowledged in time", kind="deadletter")
-            if future.failed():
-                if isinstance(future.exception, REFUSED):
-                    raise future.exception
-                message = f"dead letter not acknowledged: {future.exception}"
-                raise TransientSinkError(message, kind="deadletter")
-        for item in rejected:
-            metrics.DEAD_LETTERS.labels(reason=item.reason.value).inc()
-            metrics.EVENTS_OUT.labels(topic=self._deadletter_topic).inc()
+        produce_dead_letters(self._producer, self._deadletter_topic, rejected, self.config.ack_timeout_s)
 
     def _retrying(self, what: str, action: Callable[[], T]) -> T:
         """Run `action`, retrying `TransientSinkError` with backoff while partitions are paused."""
