@@ -156,7 +156,8 @@ def test_a_slow_consumer_is_behind_and_a_growing_lag_is_seen_over_a_long_window(
     )
     # commits move, the oldest record is young, but the lag climbs above its saw-tooth over 20 s
     growing = [(t, 1000 + 150 * i, 1300 + 200 * i + 40 * i * i) for i, t in enumerate(range(0, 21, 3))]
-    verdict, reasons = verdict_of(snapshot(growing, oldest_s=8.0))
+    assert verdict_of(snapshot(growing, oldest_s=8.0)) == (Verdict.OK, ())  # not half way to behind
+    verdict, reasons = verdict_of(snapshot(growing, oldest_s=20.0))
     assert verdict is Verdict.DEGRADED
     assert reasons[0].startswith(f"group {SINK}: lag growing: {TOPIC}[0] from at most ")
     # a saw-tooth of the same length is not growth, and neither is a lag that touched zero
@@ -165,7 +166,7 @@ def test_a_slow_consumer_is_behind_and_a_growing_lag_is_seen_over_a_long_window(
     ]
     assert verdict_of(snapshot(saw, oldest_s=2.4)) == (Verdict.OK, ())
     touched = [(0.0, 500, 500), *growing[1:]]
-    assert verdict_of(snapshot(touched, oldest_s=8.0)) == (Verdict.OK, ())
+    assert verdict_of(snapshot(touched, oldest_s=20.0)) == (Verdict.OK, ())
 
 
 def test_more_records_waiting_at_a_consumer_that_keeps_up_is_not_growth() -> None:
@@ -195,11 +196,17 @@ def test_more_records_waiting_at_a_consumer_that_keeps_up_is_not_growth() -> Non
     )
     slow_batch = StatusSnapshot(taken_at=at(18), groups=(status(5000, 5130, 17.0),), history=history)
     assert verdict_of(slow_batch) == (Verdict.OK, ())
-    # ages climbing with wall time: the consumer cannot commit up to recent records
-    verdict, reasons = verdict_of(measured([1.0, 1.5, 2.5, 3.5, 5.0, 6.5, 8.0]))
+    # a burst being caught up: ages rising but far from `behind` (CI's demos, third run: 84 -> 119
+    # records over 14 s, the oldest 11 s old) -- OK with a 30 s margin and with the default
+    assert verdict_of(measured([1.0, 1.5, 2.5, 3.5, 5.0, 6.5, 8.0])) == (Verdict.OK, ())
+    assert verdict_of(measured([3.0, 4.0, 5.5, 7.0, 8.5, 10.0, 11.0])) == (Verdict.OK, ())
+    assert evaluate(measured([3.0, 4.0, 5.5, 7.0, 8.5, 10.0, 11.0]), Thresholds()).verdict is Verdict.OK
+    # ages climbing with wall time past half the margin: the consumer cannot commit up to recent records
+    verdict, reasons = verdict_of(measured([4.0, 6.0, 8.5, 11.0, 14.0, 17.0, 20.0]))
     assert verdict is Verdict.DEGRADED
     assert reasons == (
-        f"group {SINK}: lag growing: {TOPIC}[0] from at most 96 to 144 records over 18 s, the oldest 8 s old",
+        f"group {SINK}: lag growing: {TOPIC}[0] from at most 96 to 144 records over 18 s, "
+        "the oldest 20 s old",
     )
 
 
