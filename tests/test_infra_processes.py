@@ -9,12 +9,12 @@ system call, not `exit_group`) while a second thread keeps a listening socket.
 from __future__ import annotations
 
 import platform
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from faults_cluster import _free as free_port_at
 from streams_kafka import wait_until
 
 from mic_pipeline.infra.processes import is_alive
@@ -40,13 +40,7 @@ ctypes.CDLL(None, use_errno=True).syscall(int(sys.argv[3]), 0)  # only the main 
 
 
 def _bound(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
+    return not free_port_at(port)
 
 
 def _state(pid: int) -> str:
