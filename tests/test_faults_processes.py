@@ -9,19 +9,25 @@ warehouse (SQL = Parquet) or among the dead letters, and nothing left behind by 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from faults_pipeline import Pipeline, Proc
-from faults_reconcile import Counts, ParquetReader, reconcile, sql_state
-from faults_traffic import NOT_HANDED, Sender, Traffic
+from faults_reconcile import ParquetReader, sql_state
+from faults_steps import (
+    assert_every_record_acknowledged_and_accounted,
+    owned,
+    stop_sending_and_reconcile,
+    stream_outputs,
+    wait_for_acknowledgements,
+    wait_for_growth,
+)
+from faults_traffic import Traffic
 from streams_kafka import wait_until
 
 from mic_pipeline.config import Settings
-from schemas.topics import Family
 
 if TYPE_CHECKING:
     from faults_cluster import Cluster
@@ -33,82 +39,12 @@ RATE = 150
 """Records/s of the producer during the faults."""
 
 
-def _stream_outputs(settings: Settings) -> int:
-    """Records the stream has written to the enriched topics so far (their end offsets)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    partitions = [
-        TopicPartition(settings.topic(family.enriched_topic), partition)
-        for family in Family
-        for partition in range(settings.partitions)
-    ]
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        ends: dict[Any, int] = consumer.end_offsets(partitions)
-    finally:
-        consumer.close()
-    return sum(ends.values())
-
-
 def _sql_rows(settings: Settings) -> int:
     return sum(sql_state(settings.database_url)[0].values())
 
 
 def _parquet_rows(parquet: ParquetReader) -> int:
     return sum(parquet.event_ids().values())
-
-
-def _wait_for_growth(
-    count: Callable[[], int], more: int, what: str, pipeline: Pipeline, timeout_s: float = 120.0
-) -> int:
-    """Until `count()` exceeds its present value by `more` (no process of the pipeline died); the
-    value that did."""
-    start = count()
-    seen = [start]
-
-    def grown() -> bool:
-        pipeline.check_alive()
-        seen.append(count())
-        return seen[-1] >= start + more
-
-    wait_until(grown, timeout_s, f"{what}: not {more} more than {start}", interval_s=1.0)
-    return seen[-1]
-
-
-def _wait_for_acknowledgements(traffic: Traffic, more: int, when: str, pipeline: Pipeline) -> None:
-    """Until `more` records more than now are acknowledged (the producer runs in the background)."""
-    target = len(traffic.acknowledged()) + more
-
-    def acknowledged() -> bool:
-        pipeline.check_alive()
-        return len(traffic.acknowledged()) >= target
-
-    wait_until(acknowledged, 120, f"{more} records acknowledged {when}")
-
-
-def _owned(worker: Proc) -> list[int]:
-    """The stream partitions `worker` decides now (its `/health` document; none while rebalancing)."""
-    _, document = worker.get("/health")
-    return list(document.get("partitions", [])) if isinstance(document, dict) else []
-
-
-def _stop_sending_and_reconcile(
-    sender: Sender, pipeline: Pipeline, traffic: Traffic, worker: Proc, notes: dict[str, Any]
-) -> Counts:
-    """Stop the producer, check every process still runs, then the reconciliation."""
-    sender.stopping.set()
-    sender.finish()
-    pipeline.check_alive()
-    return reconcile(pipeline.settings, traffic, [worker], notes=notes)
-
-
-def _assert_every_record_acknowledged_and_accounted(traffic: Traffic, counts: Counts) -> None:
-    """The brokers stayed healthy: every record handed over was acknowledged, and the run shows
-    each kind of outcome (rows landed, dead letters, duplicates dropped)."""
-    assert all(sent.error == NOT_HANDED for sent in traffic.records if not sent.handed)
-    assert counts.failed == 0, "the brokers were healthy: no record may fail"
-    assert counts.acknowledged == counts.produced
-    assert counts.landed > 0 and counts.dead_letters > 0 and counts.duplicates_dropped > 0
 
 
 def test_kill_9_of_the_worker_and_of_each_sink_mid_traffic_each_restarted_reconciles(
@@ -118,7 +54,7 @@ def test_kill_9_of_the_worker_and_of_each_sink_mid_traffic_each_restarted_reconc
     traffic = Traffic(settings, seed=53)
     batch = traffic.take(20_000, hostile=40)  # more than the faults need: the sender is stopped after
     pipeline = Pipeline(settings, tmp_path / "logs")
-    outputs = partial(_stream_outputs, settings)
+    outputs = partial(stream_outputs, settings)
     sql_rows = partial(_sql_rows, settings)
     parquet_rows = partial(_parquet_rows, ParquetReader(settings.warehouse_dir))
     at_kill: dict[str, int] = {}
@@ -128,30 +64,30 @@ def test_kill_9_of_the_worker_and_of_each_sink_mid_traffic_each_restarted_reconc
         sender = traffic.send_in_background(batch, rate=RATE)
 
         # the stream worker, once it has written outputs; the restarted one must carry on
-        at_kill["worker"] = _wait_for_growth(outputs, 500, "stream outputs", pipeline)
+        at_kill["worker"] = wait_for_growth(outputs, 500, "stream outputs", pipeline)
         killed_worker = worker
         worker.kill()
         worker = pipeline.restart(worker)
-        _wait_for_growth(outputs, 300, "stream outputs after the worker's restart", pipeline)
+        wait_for_growth(outputs, 300, "stream outputs after the worker's restart", pipeline)
 
         # each sink while rows land (the restarted ones' work is what the reconciliation checks)
-        at_kill["sql"] = _wait_for_growth(sql_rows, 100, "SQL rows", pipeline)
+        at_kill["sql"] = wait_for_growth(sql_rows, 100, "SQL rows", pipeline)
         killed_sql = sql
         sql.kill()
         sql = pipeline.restart(sql)
-        at_kill["parquet"] = _wait_for_growth(parquet_rows, 100, "Parquet rows", pipeline)
+        at_kill["parquet"] = wait_for_growth(parquet_rows, 100, "Parquet rows", pipeline)
         killed_parquet = parquet_sink
         parquet_sink.kill()
         parquet_sink = pipeline.restart(parquet_sink)
-        _wait_for_acknowledgements(traffic, 300, "after the last restart", pipeline)
+        wait_for_acknowledgements(traffic, 300, "after the last restart", pipeline)
 
-        counts = _stop_sending_and_reconcile(sender, pipeline, traffic, worker, {"rows_at_kill": at_kill})
+        counts = stop_sending_and_reconcile(sender, pipeline, traffic, worker, {"rows_at_kill": at_kill})
     finally:
         if sender is not None:  # a failed test: the producer thread must not outlive it
             sender.stopping.set()
         pipeline.close()
     assert [proc.process.returncode for proc in (killed_worker, killed_sql, killed_parquet)] == [-9, -9, -9]
-    _assert_every_record_acknowledged_and_accounted(traffic, counts)
+    assert_every_record_acknowledged_and_accounted(traffic, counts)
     assert counts.landed >= at_kill["parquet"]  # rows in Parquet at its kill
 
 
@@ -163,34 +99,34 @@ def test_a_rebalance_storm_of_a_second_worker_joining_and_leaving_reconciles(
     batch = traffic.take(40_000, hostile=40)  # more than the storm needs: the sender is stopped after
     pipeline = Pipeline(settings, tmp_path / "logs")
     every = list(range(settings.partitions))
-    outputs = partial(_stream_outputs, settings)
+    outputs = partial(stream_outputs, settings)
     cycles: list[tuple[list[int], int]] = []
     sender = None
     try:
         worker, _, _ = pipeline.start_all()
         sender = traffic.send_in_background(batch, rate=RATE)
-        _wait_for_growth(outputs, 300, "stream outputs", pipeline)
-        wait_until(lambda: sorted(_owned(worker)) == every, 60, "the first worker owns every partition")
+        wait_for_growth(outputs, 300, "stream outputs", pipeline)
+        wait_until(lambda: sorted(owned(worker)) == every, 60, "the first worker owns every partition")
         for cycle in range(6):
             second = pipeline.start_worker()
             taken: list[int] = []
 
             def shared(second: Proc = second, taken: list[int] = taken) -> bool:
                 pipeline.check_alive()
-                taken[:] = _owned(second)
+                taken[:] = owned(second)
                 return bool(taken)
 
             wait_until(shared, 60, f"cycle {cycle}: the second worker was given no partition")
             status = second.stop()  # graceful: its partitions go back to the first worker
             cycles.append((sorted(taken), status))
             assert status == 0, f"cycle {cycle}: the second worker exited with {status}:\n{second.tail()}"
-            wait_until(lambda: sorted(_owned(worker)) == every, 60,
+            wait_until(lambda: sorted(owned(worker)) == every, 60,
                        f"cycle {cycle}: the first worker did not take every partition back")
-            _wait_for_growth(outputs, 100, f"cycle {cycle}: stream outputs", pipeline)
-        counts = _stop_sending_and_reconcile(sender, pipeline, traffic, worker, {"cycles": cycles})
+            wait_for_growth(outputs, 100, f"cycle {cycle}: stream outputs", pipeline)
+        counts = stop_sending_and_reconcile(sender, pipeline, traffic, worker, {"cycles": cycles})
     finally:
         if sender is not None:  # a failed test: the producer thread must not outlive it
             sender.stopping.set()
         pipeline.close()
     assert len(cycles) == 6
-    _assert_every_record_acknowledged_and_accounted(traffic, counts)
+    assert_every_record_acknowledged_and_accounted(traffic, counts)
