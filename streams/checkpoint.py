@@ -7,7 +7,8 @@ step", Quix Streams' `Checkpoint.commit`):
 
 1. every output appended so far is handed to the producer and acknowledged by the broker;
 2. every state key changed since the last checkpoint is written to its changelog partition (one
-   record per key, the last value; a tombstone for a deleted key) and acknowledged;
+   record per key, the last value; a tombstone for a deleted key; the owner's epoch in a header,
+   `streams.store`) and acknowledged;
 3. only then are the input offsets of the decided records committed, through the commit function
    the worker passes in.
 
@@ -93,8 +94,9 @@ class Checkpoint:
         await self.outputs.flush()
         changelog = 0
         for store in stores:
+            headers = store.headers
             for key, value in store.take_changes():
-                self.outputs.append(self.changelog_topic, store.partition, key, value)
+                self.outputs.append(self.changelog_topic, store.partition, key, value, headers)
                 changelog += 1
         await self.outputs.flush()
         committed = await self.commit_offsets(offsets) if offsets else True

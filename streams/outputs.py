@@ -33,6 +33,11 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """Largest produce request: a dead letter carries up to 512 KiB of its original value."""
 
 
+Headers = list[tuple[str, bytes]]
+"""Message headers: a list (aiokafka's compiled batch builder takes nothing else)."""
+_NO_HEADERS: Headers = []
+
+
 class DeliveryError(RuntimeError):
     """A produced message was not acknowledged: offsets must not be committed past it."""
 
@@ -52,7 +57,7 @@ class OutputWriter:
     """Called with (topic, messages) for every batch handed over (metrics)."""
     _open: dict[tuple[str, int], _Open] = field(default_factory=dict)
     _full: list[tuple[str, int, _Open]] = field(default_factory=list)
-    _single: list[tuple[str, int, bytes | None, bytes | None]] = field(default_factory=list)
+    _single: list[tuple[str, int, bytes | None, bytes | None, Headers]] = field(default_factory=list)
     _pending: list[asyncio.Future[Any]] = field(default_factory=list)
     _failed: str | None = None
     """Why an acknowledgement failed: every later `wait` raises `DeliveryError` with it."""
@@ -61,23 +66,30 @@ class OutputWriter:
     ends: dict[tuple[str, int], int] = field(default_factory=dict)
     """(topic, partition) -> the offset after the last acknowledged message this writer produced."""
 
-    def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
+    def append(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers = _NO_HEADERS,
+    ) -> None:
         """Add one message; it is handed to the producer by the next `submit`."""
         self.appended += 1
         where = (topic, partition)
         current = self._open.get(where)
         if current is None:
             current = self._open[where] = _Open(self.producer.create_batch())
-        if current.builder.append(timestamp=None, key=key, value=value) is not None:
+        if current.builder.append(timestamp=None, key=key, value=value, headers=headers) is not None:
             current.count += 1
             return
         if current.count:  # full: hand it over at the next submit, start another one
             self._full.append((topic, partition, current))
             current = self._open[where] = _Open(self.producer.create_batch())
-            if current.builder.append(timestamp=None, key=key, value=value) is not None:
+            if current.builder.append(timestamp=None, key=key, value=value, headers=headers) is not None:
                 current.count += 1
                 return
-        self._single.append((topic, partition, key, value))  # larger than a whole batch
+        self._single.append((topic, partition, key, value, headers))  # larger than a whole batch
 
     @property
     def unsubmitted(self) -> int:
@@ -105,8 +117,9 @@ class OutputWriter:
             del full[0]  # no await from here on: taken by the producer and tracked, or neither
             self._track(future, topic, partition, current.count)
         while single:
-            topic, partition, key, value = single[0]
-            future = await self.producer.send(topic, value=value, key=key, partition=partition)
+            topic, partition, key, value, headers = single[0]
+            future = await self.producer.send(topic, value=value, key=key, partition=partition,
+                                              headers=headers or None)
             del single[0]
             self._track(future, topic, partition, 1)
 

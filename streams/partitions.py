@@ -5,13 +5,19 @@
 it for every assignment ("a fresh strategy per partition assignment"). A partition the worker gets
 back after a rebalance keeps its store when the changelog still ends where this worker's own last
 write ended -- nobody else wrote it in between; otherwise it is reloaded.
+
+Every load starts with a claim of the partition's changelog (`streams.recovery.claim`, through the
+claim function the worker passes in): the load then skips what an older owner wrote after the
+claim, and the store stamps the claim's offset on everything this worker writes (`streams.store`).
+A load that finds a newer claim than its own at its end -- another worker took the partition
+meanwhile -- keeps nothing of it until the next assignment.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -26,6 +32,8 @@ from streams.settings import StreamSettings
 from streams.store import PartitionStore
 
 log = logging.getLogger(__name__)
+ClaimFunction = Callable[[list[int]], Awaitable[dict[int, int]]]
+"""Claims the changelog partitions given; the offset of each claim (`streams.recovery.claim`)."""
 MAX_WAIT_STEP_S = 2.0
 """Most one re-check tick adds to the waiting time of parked records (or 2 x `recheck_s` if more)."""
 
@@ -43,10 +51,16 @@ class PartitionRuntime:
 class Partitions:
     """The runtimes of the assigned partitions, loaded from the changelog when needed."""
 
-    def __init__(self, settings: StreamSettings, members: MemberReplica, health: Health) -> None:
+    def __init__(
+        self, settings: StreamSettings, members: MemberReplica, health: Health, claim: ClaimFunction
+    ) -> None:
         self.settings = settings
         self.members = members
         self.health = health
+        self.claim = claim
+        self._lost: set[int] = set()
+        self._claiming: set[asyncio.Future[dict[int, int]]] = set()
+        """Partitions a newer claim than ours took while we loaded them: not ours until reassigned."""
         self.runtimes: dict[int, PartitionRuntime] = {}
         self._loading: dict[int, asyncio.Future[None]] = {}
         self._assigned: set[int] | None = None
@@ -69,6 +83,7 @@ class Partitions:
         """
         self._assigned = set(partitions)
         self._assignments += 1
+        self._lost.clear()
         for p in [p for p in self.runtimes if p not in partitions]:
             del self.runtimes[p]
         if self.runtimes:
@@ -98,19 +113,32 @@ class Partitions:
             self._loading[p] = task
 
     async def _load(self, partitions: list[int], started: int) -> None:
-        """Load `partitions` (`started`: `_assignments` when the load was asked for)."""
+        """Claim and load `partitions` (`started`: `_assignments` when the load was asked for)."""
         bootstrap, topic = self.settings.pipeline.kafka_bootstrap, self.settings.changelog_topic
         options = aiokafka_options(self.settings.pipeline)
         moved: list[int] = []
         try:
-            recovered = await load_stores(bootstrap, topic, partitions, options)
+            claimed = [p for p in partitions if self._assigned is None or p in self._assigned]
+            epochs = await self._claim(claimed) if claimed else {}
+            recovered = await load_stores(bootstrap, topic, claimed, options) if claimed else {}
             if self._assigned is not None:
                 recovered = {p: found for p, found in recovered.items() if p in self._assigned}
+            for p, found in recovered.items():
+                found.store.epoch = epochs[p]
+            overtaken = sorted(p for p, found in recovered.items() if found.store.latest_claim != epochs[p])
             if recovered and self._assignments != started:  # rebalanced while loading
                 ends = await changelog_ends(bootstrap, topic, list(recovered), options)
-                moved = sorted(p for p, found in recovered.items() if ends.get(p) != found.end_offset)
+                moved = sorted(
+                    p for p, found in recovered.items() if p in overtaken or ends.get(p) != found.end_offset
+                )
+            else:
+                for p in overtaken:  # nobody should have: split ownership, keep out of it
+                    log.warning("partition %d: claimed by another worker at offset %d after our claim at "
+                                "%d; not ours until the next assignment", p, recovered[p].store.latest_claim,
+                                epochs[p])
+                    self._lost.add(p)
             for p, found in recovered.items():
-                if p not in moved and (self._assigned is None or p in self._assigned):
+                if p not in moved and p not in self._lost and (self._assigned is None or p in self._assigned):
                     self.runtimes[p] = self._runtime_for(found.store, found.end_offset)
         finally:
             for p in partitions:
@@ -120,6 +148,24 @@ class Partitions:
         if moved:
             log.info("partitions %s: changelog moved on while they were loading; reloading", moved)
             self._start_loading(moved)
+
+    async def _claim(self, partitions: list[int]) -> dict[int, int]:
+        """`claim`, tracked until it is acknowledged (`claims_settled`)."""
+        claiming = asyncio.ensure_future(self.claim(partitions))
+        self._claiming.add(claiming)
+        try:
+            return await asyncio.shield(claiming)
+        finally:
+            if claiming.done():
+                self._claiming.discard(claiming)
+
+    async def claims_settled(self) -> None:
+        """Wait for every claim under way. A rebalance waits for them before this worker rejoins the
+        group: a claim landing after the next owner's would fence the next owner's writes."""
+        pending = [claiming for claiming in self._claiming if not claiming.done()]
+        if pending:
+            await asyncio.wait(pending)
+        self._claiming = {claiming for claiming in self._claiming if not claiming.done()}
 
     def _runtime_for(self, store: PartitionStore, changelog_end: int) -> PartitionRuntime:
         settings = self.settings
@@ -139,7 +185,7 @@ class Partitions:
         runtime = self.runtimes.get(partition)
         started = False
         while runtime is None:
-            if self._assigned is not None and partition not in self._assigned:
+            if partition in self._lost or (self._assigned is not None and partition not in self._assigned):
                 return None
             loading = self._loading.get(partition)
             if loading is None:

@@ -32,6 +32,7 @@ import msgspec
 
 from streams.aggregates import members_section
 from streams.enrich import Profile
+from streams.store import NO_EPOCH
 
 log = logging.getLogger(__name__)
 _decode = msgspec.json.Decoder()
@@ -111,15 +112,29 @@ class MemberCounts:
 
 
 class PartialsReplica:
-    """Partition -> its latest aggregate entries, as last published by the partition's owner."""
+    """Partition -> its latest aggregate entries, as last published by the partition's owner.
+
+    Each snapshot carries its writer's epoch on the partition (`streams.store`: the offset of its
+    changelog claim); one of an older epoch than the snapshot taken -- a zombie's, published after
+    its successor's -- is not taken, and is remembered in `stale_writes` so that the owner publishes
+    its own again (compaction may leave only the zombie's record in the topic)."""
 
     def __init__(self) -> None:
         self.partials: dict[int, Mapping[str, Any]] = {}
+        self.epochs: dict[int, int] = {}
         self.version = 0
         """Grows with every snapshot taken."""
+        self.last_written: dict[int, int] = {}
+        """Partition -> the epoch of the last snapshot read, taken or not."""
 
-    def apply(self, partition: int, entries: Mapping[str, Any]) -> None:
+    def apply(self, partition: int, entries: Mapping[str, Any], epoch: int = NO_EPOCH) -> None:
+        self.last_written[partition] = epoch
+        if epoch < self.epochs.get(partition, NO_EPOCH):
+            log.info("partition %d: snapshot of epoch %d after one of %d not taken", partition, epoch,
+                     self.epochs[partition])
+            return
         self.partials[partition] = entries
+        self.epochs[partition] = epoch
         self.version += 1
 
 
@@ -186,6 +201,10 @@ def member_handler(replica: MemberReplica) -> Callable[[bytes, bytes], None]:
 
 def partials_handler(replica: PartialsReplica) -> Callable[[bytes, bytes], None]:
     def handle(key: bytes, value: bytes) -> None:
-        replica.apply(int(key.decode()), _decode.decode(value))
+        snapshot = _decode.decode(value)
+        if isinstance(snapshot, dict) and "entries" in snapshot:
+            replica.apply(int(key.decode()), snapshot["entries"], int(snapshot.get("epoch", NO_EPOCH)))
+        else:  # written before snapshots carried their epoch
+            replica.apply(int(key.decode()), snapshot)
 
     return handle

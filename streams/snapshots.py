@@ -1,9 +1,10 @@
 """Live aggregates of the whole pipeline, whichever worker is asked.
 
 Each worker snapshots the aggregates of the partitions it owns (every `snapshot_s`, only the
-partitions that changed) to the compacted `<app>-partials` topic; every worker follows that topic
-(`streams.replica.PartialsReplica`), and the view merges its own partitions with the others'
-snapshots. The owner of partition 0 also writes the document -- re-rendered only when a partition,
+partitions that changed) to the compacted `<app>-partials` topic, with its epoch on the partition;
+every worker follows that topic (`streams.replica.PartialsReplica`: a zombie's late snapshot is not
+taken, and makes the owner publish its own again), and the view merges its own partitions with the
+others' snapshots. The owner of partition 0 also writes the document -- re-rendered only when a partition,
 a member or a replicated partial changed -- one record per section (`members`, `orders`, `patents`,
 `factoring`, `quality`), to the compacted `mic.aggregates`. Snapshots are not part of the
 checkpoint: they are derived data, re-published from the recovered state after any restart.
@@ -74,11 +75,16 @@ class Snapshots:
     async def _publish(self, worker: StreamWorker, producer: Any) -> None:
         owned = worker.owned()
         partials_topic = worker.settings.partials_topic
+        written = worker.partials.last_written
         for p, runtime in sorted(owned.items()):
             marker = (id(runtime.processor), runtime.processor.tallies.version(p))
-            if self._published.get(p) != marker:
-                entries = runtime.processor.tallies.partial(p)
-                await producer.send(partials_topic, key=str(p).encode(), value=_encode(entries), partition=p)
+            epoch = runtime.store.epoch
+            overwritten = self._published.get(p) == marker and written.get(p, epoch) < epoch
+            if self._published.get(p) != marker or overwritten:
+                if overwritten:
+                    log.info("partition %d: an older owner's snapshot came after ours; publishing again", p)
+                snapshot = {"epoch": epoch, "entries": runtime.processor.tallies.partial(p)}
+                await producer.send(partials_topic, key=str(p).encode(), value=_encode(snapshot), partition=p)
                 self._published[p] = marker
         inputs = (
             frozenset(owned),

@@ -14,10 +14,21 @@ rebalance by reading its partition from the beginning (`streams.recovery`), so i
 what the last checkpoint before a crash made durable -- possibly more than the committed input
 offsets cover, never less (the checkpoint flushes state before committing offsets); the processor
 treats state ahead of the offsets as a replay.
+
+Owners are fenced in the changelog itself. A worker that takes a partition first writes a *claim*
+to its changelog partition (key `~claim:<unique>`, never compacted away: each key is new), then
+loads it; the claim's offset is the worker's *epoch* there, and every record it writes carries it
+in the header `mic-owner`. A load applies a record only if its epoch is at least the offset of the
+latest claim before it: a worker frozen past its session timeout (a zombie) that resumes and runs
+one more checkpoint after its successor's claim writes records every later load skips -- the
+successor's claim came first, so its state wins whatever the zombie wrote after it. The offset
+commit of such a zombie is refused by the group (old generation); its outputs repeat decisions of
+records the successor decides again (absorbed by `event_id`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -25,6 +36,23 @@ import msgspec
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 _MISSING = object()
+OWNER_HEADER = "mic-owner"
+"""Header of every changelog record: the writer's epoch (the offset of its claim), ASCII decimal."""
+CLAIM_PREFIX = "~claim:"
+"""Key prefix of claim records (no state key starts with '~')."""
+NO_EPOCH = -1
+"""The epoch of records written before claims existed (no header), and of a store not claimed yet."""
+
+
+def epoch_of(headers: Iterable[tuple[str, bytes]] | None) -> int:
+    """The `mic-owner` epoch in a changelog record's headers (`NO_EPOCH` if there is none)."""
+    for name, value in headers or ():
+        if name == OWNER_HEADER:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return NO_EPOCH
+    return NO_EPOCH
 
 
 def key_kind(key: str) -> str:
@@ -51,6 +79,12 @@ class PartitionStore(dict[str, Any]):
         self._changed: set[str] = set()
         self._fresh: set[str] = set()
         """Keys created since the last checkpoint (not in the changelog: deleting them costs nothing)."""
+        self.epoch = NO_EPOCH
+        """This worker's claim offset on the partition, stamped on every record it writes."""
+        self.latest_claim = NO_EPOCH
+        """While loading: the offset of the latest claim read so far."""
+        self.fenced = 0
+        """Records the load skipped: written by an owner after a newer owner's claim."""
 
     def __setitem__(self, key: str, value: Any) -> None:
         if key not in self._changed and not dict.__contains__(self, key):
@@ -95,6 +129,11 @@ class PartitionStore(dict[str, Any]):
         """The keys the next `take_changes` writes."""
         return list(self._changed)
 
+    @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The headers of the changelog records this store writes (its epoch)."""
+        return [(OWNER_HEADER, str(self.epoch).encode())]
+
     def take_changes(self) -> list[tuple[bytes, bytes | None]]:
         """The changelog records of every key changed since the last call: `(key, JSON value)`, or
         `(key, None)` for a deleted key. The store then counts them as written."""
@@ -106,11 +145,20 @@ class PartitionStore(dict[str, Any]):
         self._fresh = set()
         return records
 
-    def apply_changelog(self, key: bytes | None, value: bytes | None) -> None:
-        """Replay one changelog record (recovery): a value sets the key, a tombstone deletes it."""
+    def apply_changelog(
+        self, key: bytes | None, value: bytes | None, offset: int = 0, epoch: int = NO_EPOCH
+    ) -> None:
+        """Replay one changelog record (recovery): a value sets the key, a tombstone deletes it; a
+        claim starts a new epoch; a record of an older epoch than the latest claim is skipped."""
         if key is None:
             return
         name = key.decode()
+        if name.startswith(CLAIM_PREFIX):
+            self.latest_claim = offset
+            return
+        if epoch < self.latest_claim:
+            self.fenced += 1
+            return
         if value is None:
             dict.pop(self, name, None)
         else:

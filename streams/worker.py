@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -42,6 +44,7 @@ from streams.outputs import DeliveryError, OutputWriter
 from streams.partitions import PartitionRuntime, Partitions
 from streams.processor import EventProcessor, Outcome
 from streams.records import RECHECK, Position, SourceRecord, is_replayed
+from streams.recovery import claim
 from streams.replica import MemberReplica, PartialsReplica
 from streams.settings import StreamSettings
 from streams.store import key_kind
@@ -75,12 +78,13 @@ class StreamWorker:
         self.members = MemberReplica()
         self.partials = PartialsReplica()
         self.health = Health("streams")
-        self.partitions = Partitions(settings, self.members, self.health)
+        self.partitions = Partitions(settings, self.members, self.health, self._claim)
         self.ready = asyncio.Event()
         """Set once the producer runs and the member replica caught up."""
         self.replicas_ready = asyncio.Event()
         self.stopped = asyncio.Event()
         self.producer: Any = None
+        self._producer_started = asyncio.Event()
         self.outputs: OutputWriter | None = None
         self.checkpoint: Checkpoint | None = None
         self._lock = asyncio.Lock()
@@ -122,6 +126,13 @@ class StreamWorker:
             lambda offsets: faust_compat.commit_offsets(self.app, offsets),
             interval_s=self.settings.commit_s,
         )
+        self._producer_started.set()
+
+    async def _claim(self, partitions: list[int]) -> dict[int, int]:
+        """Claim the changelog of `partitions` before loading them (`streams.recovery.claim`)."""
+        await self._producer_started.wait()
+        worker = f"{socket.gethostname()}:{os.getpid()}:{self.settings.web_port}"
+        return await claim(self.producer, self.settings.changelog_topic, partitions, worker)
 
     async def wait_until_ready(self, replica_wait_s: float) -> None:
         """Ready once the member replica caught up (at most `replica_wait_s`: rule 1 waits anyway)."""
@@ -149,6 +160,7 @@ class StreamWorker:
     async def on_revoked(self, revoked: Iterable[Any]) -> None:
         """A rebalance starts: checkpoint while the partitions are still ours."""
         revoked = set(revoked)
+        await self.partitions.claims_settled()  # before the group can give them to another worker
         async with self._lock:
             if self.checkpoint is not None and self.ready.is_set():
                 await self._checkpoint()

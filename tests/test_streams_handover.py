@@ -71,7 +71,7 @@ class Message:
 class Batch:
     records: list[tuple[bytes | None, bytes | None]] = field(default_factory=list)
 
-    def append(self, *, timestamp: Any, key: bytes | None, value: bytes | None) -> object:
+    def append(self, *, timestamp: Any, key: bytes | None, value: bytes | None, headers: Any = ()) -> object:
         self.records.append((key, value))
         return object()
 
@@ -103,7 +103,9 @@ class Producer:
             await self.gate.wait()
         return self._hand(topic, partition, batch.records)
 
-    async def send(self, topic: str, value: bytes | None, key: bytes | None, partition: int) -> Any:
+    async def send(
+        self, topic: str, value: bytes | None, key: bytes | None, partition: int, headers: Any = None
+    ) -> Any:
         return self._hand(topic, partition, [(key, value)])
 
     async def stop(self) -> None:

@@ -28,13 +28,21 @@ from streams.store import PartitionStore
 
 
 class Changelog:
-    """The changelog partitions: their end offsets and one marker per write; a load waits for `gate`."""
+    """The changelog partitions: their end offsets, their latest claims and one marker per write; a
+    load waits for `gate`."""
 
     def __init__(self) -> None:
         self.ends = {0: 5, 1: 7, 2: 3}
+        self.claims: dict[int, int] = {}
         self.gate = asyncio.Event()
         self.reading = asyncio.Event()
         self.loads: list[list[int]] = []
+
+    async def claim(self, partitions: list[int]) -> dict[int, int]:
+        for p in partitions:
+            self.claims[p] = self.ends[p]
+            self.ends[p] += 1
+        return {p: self.claims[p] for p in partitions}
 
     async def load_stores(
         self, bootstrap: str, topic: str, partitions: Collection[int], options: Any = None
@@ -44,7 +52,12 @@ class Changelog:
         read = {p: self.ends[p] for p in wanted}  # what the load read up to
         self.reading.set()
         await self.gate.wait()
-        return {p: Recovered(PartitionStore(p, {"written": end}), end) for p, end in read.items()}
+        recovered = {}
+        for p, end in read.items():
+            store = PartitionStore(p, {"written": end})
+            store.latest_claim = self.claims[p]  # the newest claim by the time the read ended
+            recovered[p] = Recovered(store, end)
+        return recovered
 
     async def changelog_ends(
         self, bootstrap: str, topic: str, partitions: Collection[int], options: Any = None
@@ -60,14 +73,14 @@ def changelog(monkeypatch: pytest.MonkeyPatch) -> Changelog:
     return fake
 
 
-def _partitions() -> Partitions:
+def _partitions(changelog: Changelog) -> Partitions:
     settings = StreamSettings(pipeline=Settings(partitions=3), app_id="partitions-test")
-    return Partitions(settings, MemberReplica(), Health("streams"))
+    return Partitions(settings, MemberReplica(), Health("streams"), changelog.claim)
 
 
 def test_a_partition_revoked_while_loading_is_not_kept(changelog: Changelog) -> None:
     async def scenario() -> None:
-        partitions = _partitions()
+        partitions = _partitions(changelog)
         await partitions.assign({0, 1, 2})  # the restarted worker gets everything and starts loading
         await changelog.reading.wait()
         await partitions.assign({0})  # the second worker joins before the load ended
@@ -83,17 +96,38 @@ def test_a_partition_given_back_while_loading_is_reloaded_if_another_owner_wrote
     changelog: Changelog,
 ) -> None:
     async def scenario() -> None:
-        partitions = _partitions()
+        partitions = _partitions(changelog)
         await partitions.assign({0, 1, 2})
         await changelog.reading.wait()
         await partitions.assign({0})  # 1 and 2 move to the other worker...
-        changelog.ends[1] = 9  # ...which decides partition 1 and checkpoints it
+        changelog.claims[1], changelog.ends[1] = 8, 9  # ...which claims partition 1 and checkpoints it
         await partitions.assign({0, 1, 2})  # and they come back before the first load ended
         changelog.gate.set()
         runtime = await partitions.runtime(1)  # not the store read before the other owner's writes
-        assert runtime is not None and runtime.store["written"] == 9 and runtime.changelog_end == 9
+        assert runtime is not None and runtime.store["written"] == 10 and runtime.changelog_end == 10
+        assert runtime.store.epoch == 9  # our second claim, after the other owner's
         assert changelog.loads == [[0, 1, 2], [1]]
         assert sorted(partitions.runtimes) == [0, 1, 2]
-        assert partitions.runtimes[2].changelog_end == 3  # nobody wrote it: the first load is kept
+        assert partitions.runtimes[2].changelog_end == 4  # nobody wrote it: the first load is kept
+        assert partitions.runtimes[2].store.epoch == 3
+
+    asyncio.run(scenario())
+
+
+def test_a_partition_claimed_by_another_worker_while_loading_is_not_ours_until_reassigned(
+    changelog: Changelog,
+) -> None:
+    async def scenario() -> None:
+        partitions = _partitions(changelog)
+        await partitions.assign({0, 1})
+        await changelog.reading.wait()
+        changelog.claims[1], changelog.ends[1] = 9, 10  # another worker claims 1 after our claim at 7
+        changelog.gate.set()
+        assert (await partitions.runtime(0)) is not None
+        assert await partitions.runtime(1) is None and sorted(partitions.runtimes) == [0]
+        assert changelog.loads == [[0, 1]], "a lost claim must not be claimed back before a rebalance"
+        await partitions.assign({0, 1})  # the group gives it to us (again)
+        runtime = await partitions.runtime(1)
+        assert runtime is not None and runtime.store.epoch == 10 and changelog.loads[-1] == [1]
 
     asyncio.run(scenario())

@@ -60,7 +60,9 @@ class FakeBatch:
     limit: int
     records: list[tuple[bytes | None, bytes | None]] = field(default_factory=list)
 
-    def append(self, *, timestamp: Any, key: bytes | None, value: bytes | None) -> object | None:
+    def append(
+        self, *, timestamp: Any, key: bytes | None, value: bytes | None, headers: Any = ()
+    ) -> object | None:
         if len(self.records) >= self.limit or (value is not None and len(value) > 100):
             return None
         self.records.append((key, value))
@@ -89,7 +91,9 @@ class FakeProducer:
     async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> asyncio.Future[Any]:
         return self._hand(topic, partition, batch.records)
 
-    async def send(self, topic: str, value: bytes | None, key: bytes | None, partition: int) -> Any:
+    async def send(
+        self, topic: str, value: bytes | None, key: bytes | None, partition: int, headers: Any = None
+    ) -> Any:
         return self._hand(topic, partition, [(key, value)])
 
     def _hand(self, topic: str, partition: int, records: list[Any]) -> asyncio.Future[Any]:
@@ -243,7 +247,10 @@ def test_trace_names_the_decision_the_dropped_copies_and_a_parked_record() -> No
     from streams.settings import StreamSettings
 
     settings = StreamSettings(pipeline=Settings(), app_id="trace-test", member_wait_s=60)
-    partitions = Partitions(settings, MemberReplica(), Health("streams"))
+    async def no_claims(partitions: list[int]) -> dict[int, int]:
+        raise AssertionError("nothing is loaded here")
+
+    partitions = Partitions(settings, MemberReplica(), Health("streams"), no_claims)
     runtime = partitions._runtime_for(PartitionStore(2), 0)
     partitions.runtimes[2] = runtime
 
