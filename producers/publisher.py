@@ -44,6 +44,7 @@ from kafka.errors import (
 from mic_pipeline.config import Settings
 from mic_pipeline.kafka_access import KafkaAccessError
 from mic_pipeline.kafka_clients import explain_kafka_error, kafka_python_options
+from mic_pipeline.kafka_python_compat import heal_producer_id_reset, producer_is_dead
 from schemas.decode import DecodeFailure, decode_event
 from schemas.encode import encode_event
 from schemas.events import Event
@@ -55,6 +56,9 @@ MAX_FAILURES_KEPT = 100
 #: Records handed to the producer but not yet acknowledged or failed, before `publish*` waits
 #: (kafka-python 3 has no `buffer_memory` bound of its own).
 DEFAULT_MAX_PENDING = 50_000
+#: Least time between two replacements of a producer kafka-python declared dead (during an outage a
+#: new one may die again at once; meanwhile records sent fail immediately, and are reported failed).
+RENEW_AFTER_S = 5.0
 
 
 class PublishError(RuntimeError):
@@ -208,12 +212,15 @@ class EventPublisher:
         self._max_pending = max_pending
         config = producer_config(settings, timeout_s=timeout_s, **tuning)
         config.update(overrides or {})
+        self._config = config
         try:
-            self._producer = KafkaProducer(**kafka_python_options(settings, **config))
+            self._producer = self._new_producer()
         except KafkaError as exc:
             reason = explain_kafka_error(exc, settings)
             raise PublishError(f"cannot connect to Kafka at {settings.kafka_bootstrap}: {reason}") from exc
-        _forbid_topic_auto_creation(self._producer)
+        self._renewed_at = time.monotonic()
+        self.renewals = 0
+        """Producers replaced after kafka-python declared theirs dead (`mic_pipeline.kafka_python_compat`)."""
         self._delivery_timeout_s = config["delivery_timeout_ms"] / 1000
         self._settled = threading.Condition()
         self._failures: list[DeliveryFailure] = []
@@ -222,6 +229,33 @@ class EventPublisher:
         self._on_delivery = on_delivery
         self.sent = 0
         self.delivered = 0
+
+    def _new_producer(self) -> KafkaProducer:
+        producer = KafkaProducer(**kafka_python_options(self._settings, **self._config))
+        _forbid_topic_auto_creation(producer)
+        heal_producer_id_reset(producer)
+        return producer
+
+    def _renew_if_dead(self) -> None:
+        """Replace a producer kafka-python declared dead (a fatal idempotence error: every send
+        fails from then on), at most every `RENEW_AFTER_S`. Its records are answered failed."""
+        now = time.monotonic()
+        if now - self._renewed_at < RENEW_AFTER_S or not producer_is_dead(self._producer):
+            return
+        self._renewed_at = now
+        log.warning("the Kafka producer is in a fatal state after a broker outage; replacing it "
+                    "(records not acknowledged are reported failed)")
+        try:
+            replacement = self._new_producer()
+        except KafkaError as exc:
+            log.warning("no new Kafka producer yet (%s); the old one fails records until the next try", exc)
+            return
+        old, self._producer = self._producer, replacement
+        self.renewals += 1
+        try:
+            old.close(timeout=1.0)  # its undelivered records are failed (and answered) by the close
+        except KafkaError as exc:
+            log.info("closing the dead producer: %s", exc)
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -253,6 +287,7 @@ class EventPublisher:
 
     def _send(self, logical_topic: str, key: bytes | None, value: bytes, tag: object) -> None:
         topic = self._settings.topic(logical_topic)
+        self._renew_if_dead()
         if self.pending >= self._max_pending:
             self._wait_for_room()
         try:

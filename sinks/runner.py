@@ -46,12 +46,18 @@ from mic_pipeline import metrics
 from mic_pipeline.config import Settings
 from mic_pipeline.health import Health
 from mic_pipeline.kafka_clients import kafka_python_options
+from mic_pipeline.kafka_python_compat import (
+    UnfetchableWatch,
+    heal_producer_id_reset,
+    producer_is_dead,
+    watch_needed,
+    why_unfetchable,
+)
 from schemas.topics import DEADLETTER_TOPIC
 from sinks.batch import Batch, Rejected, Sink, SourceRecord
 from sinks.buffers import Buffers
 from sinks.dead_letter_producer import produce_dead_letters
 from sinks.errors import REFUSED, TransientSinkError
-from sinks.kafka_python_compat import UnfetchableWatch, watch_needed, why_unfetchable
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +88,7 @@ class RunnerConfig:
     """A member left without partitions this long rejoins with a new consumer (see `_ensure_assigned`)."""
     unfetchable_limit_s: float = 60.0
     """An assigned partition not paused and not fetchable this long: a new consumer
-    (`sinks.kafka_python_compat`, a kafka-python 3.0 defect)."""
+    (`mic_pipeline.kafka_python_compat`, a kafka-python 3.0 defect)."""
 
 
 class Stopped(Exception):
@@ -147,11 +153,7 @@ class SinkRunner:
             consumer = None
             try:
                 consumer = self._subscribed_consumer()
-                producer = KafkaProducer(
-                    bootstrap_servers=self.settings.kafka_bootstrap,
-                    **kafka_python_options(self.settings, acks="all", linger_ms=5),
-                )
-                return consumer, producer
+                return consumer, self._new_producer()
             except KafkaConnectionError as exc:
                 if consumer is not None:
                     consumer.close(autocommit=False)
@@ -221,7 +223,7 @@ class SinkRunner:
         """Start over with a new consumer when assigned partitions stay unfetchable.
 
         kafka-python 3.0 can keep an assigned partition out of every fetch for good
-        (`sinks.kafka_python_compat`): the sink would hold it and land nothing. What is buffered is
+        (`mic_pipeline.kafka_python_compat`): the sink would hold it and land nothing. What is buffered is
         checkpointed first; the new consumer reads on from the committed offsets.
         """
         if self._watch is None:
@@ -234,7 +236,7 @@ class SinkRunner:
         )
         log.warning(
             "%d assigned partitions not fetched for %.0f s (%s%s); a kafka-python defect "
-            "(sinks.kafka_python_compat): checkpointing, then rejoining group %s with a new consumer",
+            "(mic_pipeline.kafka_python_compat): checkpointing, then rejoining group %s with a new consumer",
             len(stuck),
             self.config.unfetchable_limit_s,
             why,
@@ -355,7 +357,26 @@ class SinkRunner:
             raise TransientSinkError(f"offset commit failed: {exc}", kind="commit") from exc
 
     def _produce_dead_letters(self, rejected: list[Rejected]) -> None:
+        if producer_is_dead(self._producer):  # after an outage (`mic_pipeline.kafka_python_compat`)
+            log.warning("the dead-letter producer is in a fatal state after a broker outage; replacing it")
+            try:
+                replacement = self._new_producer()
+            except KafkaError as exc:
+                raise TransientSinkError(f"no new dead-letter producer: {exc}", kind="deadletter") from exc
+            dead, self._producer = self._producer, replacement
+            try:
+                dead.close(timeout=1.0)
+            except KafkaError as exc:
+                log.info("closing the dead producer: %s", exc)
         produce_dead_letters(self._producer, self._deadletter_topic, rejected, self.config.ack_timeout_s)
+
+    def _new_producer(self) -> KafkaProducer:
+        producer = KafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            **kafka_python_options(self.settings, acks="all", linger_ms=5),
+        )
+        heal_producer_id_reset(producer)
+        return producer
 
     def _retrying(self, what: str, action: Callable[[], T]) -> T:
         """Run `action`, retrying `TransientSinkError` with backoff while partitions are paused."""

@@ -92,7 +92,7 @@ def test_records_not_acknowledged_during_an_outage_are_reported_failed_and_repub
     try:
         worker, _, _ = pipeline.start_all()
         # a sink may need a new consumer here (kafka-python 3.0.12 can leave its partitions
-        # unfetchable after this outage, `sinks.kafka_python_compat`): reconcile waits for it
+        # unfetchable after this outage, `mic_pipeline.kafka_python_compat`): reconcile waits for it
         counts = reconcile(faults_settings, traffic, [worker],
                            notes={"killed": killed, "survivor": survivor, "republished": len(again)})
     finally:

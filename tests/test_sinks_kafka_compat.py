@@ -1,4 +1,4 @@
-"""`sinks.kafka_python_compat`: an assigned partition that kafka-python never fetches again does not
+"""`mic_pipeline.kafka_python_compat`: an assigned partition that kafka-python never fetches again does not
 hold the sink's rows back -- the sink starts over with a new consumer."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sinks_records import scenario
 from test_sinks_runner import LANDING_TIMEOUT, expected_counts, in_thread, parquet_counts, publish, wait_for
 
 from mic_pipeline.config import Settings
-from sinks.kafka_python_compat import UnfetchableWatch, watch_needed, why_unfetchable
+from mic_pipeline.kafka_python_compat import UnfetchableWatch, watch_needed, why_unfetchable
 
 
 def test_the_watch_is_on_for_the_installed_kafka_python_and_gated_by_version() -> None:

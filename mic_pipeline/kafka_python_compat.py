@@ -1,5 +1,28 @@
-"""Workarounds for defects of kafka-python (the sinks' Kafka client), each with the upstream defect
-it answers and the versions it is for.
+"""Workarounds for defects of kafka-python (the Kafka client of the publisher and the sinks), each
+with the upstream defect it answers and the versions it is for.
+
+**An idempotent producer that never produces again after an outage.** kafka-python 3.0.12's
+`TransactionManager.reset_producer_id` -- called when a batch already sent expires or runs out of
+retries (the log says "Attempted to retry sending a batch but the producer id/epoch changed") --
+drops the producer id but leaves the manager in state READY, and `init_producer_id` asks for a new
+id only from state UNINITIALIZED (a transition the state machine refuses). The sender then loops
+for ever on "no producer id": it neither sends nor expires a single batch, so every record handed to
+it afterwards stays unanswered -- no acknowledgement, no failure, whatever the delivery timeout.
+Seen on the 3-broker cluster with two brokers killed for ~30 s under a steady producer: 930
+acknowledged before, 4 failed, then nothing answered for as long as the process ran, also with all
+three brokers back (`tests/test_faults_outage.py`). Java's client goes back to UNINITIALIZED in the
+same place. `heal_producer_id_reset` makes kafka-python do the same for idempotent, non-transactional
+producers: the next sender loop asks for a new producer id, and produces (or fails by the delivery
+timeout) again once the brokers answer. Gated by `PRODUCER_ID_VERSIONS`.
+
+**An idempotent producer dead for good after an outage.** The new producer id is asked for while the
+cluster may still be down; kafka-python 3.0.12 takes a timed-out `InitProducerId` request for a
+fatal error ("Could not execute transactional request for unknown reasons: RequestTimedOutError")
+and from then on fails every record at once, also after the brokers are back (seen right after the
+fix above, same scenario). A fatal state cannot be left: Kafka's clients expect the application to
+close such a producer and make a new one, so `producer_is_dead` tells the publisher and the sinks
+when to (`producers.publisher`, `sinks.runner`). With both, the scenario above reports every record
+handed over during the outage as failed and acknowledges every record after it.
 
 **A partition assigned but never fetched again.** kafka-python 3.0 fetches a partition only while
 its state is "fetchable": not paused, a valid position, not awaiting KIP-320 offset validation, not
@@ -28,14 +51,53 @@ someone checks whether the defect is still there (`tests/test_sinks_kafka_compat
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 import kafka
 from kafka import TopicPartition
 
+log = logging.getLogger(__name__)
+PRODUCER_ID_VERSIONS = ("3.0.",)
+"""kafka-python versions whose idempotent producer stays without a producer id after a reset."""
+
 WATCH_VERSIONS = ("3.0.",)
 """kafka-python versions with a known way for an assigned partition to stay unfetchable."""
+
+
+def producer_heal_needed(version: str = kafka.__version__) -> bool:
+    """Whether the installed kafka-python needs `heal_producer_id_reset`."""
+    return version.startswith(PRODUCER_ID_VERSIONS)
+
+
+def heal_producer_id_reset(producer: Any, version: str = kafka.__version__) -> bool:
+    """Make `producer` (a `kafka.KafkaProducer`) ask for a new producer id after a reset (the module
+    doc); True when the workaround was installed (idempotent, non-transactional, affected version)."""
+    from kafka.producer.transaction_manager import TransactionState
+
+    manager = getattr(producer, "_transaction_manager", None)
+    if manager is None or manager.is_transactional() or not producer_heal_needed(version):
+        return False
+    reset = manager.reset_producer_id
+
+    def reset_and_ask_again() -> None:
+        reset()
+        with manager._lock:
+            if manager._current_state is TransactionState.READY:
+                log.warning("kafka producer id reset after a failed batch: asking the brokers for a new "
+                            "one (mic_pipeline.kafka_python_compat)")
+                manager._current_state = TransactionState.UNINITIALIZED
+
+    manager.reset_producer_id = reset_and_ask_again
+    return True
+
+
+def producer_is_dead(producer: Any) -> bool:
+    """Whether `producer`'s idempotence state is in kafka-python's fatal error (every send fails from
+    now on: close it and make a new one)."""
+    manager = getattr(producer, "_transaction_manager", None)
+    return manager is not None and bool(manager.has_fatal_error())
 
 
 def watch_needed(version: str = kafka.__version__) -> bool:
