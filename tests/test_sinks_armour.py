@@ -4,7 +4,6 @@ not ready: NUL on PostgreSQL, bisection, dead letters the database refuses, disk
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
 import os
 import signal
@@ -25,6 +24,7 @@ from sinks_records import BASE_TIME, company, encode, record, scenario
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from streams_kafka import wait_until
+from warehouse_disk import small_disk
 
 from mic_pipeline.config import Settings
 from schemas.topics import Family
@@ -252,45 +252,6 @@ def test_sql_sink_started_with_the_database_down_waits_and_says_so(pipeline_topi
         if process.poll() is None:
             process.kill()
             process.wait(10)
-
-
-@contextlib.contextmanager
-def small_disk(directory: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A 4 MiB tmpfs at `directory` when this process may mount one (root); else every file write of
-    the Parquet warehouse fails with ENOSPC while the returned switch is on (the sink's real code
-    path from `write_atomically` up). Yields a function `fill(on)` that fills or frees the disk."""
-    directory.mkdir(parents=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(directory)], capture_output=True, check=False
-    )
-    if mounted.returncode == 0:
-        filler = directory / "filler"
-
-        def fill(on: bool) -> None:
-            if not on:
-                filler.unlink()
-                return
-            with open(filler, "wb", buffering=0) as handle, contextlib.suppress(OSError):
-                while True:
-                    handle.write(b"\0" * 65536)
-
-        try:
-            yield fill
-        finally:
-            subprocess.run(["umount", "-l", str(directory)], check=False)
-        return
-    import sinks.parquet.files as files
-
-    full = threading.Event()
-    real_open = open
-
-    def limited_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if full.is_set() and "w" in mode:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return real_open(path, mode, *args, **kwargs)
-
-    monkeypatch.setattr(files, "open", limited_open, raising=False)
-    yield lambda on: full.set() if on else full.clear()
 
 
 @pytest.mark.kafka
