@@ -103,7 +103,7 @@ class Pipeline:
     started: list[Proc] = field(default_factory=list)
     sink_arguments: tuple[str, ...] = ()
 
-    def environment(self, port: int) -> dict[str, str]:
+    def environment(self, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
         settings = self.settings
         return {
             **os.environ,
@@ -119,9 +119,12 @@ class Pipeline:
             "MIC_STREAMS_RECHECK_S": "0.25",
             "MIC_STREAMS_SNAPSHOT_S": "1.0",
             **self.env,
+            **(extra or {}),
         }
 
-    def _spawn(self, kind: str, arguments: tuple[str, ...], port: int) -> Proc:
+    def _spawn(
+        self, kind: str, arguments: tuple[str, ...], port: int, extra: dict[str, str] | None = None
+    ) -> Proc:
         number = sum(1 for proc in self.started if proc.kind == kind)
         name = f"{kind}-{number}"
         log = self.directory / f"{name}.log"
@@ -129,7 +132,7 @@ class Pipeline:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "mic_pipeline.cli", *arguments],
-                env=self.environment(port),
+                env=self.environment(port, extra),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -137,15 +140,22 @@ class Pipeline:
         self.started.append(proc)
         return proc
 
-    def start_worker(self, *, ready_timeout_s: float = 120.0) -> Proc:
-        """A stream worker, once it serves `/aggregates`."""
-        port = free_port()
-        proc = self._spawn("streams", ("streams", "--web-port", str(port), "--loglevel", "info"), port)
-        wait_until(lambda: _answers(proc, "/aggregates"), ready_timeout_s, f"{proc.name} did not start")
-        return proc
+    def start_worker(self, *, ready_timeout_s: float = 120.0, env: dict[str, str] | None = None) -> Proc:
+        """A stream worker, once it serves `/aggregates` (`env`: variables of this worker only)."""
+        return self.wait_started(self.spawn_worker(env=env), ready_timeout_s)
 
     def start_sink(self, kind: str, *, ready_timeout_s: float = 120.0) -> Proc:
         """A sink (`sql` or `parquet`) of the pipeline's group, once it serves `/health/live`."""
+        return self.wait_started(self.spawn_sink(kind), ready_timeout_s)
+
+    def spawn_worker(self, *, env: dict[str, str] | None = None) -> Proc:
+        """A stream worker, started but not waited for (`wait_started`): several processes start
+        together, each spawned in turn."""
+        port = free_port()
+        return self._spawn("streams", ("streams", "--web-port", str(port), "--loglevel", "info"), port, env)
+
+    def spawn_sink(self, kind: str) -> Proc:
+        """A sink (`sql` or `parquet`) of the pipeline's group, started but not waited for."""
         port = free_port()
         arguments = (
             "sink",
@@ -160,8 +170,12 @@ class Pipeline:
             str(SINK_BATCH_WAIT_S),
             *self.sink_arguments,
         )
-        proc = self._spawn(kind, arguments, port)
-        wait_until(lambda: _answers(proc, "/health/live"), ready_timeout_s, f"{proc.name} did not start")
+        return self._spawn(kind, arguments, port)
+
+    def wait_started(self, proc: Proc, ready_timeout_s: float = 120.0) -> Proc:
+        """Until `proc` serves: `/aggregates` for a stream worker, `/health/live` for a sink."""
+        path = "/aggregates" if proc.kind == "streams" else "/health/live"
+        wait_until(lambda: _answers(proc, path), ready_timeout_s, f"{proc.name} did not start")
         return proc
 
     def start_all(self) -> tuple[Proc, Proc, Proc]:

@@ -5,7 +5,7 @@ counts)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from faults_pipeline import Pipeline, Proc
@@ -17,14 +17,16 @@ from mic_pipeline.config import Settings
 from schemas.topics import Family
 
 
-def stream_outputs(settings: Settings) -> int:
-    """Records the stream has written to the enriched topics so far (their end offsets)."""
+def stream_outputs(settings: Settings, only: Collection[int] | None = None) -> int:
+    """Records the stream has written to the enriched topics so far (their end offsets), on every
+    partition or `only` those."""
     from kafka import KafkaConsumer, TopicPartition
 
     partitions = [
         TopicPartition(settings.topic(family.enriched_topic), partition)
         for family in Family
         for partition in range(settings.partitions)
+        if only is None or partition in only
     ]
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     try:
