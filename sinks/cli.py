@@ -72,6 +72,9 @@ def _run_sink(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, _request_stop)
     health = Health(f"sink-{kind}")
+    # not ready until the runner has its clients and its group (it clears "start"); the quality gate
+    # alone takes seconds to load, and /health is served from here on
+    health.problem("start", "starting: loading the quality gate", sticky=True)
     if args.metrics_port is not None:
         metrics.serve(args.metrics_port, host=settings.bind_host, health=health)
     config = RunnerConfig(

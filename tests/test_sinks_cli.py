@@ -1,13 +1,18 @@
-"""`mic-pipeline sink` as a user runs it: an unreachable broker at start is one clear line and exit 3."""
+"""`mic-pipeline sink` as a user runs it: an unreachable broker at start is one clear line and exit 3;
+a sink still starting is not ready."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+from streams_kafka import free_port, wait_until
 
 
 def test_an_unreachable_broker_at_start_is_one_clear_line_and_exit_3(tmp_path: Path) -> None:
@@ -23,6 +28,38 @@ def test_an_unreachable_broker_at_start_is_one_clear_line_and_exit_3(tmp_path: P
     assert "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("mic-pipeline sink parquet: Kafka at 127.0.0.1:1: KafkaTimeoutError: ")
+
+
+def test_a_sink_loading_its_gate_and_connecting_is_not_ready(tmp_path: Path) -> None:
+    """/health is served from the start, before the quality gate is loaded (seconds) and the clients
+    connect: it must say "starting", not ready (it answered 200 while the gate loaded before)."""
+    port = free_port()
+    env = {**os.environ, "MIC_KAFKA_BOOTSTRAP": "127.0.0.1:1", "MIC_WAREHOUSE_DIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mic_pipeline.cli", "sink", "parquet", "--metrics-port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    answers: list[tuple[int, dict[str, object]]] = []
+
+    def answered() -> bool:
+        assert process.poll() is None, "the sink ended before /health answered"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                answers.append((response.status, json.loads(response.read())))
+        except urllib.error.HTTPError as error:
+            answers.append((error.code, json.loads(error.read())))
+        except OSError:
+            return False
+        return True
+
+    try:
+        wait_until(answered, 120, "the sink's /health never answered")
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    status, document = answers[0]
+    assert status == 503 and document["status"] == "not ready", document
+    assert any("starting" in str(reason) for reason in document["reasons"]), document  # type: ignore[attr-defined]
 
 
 def test_a_refused_dead_letter_produce_stops_the_sink_instead_of_retrying_forever() -> None:
