@@ -79,6 +79,8 @@ class Traffic:
     invalid_fraction: float = 0.05
     scale: float = 0.2
     records: list[Sent] = field(default_factory=list)
+    refused: int = 0
+    """Records the publisher refused to take (`send(keep_going=True)`): never handed over."""
     _stream: Iterator[SimRecord] | None = None
     _hostile: list[tuple[str, bytes | None, bytes, str, str | None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -138,9 +140,11 @@ class Traffic:
             sent.answered = True
 
     def send(self, batch: list[Sent], *, rate: float | None = None, timeout_s: float = 30.0,
-             stop: threading.Event | None = None) -> None:
+             stop: threading.Event | None = None, keep_going: bool = False) -> None:
         """Hand `batch` to a new publisher (at `rate` records/s when given) and wait until every
-        record is answered; a record the producer refused to take is answered as failed."""
+        record is answered; a record the producer refused to take is answered as failed. The first
+        refusal (`PublishError`: no metadata within `timeout_s`) ends the sending, unless
+        `keep_going` -- an integrator that goes on through an outage (counted in `refused`)."""
         publisher = EventPublisher(self.settings, timeout_s=timeout_s, on_delivery=self.answer)
         began = time.monotonic()
         try:
@@ -149,7 +153,13 @@ class Traffic:
                     break
                 if rate:
                     time.sleep(max(0.0, began + index / rate - time.monotonic()))  # pacing, not a wait
-                publisher.publish_raw(sent.topic, sent.key, sent.value, tag=sent.seq)
+                try:
+                    publisher.publish_raw(sent.topic, sent.key, sent.value, tag=sent.seq)
+                except PublishError:
+                    if not keep_going:
+                        raise
+                    self.refused += 1
+                    continue
                 sent.handed = True
         finally:
             # a DeliveryError: each record the broker did not acknowledge was answered as failed
@@ -160,9 +170,10 @@ class Traffic:
                     if not sent.answered:
                         sent.error, sent.answered = NOT_HANDED, True
 
-    def send_in_background(self, batch: list[Sent], *, rate: float, timeout_s: float = 30.0) -> Sender:
+    def send_in_background(self, batch: list[Sent], *, rate: float, timeout_s: float = 30.0,
+                           keep_going: bool = False) -> Sender:
         """`send` in a thread (`Sender.join` waits and re-raises its error)."""
-        sender = Sender(self, batch, rate, timeout_s)
+        sender = Sender(self, batch, rate, timeout_s, keep_going)
         sender.start()
         return sender
 
@@ -182,15 +193,18 @@ class Traffic:
 class Sender(threading.Thread):
     """A background `Traffic.send`."""
 
-    def __init__(self, traffic: Traffic, batch: list[Sent], rate: float, timeout_s: float) -> None:
+    def __init__(self, traffic: Traffic, batch: list[Sent], rate: float, timeout_s: float,
+                 keep_going: bool = False) -> None:
         super().__init__(daemon=True)
         self.traffic, self.batch, self.rate, self.timeout_s = traffic, batch, rate, timeout_s
+        self.keep_going = keep_going
         self.stopping = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            self.traffic.send(self.batch, rate=self.rate, timeout_s=self.timeout_s, stop=self.stopping)
+            self.traffic.send(self.batch, rate=self.rate, timeout_s=self.timeout_s, stop=self.stopping,
+                              keep_going=self.keep_going)
         except BaseException as exc:
             self.error = exc
 
