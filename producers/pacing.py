@@ -116,7 +116,7 @@ def run_paced(
                 break
         if total is None:
             continue
-        overdue_s = summary.elapsed_s - summary.records / rate
+        overdue_s = clock() - start - summary.records / rate  # now: a burst may have taken long
         if overdue_s > BEHIND_S and summary.kept_up:
             summary.kept_up = False
             if warn is not None:

@@ -33,6 +33,26 @@ def test_records_are_spread_over_the_duration() -> None:
     assert first_half == pytest.approx(200, abs=20)
 
 
+def test_a_stall_inside_a_burst_that_runs_past_the_end_is_reported_as_falling_behind() -> None:
+    """A send that stalls past the run's end inside a burst (a broker outage, a loaded machine): the
+    check after the burst judged the time before it, so the run read "kept up" (CI: 430 of 5,000
+    records in 1.05 s, kept_up True). Fake clock: every send takes 1 ms, the 20th one 1.5 s."""
+    now = [0.0]
+    sends = [0]
+
+    def send(_record: SimRecord) -> None:
+        sends[0] += 1
+        now[0] += 1.5 if sends[0] == 20 else 0.001
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    warnings: list[str] = []
+    summary = run_paced(generate(SimulationConfig(seed=1, scale=0.02)), send, rate=1000, duration_s=1.0,
+                        warn=warnings.append, clock=lambda: now[0], sleep=sleep)
+    assert summary.records < 100 and not summary.kept_up and len(warnings) == 1
+
+
 def test_falling_behind_is_reported() -> None:
     warnings: list[str] = []
     summary = run_paced(
