@@ -166,20 +166,23 @@ class ParquetReader:
     _cache: dict[Path, tuple[tuple[int, int], list[str]]] = field(default_factory=dict)
 
     def event_ids(self) -> Counter[str]:
-        """Every data file read (an unreadable one raises)."""
+        """Every data file read (an unreadable one raises; one removed after the listing is skipped)."""
         ids: Counter[str] = Counter()
         seen: set[Path] = set()
         for family in Family:
             for path in sorted((self.root / family.table).glob("event_date=*/*.parquet")):
                 if path.name.startswith((".", "_")):
                     continue
-                stat = path.stat()
-                version = (stat.st_size, stat.st_mtime_ns)
-                cached = self._cache.get(path)
-                if cached is None or cached[0] != version:
-                    column = pq.read_table(path, columns=["event_id"]).column("event_id").to_pylist()
-                    cached = (version, [str(value) for value in column])
-                    self._cache[path] = cached
+                try:
+                    stat = path.stat()
+                    version = (stat.st_size, stat.st_mtime_ns)
+                    cached = self._cache.get(path)
+                    if cached is None or cached[0] != version:
+                        column = pq.read_table(path, columns=["event_id"]).column("event_id").to_pylist()
+                        cached = (version, [str(value) for value in column])
+                        self._cache[path] = cached
+                except FileNotFoundError:  # an uncommitted attempt's file, removed by the sink since
+                    continue  # the listing: not part of the dataset (the next look lists again)
                 ids.update(cached[1])
                 seen.add(path)
         for gone in set(self._cache) - seen:
