@@ -59,8 +59,9 @@ class Partitions:
         self.health = health
         self.claim = claim
         self._lost: set[int] = set()
-        self._claiming: set[asyncio.Future[dict[int, int]]] = set()
         """Partitions a newer claim than ours took while we loaded them: not ours until reassigned."""
+        self._claiming: set[asyncio.Future[dict[int, int]]] = set()
+        """Claims under way (`claims_settled`)."""
         self.runtimes: dict[int, PartitionRuntime] = {}
         self._loading: dict[int, asyncio.Future[None]] = {}
         self._assigned: set[int] | None = None
