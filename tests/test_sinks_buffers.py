@@ -80,9 +80,8 @@ def test_records_polled_after_a_checkpoint_wait_from_the_poll_before_it(
     """A record that reached the broker while a checkpoint ran is due one `max_batch_wait_s` after
     the poll before the checkpoint, not after the poll that returned it (which would add the
     checkpoint's duration to its latency every time)."""
-    from types import SimpleNamespace
-
     import time
+    from types import SimpleNamespace
 
     from sinks.runner import SinkRunner
 
