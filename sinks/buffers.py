@@ -64,26 +64,24 @@ class Buffers:
             self.by_partition.pop(tp, None)
 
     def next_due(self, now: float, *, force: bool = False) -> Batch | None:
-        """The first batch of `all_due`; None if nothing is due."""
+        """The next batch to checkpoint: a full buffer, one whose oldest record waited long enough,
+        or (with `force`) any non-empty one. None if nothing is due."""
         due = self.all_due(now, force=force)
         return due[0] if due else None
 
     def all_due(self, now: float, *, force: bool = False) -> list[Batch]:
-        """The batches of the next checkpoint, in (topic, partition) order (every checkpoint writes
-        its partitions in the same order; the assignment arrives as a set). None is due until one
-        buffer is full or its oldest record waited `max_wait_s` (or `force`); then every non-empty
-        buffer goes along, up to `max_rows` each: they share the checkpoint's one quality-gate run
-        per family, so a buffer taken early costs nothing, while waiting for its own deadline would
-        cost a checkpoint of its own (at a live rate the partitions' deadlines are staggered: a
-        checkpoint per partition, one after the other, each record waiting behind the others')."""
-        buffers = sorted((tp, b) for tp, b in self.by_partition.items() if b.records)
-        if not force and not any(
-            len(b.records) >= self.max_rows or now - b.first_arrival >= self.max_wait_s for _, b in buffers
-        ):
-            return []
-        return [
-            Batch(tp.topic, tp.partition, tuple(b.records[: self.max_rows]), b.resumed) for tp, b in buffers
-        ]
+        """Every partition's due batch (see `next_due`): checkpointed together, they share one
+        quality-gate run per family. In (topic, partition) order: every checkpoint writes its
+        partitions in the same order (the assignment arrives as a set)."""
+        due = []
+        for tp, buffer in sorted(self.by_partition.items()):
+            if buffer.records and (
+                force or len(buffer.records) >= self.max_rows or now - buffer.first_arrival >= self.max_wait_s
+            ):
+                due.append(
+                    Batch(tp.topic, tp.partition, tuple(buffer.records[: self.max_rows]), buffer.resumed)
+                )
+        return due
 
     def committed(self, batch: Batch, now: float) -> None:
         """`batch` was checkpointed: drop its records if the buffer still starts with them."""

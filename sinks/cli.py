@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sink.add_argument("--group-id", default=None, help="consumer group (default mic-sink-<kind>)")
     sink.add_argument("--max-batch-rows", type=int, default=10_000, help="rows per batch (default 10000)")
     sink.add_argument(
-        "--max-batch-wait", type=float, default=1.0, help="seconds a partial batch may wait (default 1)"
+        "--max-batch-wait", type=float, default=2.0, help="seconds a partial batch may wait (default 2)"
     )
     sink.add_argument(
         "--instance-id", default=None, help="static group membership id (fast restarts of this instance)"

@@ -5,9 +5,8 @@ for dead letters and one `Sink`. Records are buffered per partition and a partit
 a `Batch` when it holds `max_batch_rows` records or its oldest record has waited `max_batch_wait_s`
 (batching is the only place the wall clock is used; what a sink writes never depends on it).
 
-When one partition's batch is due, every partition's buffered records are checkpointed with it
-(`Buffers.all_due`), so the sink runs its quality gate once per family for all of them (its cost is
-per run, not per row). A group of
+Every batch due at the same moment (one per partition) is checkpointed together, so the sink runs
+its quality gate once per family for all of them (its cost is per run, not per row). A group of
 batches is checkpointed in this order, and only in this order (see `_checkpoint`):
   1. the sink writes the batch durably (rows landed / file renamed / quarantine kept) and returns
      the records that can never be written;
@@ -138,8 +137,6 @@ class SinkRunner:
         self._watch = UnfetchableWatch(config.unfetchable_limit_s) if watch_needed() else None
         self._consumer, self._producer = self._connect()
         self._unassigned_since: float | None = time.monotonic()
-        self._polled_at = time.monotonic()
-        """When the last poll returned (`_buffer`)."""
         self._should_stop: Callable[[], bool] = lambda: False
         self.committed_batches = 0
 
@@ -307,16 +304,11 @@ class SinkRunner:
         self.sink.close()
 
     def _buffer(self, polled: dict[TopicPartition, list[Any]]) -> None:
-        """Buffer what a poll returned. Its records may have reached the broker at any moment since
-        the previous poll returned -- a checkpoint in between included, when nothing is fetched --
-        so their wait (`max_batch_wait_s`) counts from then: a record that arrived while a
-        checkpoint ran does not wait the full interval again after it."""
         now = time.monotonic()
-        since, self._polled_at = self._polled_at, now
         for tp, messages in polled.items():
             metrics.EVENTS_IN.labels(topic=tp.topic).inc(len(messages))
             records = [SourceRecord(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
-            self.buffers.add(tp, records, since)
+            self.buffers.add(tp, records, now)
 
     def _checkpoint_due(self, *, force: bool) -> None:
         while batches := self.buffers.all_due(time.monotonic(), force=force):

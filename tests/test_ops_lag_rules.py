@@ -74,7 +74,7 @@ def test_commit_intervals_are_the_components_own_defaults() -> None:
         "mic-sink-sql": sink_args.max_batch_wait,
         "mic-sink-parquet": sink_args.max_batch_wait,
     } == COMMIT_INTERVALS
-    assert commit_interval("demo1.mic-sink-sql", {}) == 1.0
+    assert commit_interval("demo1.mic-sink-sql", {}) == 2.0
     assert commit_interval("demo1.mic-streams", {}) == 1.0
     assert commit_interval("analytics", {}) == 5.0
     assert commit_interval("analytics", {"analytics": 60.0}) == 60.0
@@ -106,24 +106,24 @@ def test_a_batching_sink_at_a_steady_rate_is_ok_whatever_its_record_count() -> N
 
 
 def test_a_stopped_sink_is_ok_within_its_margin_then_degraded_then_failing() -> None:
-    # no commit for 5 s while records wait: a slow batch is within 1 s + 30 s
+    # no commit for 5 s while records wait: a slow batch is within 2 s + 30 s
     samples = [(0.0, 2000, 2100), (2.5, 2000, 2600), (5.0, 2000, 3100)]
     assert verdict_of(snapshot(samples, oldest_s=5.5)) == (Verdict.OK, ())
-    # the oldest record waits longer than 1 s + 30 s: not committing
+    # the oldest record waits longer than 2 s + 30 s: not committing
     samples = [(28.0, 2000, 7700), (30.5, 2000, 8200), (33.0, 2000, 8700)]
     verdict, reasons = verdict_of(snapshot(samples, oldest_s=33.4))
     assert verdict is Verdict.DEGRADED
     assert reasons == (
         f"group {SINK}: not committing: {TOPIC}[0] committed offset 2000 unchanged for 5 s with 6700 "
-        "records waiting, the oldest 33 s old (> 31 s = commit interval 1 s + margin 30 s)",
+        "records waiting, the oldest 33 s old (> 32 s = commit interval 2 s + margin 30 s)",
     )
-    # longer than 1 s + 2 x 30 s: commits stopped
+    # longer than 2 s + 2 x 30 s: commits stopped
     samples = [(58.0, 2000, 13700), (60.5, 2000, 14200), (63.0, 2000, 14700)]
     verdict, reasons = verdict_of(snapshot(samples, oldest_s=63.4))
     assert verdict is Verdict.FAILING
     assert reasons == (
         f"group {SINK}: commits stopped: {TOPIC}[0] committed offset 2000 unchanged for 5 s with "
-        "12700 records waiting, the oldest 63 s old (> 61 s = commit interval 1 s + 2 x margin 30 s)",
+        "12700 records waiting, the oldest 63 s old (> 62 s = commit interval 2 s + 2 x margin 30 s)",
     )
     assert verdict_of(snapshot(samples, 63.4), Thresholds(lag_margin_seconds=40))[0] is Verdict.DEGRADED
 
@@ -139,7 +139,7 @@ def test_the_default_margin_lets_a_cold_first_batch_stall_for_a_minute() -> None
 
 
 def test_a_window_shorter_than_the_interval_plus_slack_does_not_judge_commits() -> None:
-    samples = [(0.0, 2000, 2100), (3.9, 2000, 3080)]
+    samples = [(0.0, 2000, 2100), (4.9, 2000, 3080)]
     assert verdict_of(snapshot(samples, oldest_s=5.4)) == (Verdict.OK, ())
     # one sample only (status --window 0): no stall rule, only the age
     assert verdict_of(snapshot([(0.0, 2000, 3000)], oldest_s=10.0)) == (Verdict.OK, ())
@@ -151,8 +151,8 @@ def test_a_slow_consumer_is_behind_and_a_growing_lag_is_seen_over_a_long_window(
     verdict, reasons = verdict_of(snapshot(behind, oldest_s=40.0))
     assert verdict is Verdict.DEGRADED
     assert reasons == (
-        f"group {SINK}: behind: {TOPIC}[0] oldest unprocessed record is 40 s old (> 31 s = commit "
-        "interval 1 s + margin 30 s) while commits move",
+        f"group {SINK}: behind: {TOPIC}[0] oldest unprocessed record is 40 s old (> 32 s = commit "
+        "interval 2 s + margin 30 s) while commits move",
     )
     # commits move, the oldest record is young, but the lag climbs above its saw-tooth over 20 s
     growing = [(t, 1000 + 150 * i, 1300 + 200 * i + 40 * i * i) for i, t in enumerate(range(0, 21, 3))]
@@ -176,7 +176,7 @@ def test_more_records_waiting_at_a_consumer_that_keeps_up_is_not_growth() -> Non
     rise; DEGRADED once the age climbs past a cycle with the records."""
     rising = [(t, 1000 + 60 * i, 1072 + 72 * i) for i, t in enumerate(range(0, 19, 3))]
     assert verdict_of(snapshot(rising, oldest_s=1.8)) == (Verdict.OK, ())
-    assert verdict_of(snapshot(rising, oldest_s=5.0)) == (Verdict.OK, ())  # > 1 s + 3 s slack
+    assert verdict_of(snapshot(rising, oldest_s=5.0)) == (Verdict.OK, ())  # = 2 s + 3 s slack
 
     def measured(ages: list[float]) -> StatusSnapshot:
         *earlier, (now, committed, end) = rising
@@ -227,8 +227,8 @@ def test_the_json_document_names_each_group_state_interval_and_window() -> None:
     group = document["groups"][0]
     assert (group["state"], group["commit_interval_s"], group["lag_limit_s"]) == (
         "not committing",
-        1.0,
-        31.0,
+        2.0,
+        32.0,
     )
     assert document["window"] == {"samples": 3, "span_seconds": 5.0}
     assert document["thresholds"]["lag_margin_seconds"] == 30.0

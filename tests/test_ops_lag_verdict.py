@@ -75,7 +75,7 @@ def test_a_steady_batching_sink_is_ok_then_stopped_it_degrades_then_fails_within
 ) -> None:
     settings = pipeline_topics
     use_settings(monkeypatch, settings)
-    group = settings.topic("mic-sink-sql")  # a sink group: commit interval 1 s
+    group = settings.topic("mic-sink-sql")  # a sink group: commit interval 2 s
     producer = SteadyProducer(settings, RATE)
     try:
         with sql_sink(settings, group) as sink:
@@ -97,7 +97,7 @@ def test_a_steady_batching_sink_is_ok_then_stopped_it_degrades_then_fails_within
         stopped_at = time.monotonic()  # the sink has committed what it had and left
         topic = re.escape(settings.topic(Family.MEMBER.enriched_topic))
         verdicts: list[tuple[float, str]] = []
-        while True:  # OK while its oldest record is within 1 s + 10 s, then DEGRADED, then FAILING
+        while True:  # OK while its oldest record is within 2 s + 10 s, then DEGRADED, then FAILING
             code, document = status(capsys, group)
             verdicts.append((round(time.monotonic() - stopped_at, 1), document["verdict"]))
             if document["verdict"] == "FAILING":
@@ -106,8 +106,8 @@ def test_a_steady_batching_sink_is_ok_then_stopped_it_degrades_then_fails_within
                 [reason] = document["reasons"]
                 assert re.fullmatch(
                     rf"group {re.escape(group)}: not committing: {topic}\[\d\] committed offset \d+ "
-                    rf"unchanged for \d+ s with \d+ records waiting, the oldest \d+ s old \(> 11 s = "
-                    rf"commit interval 1 s \+ margin {MARGIN_S} s\)( \(and [12] more partitions?\))?",
+                    rf"unchanged for \d+ s with \d+ records waiting, the oldest \d+ s old \(> 12 s = "
+                    rf"commit interval 2 s \+ margin {MARGIN_S} s\)( \(and [12] more partitions?\))?",
                     reason,
                 ), reason
                 assert document["groups"][0]["state"] == "not committing" and code == 1
@@ -123,7 +123,7 @@ def test_a_steady_batching_sink_is_ok_then_stopped_it_degrades_then_fails_within
         [reason] = document["reasons"]
         assert re.fullmatch(
             rf"group {re.escape(group)}: commits stopped: {topic}\[\d\] committed offset \d+ unchanged for "
-            rf"\d+ s with \d+ records waiting, the oldest \d+ s old \(> 21 s = commit interval 1 s \+ "
+            rf"\d+ s with \d+ records waiting, the oldest \d+ s old \(> 22 s = commit interval 2 s \+ "
             rf"2 x margin {MARGIN_S} s\)( \(and [12] more partitions?\))?",
             reason,
         ), reason

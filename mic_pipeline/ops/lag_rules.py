@@ -1,7 +1,7 @@
 """How a consumer group's lag is judged (pure): Burrow's model, in seconds, against the group's own
 commit interval.
 
-A consumer that batches (the sinks: a batch is due after `--max-batch-wait`, 1 s; the stream: a
+A consumer that batches (the sinks: a batch is due after `--max-batch-wait`, 2 s; the stream: a
 checkpoint about every `MIC_STREAMS_COMMIT_S`, 1 s) always has some records behind its committed
 offset, so a record count says nothing. What does: whether its committed offsets move, and how old
 the oldest record it has not committed is. For each group, `interval` is its commit interval (known
@@ -41,9 +41,9 @@ A third CI run caught the same drain with the age rising too (both quick demos, 
 other runs: the Parquet sink from 84 to 119 records over 14 s, the oldest record 11 s old, commits
 moving): a consumer catching up with a burst looks like that for as long as the burst lasts. So
 `growing` warns only half way to `behind`: the oldest record older than `interval + margin / 2`
-(31 s for a sink with the default margin) -- an early warning operators can act on, not a burst.
+(32 s for a sink with the default margin) -- an early warning operators can act on, not a burst.
 A stopped consumer therefore reads DEGRADED once its oldest record is older than `limit` and FAILING
-once older than `interval + 2 x margin` (with the defaults: 61 s and 121 s after the last commit for a sink).
+once older than `interval + 2 x margin` (with the defaults: 62 s and 122 s after the last commit for a sink).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ GROUP_TOPICS: dict[str, tuple[str, ...]] = {
 }
 """Logical topics the pipeline's own groups consume, by name suffix (a test keeps them equal to what
 the stream and `sinks.app.sink_topics` subscribe to)."""
-COMMIT_INTERVALS: dict[str, float] = {"mic-streams": 1.0, "mic-sink-sql": 1.0, "mic-sink-parquet": 1.0}
+COMMIT_INTERVALS: dict[str, float] = {"mic-streams": 1.0, "mic-sink-sql": 2.0, "mic-sink-parquet": 2.0}
 """Commit interval of the pipeline's own groups by name suffix (after the topic prefix): the stream's
 `MIC_STREAMS_COMMIT_S` default and the sinks' `--max-batch-wait` default (a test keeps them equal)."""
 DEFAULT_COMMIT_INTERVAL_S = 5.0
