@@ -51,20 +51,23 @@ def test_partitions_left_unfetchable_are_fetched_again_by_a_new_consumer(pipelin
         )
         consumer = running.runner._consumer
         subscription = consumer._subscription
-        with subscription._lock:
-            stuck = subscription.assigned_partitions()
-            for tp in stuck:
-                subscription.assignment[tp].mark_pending_revocation(True)
+
+        def stick() -> set[TopicPartition]:
+            with subscription._lock:
+                assigned: set[TopicPartition] = subscription.assigned_partitions()
+                for tp in assigned:
+                    subscription.assignment[tp].mark_pending_revocation(True)
+            return assigned
+
+        stuck = stick()
         assert stuck and not any(subscription.is_fetchable(tp) for tp in stuck)
 
         def renewed() -> bool:
-            if running.runner._consumer is not consumer:
-                return True
             # a rebalance under load rebuilds the assignment and clears the flag (CI: the rows landed
             # through the old consumer, never renewed): keep the old consumer stuck until it is gone
-            with subscription._lock:
-                for tp in subscription.assigned_partitions():
-                    subscription.assignment[tp].mark_pending_revocation(True)
+            if running.runner._consumer is not consumer:
+                return True
+            stick()
             return False
 
         wait_for(renewed, LANDING_TIMEOUT, "a new consumer")
