@@ -139,13 +139,16 @@ def sink_stage(ctx: Context, kind: str) -> dict[str, Any]:
         group = settings.topic(f"sink-{kind}")
         topics = sink_topics(settings, "sql" if sink == "sql" else "parquet")
         with ctx.children(stage) as children, Offsets(settings) as offsets:
+            port = free_port()
             argv = python_module(
-                "mic_pipeline.cli", "sink", sink, "--group-id", group, *ctx.options.sink_args
-            )
+                "mic_pipeline.cli", "sink", sink, "--group-id", group, "--metrics-port", str(port),
+                *ctx.options.sink_args,
+            )  # fmt: skip
             child = children.start(f"sink-{kind}", argv, sink_env(settings))
             window = watch_commits(
-                offsets, group, topics, published, children, timeout_s=ctx.options.stage_timeout_s
-            )
+                offsets, group, topics, published, children, timeout_s=ctx.options.stage_timeout_s,
+                reading=lambda: _is_ready(port),
+            )  # fmt: skip
             child.sample()
         landed = (
             count_sql_rows(settings.database_url)
@@ -169,12 +172,17 @@ def sink_stage(ctx: Context, kind: str) -> dict[str, Any]:
         "publish_s": round(publish_s, 2),
         "rows_in_warehouse": landed,
         "method": f"`mic-pipeline sink {sink}` (quality gate on, its default batch settings) in a fresh "
-        "group "
-        "over the enriched backlog (rows and, for SQL, dead letters) published before it starts; its "
-        "committed offsets polled every 0.25 s; rows/s = records committed after the first commit seen / "
-        "time until all were committed; afterwards the rows are counted in the warehouse",
+        "group over the enriched backlog (rows and, for SQL, dead letters) published before it starts; "
+        "its /health/ready and committed offsets polled every 0.25 s; rows/s = all records / time from "
+        "the first ready answer (quality gate loaded, warehouse prepared, group joined: reading) until "
+        "all were committed; afterwards the rows are counted in the warehouse",
         "processes": [child.figures()],
     }
+
+
+def _is_ready(port: int) -> bool:
+    document = http_json(f"http://127.0.0.1:{port}/health/ready")
+    return document is not None and document.get("status") == "ready"
 
 
 def _with_database(settings: Settings, url: str) -> Settings:
