@@ -24,6 +24,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-batch-wait", type=float, default=2.0, help="seconds a partial batch may wait (default 2)"
     )
     sink.add_argument(
+        "--live-batch-wait",
+        type=float,
+        default=0.5,
+        help="once caught up, seconds the oldest record waits before every buffer is written together "
+        "(default 0.5)",
+    )
+    sink.add_argument(
         "--instance-id", default=None, help="static group membership id (fast restarts of this instance)"
     )
     sink.add_argument("--no-gate", action="store_true", help="skip the quality gate (not for production)")
@@ -81,6 +88,7 @@ def _run_sink(args: argparse.Namespace) -> int:
         group_id=args.group_id or DEFAULT_GROUP_IDS[kind],
         max_batch_rows=args.max_batch_rows,
         max_batch_wait_s=args.max_batch_wait,
+        live_batch_wait_s=args.live_batch_wait,
         instance_id=args.instance_id,
     )
     gate = None if args.no_gate else build_gate()

@@ -2,11 +2,13 @@
 
 One `SinkRunner` owns a plain kafka-python consumer (auto-commit off, `read_committed`), a producer
 for dead letters and one `Sink`. Records are buffered per partition and a partition's buffer becomes
-a `Batch` when it holds `max_batch_rows` records or its oldest record has waited `max_batch_wait_s`
-(batching is the only place the wall clock is used; what a sink writes never depends on it).
+a `Batch` when it holds `max_batch_rows` records or its oldest record has waited `max_batch_wait_s`;
+once the consumer has caught up with the broker (the high watermarks of the last fetches), every
+buffer is due together after `live_batch_wait_s` (`sinks.buffers`). Batching is the only place the
+wall clock is used; what a sink writes never depends on it.
 
 Every batch due at the same moment (one per partition) is checkpointed together, so the sink runs
-its quality gate once per family for all of them (its cost is per run, not per row). A group of
+its quality gate once for all of them (its cost is per call, not per row). A group of
 batches is checkpointed in this order, and only in this order (see `_checkpoint`):
   1. the sink writes the batch durably (rows landed / file renamed / quarantine kept) and returns
      the records that can never be written;
@@ -36,6 +38,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import (
     CommitFailedError,
+    IllegalStateError,
     KafkaConnectionError,
     KafkaError,
     RebalanceInProgressError,
@@ -71,6 +74,9 @@ class RunnerConfig:
     group_id: str
     max_batch_rows: int = 5000
     max_batch_wait_s: float = 1.0
+    live_batch_wait_s: float = 0.5
+    """Once caught up, how long the oldest buffered record waits before all buffers are checkpointed
+    together (`sinks.buffers`); capped at `max_batch_wait_s`."""
     poll_timeout_ms: int = 200
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
@@ -131,7 +137,7 @@ class SinkRunner:
         self.config = config
         self.health = health if health is not None else Health(f"sink-{sink.name}")
         self.health.problem("start", "starting: connecting to Kafka and the warehouse", sticky=True)
-        self.buffers = Buffers(config.max_batch_rows, config.max_batch_wait_s)
+        self.buffers = Buffers(config.max_batch_rows, config.max_batch_wait_s, config.live_batch_wait_s)
         self._deadletter_topic = settings.topic(DEADLETTER_TOPIC)
         self._topics = list(topics)
         self._watch = UnfetchableWatch(config.unfetchable_limit_s) if watch_needed() else None
@@ -310,8 +316,21 @@ class SinkRunner:
             records = [SourceRecord(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
             self.buffers.add(tp, records, now)
 
+    def _lag(self) -> dict[TopicPartition, int | None]:
+        """Per buffered partition: the records the broker held beyond the buffer at the last fetch
+        (its high watermark), None when unknown (not fetched yet, or no longer assigned)."""
+        lag: dict[TopicPartition, int | None] = {}
+        for tp, buffer in self.buffers.by_partition.items():
+            if buffer.records:
+                try:
+                    highwater = self._consumer.highwater(tp)
+                except IllegalStateError:  # revoked meanwhile: its buffer waits for the new assignment
+                    highwater = None
+                lag[tp] = None if highwater is None else highwater - buffer.records[-1].offset - 1
+        return lag
+
     def _checkpoint_due(self, *, force: bool) -> None:
-        while batches := self.buffers.all_due(time.monotonic(), force=force):
+        while batches := self.buffers.all_due(time.monotonic(), force=force, lag=self._lag()):
             if not self._checkpoint(batches):
                 return  # partitions revoked meanwhile: their new owners replay from the committed offsets
             now = time.monotonic()

@@ -228,6 +228,52 @@ def test_transient_failures_pause_and_retry_without_loss(pipeline_topics: Settin
     assert flaky.calls > 4
 
 
+class Recording:
+    """Wraps a sink; remembers the partitions of every checkpoint (`write_group` call)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name = inner, inner.name
+        self.groups: list[list[tuple[str, int]]] = []
+
+    def prepare(self) -> None:
+        self.inner.prepare()
+
+    def write_group(self, batches: list[Batch]) -> list[list[Rejected]]:
+        self.groups.append([(batch.topic, batch.partition) for batch in batches])
+        result: list[list[Rejected]] = self.inner.write_group(batches)
+        return result
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_caught_up_sink_writes_every_partition_together_without_waiting_the_max_wait(
+    pipeline_topics: Settings,
+) -> None:
+    """Once the broker holds nothing more, every buffered partition goes into one checkpoint after
+    the live wait (0.3 s), not each on its own max wait (600 s here: nothing would land in the test)."""
+    settings = pipeline_topics
+    waves = [scenario(60, seed=seed) for seed in range(2)]
+    config = RunnerConfig(
+        group_id=f"g-live-{uuid.uuid4().hex[:6]}",
+        max_batch_rows=10_000,
+        max_batch_wait_s=600.0,
+        live_batch_wait_s=0.3,
+    )
+    recording = Recording(build_sink(settings, "sql", None))
+    runner = SinkRunner(settings, recording, sink_topics(settings, "sql"), config)
+    landed: list[tuple[Family, dict[str, Any]]] = []
+    with InThread(runner):
+        for wave in waves:  # a backlog before the first poll, then traffic while it runs
+            publish(settings, wave)
+            landed += wave
+            expected = {**expected_counts(landed), "dead_letters": 0}
+            wait_for(lambda: sql_counts(settings.database_url) == expected, 120, f"{expected}")
+    written = {tp for group in recording.groups for tp in group}
+    assert max(len(group) for group in recording.groups) > len(Family), recording.groups
+    assert len(recording.groups) < len(written), recording.groups  # not one checkpoint per partition
+
+
 def test_a_broker_error_mid_run_is_transient_not_the_end_of_the_sink(pipeline_topics: Settings) -> None:
     """A node of a cluster killed mid-run made the consumer's poll raise `KafkaConnectionError`, and
     the SQL sink exited (the 3-broker fault stage, CI). Injected here into the real consumer: the
@@ -372,7 +418,9 @@ def test_a_second_instance_joining_mid_run_loses_and_skips_nothing(pipeline_topi
     group = f"g-rebalance-{uuid.uuid4().hex[:6]}"
 
     def runner() -> InThread:
-        config = RunnerConfig(group_id=group, max_batch_rows=100_000, max_batch_wait_s=12.0)
+        config = RunnerConfig(
+            group_id=group, max_batch_rows=100_000, max_batch_wait_s=12.0, live_batch_wait_s=12.0
+        )  # buffers stay uncommitted for 12 s, also once caught up
         sink = build_sink(settings, "sql", None)
         return InThread(SinkRunner(settings, sink, sink_topics(settings, "sql"), config))
 
