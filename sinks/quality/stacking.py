@@ -1,4 +1,4 @@
-"""Stacked validation frames: one GX expectation per distinct check, whatever the columns and tables.
+"""Stacked validation frames: few GX expectations per call, whatever the columns and tables.
 
 Great Expectations costs about the same per expectation and call whatever the number of rows (its
 metric graph, configuration copies and result objects dominate). The row suites of the four tables
@@ -16,6 +16,18 @@ than the 92 per-table ones, and less than 38 stacks that keep one column per tab
 columns, more expectations): GX filters the whole frame once per expectation, so both the number
 of expectations and the frame's size count.
 
+*Merged* stacks go further: the 13 distinct value sets become one `ExpectColumnValuesToBeInSet` and
+the 11 distinct patterns one `ExpectColumnValuesToMatchRegex`, so a call runs 6 expectations instead
+of 28. Each distinct check keeps a tag (its stack name, e.g. `s11`) and its values enter the merged
+column as `"<tag>\\x1f<value>"`; the merged set is every tag with each of its values, the merged
+pattern `^(?:<tag>\\x1f(?:<pattern>)|...)$` (every pattern is anchored `^...$`, so a tagged value
+matches exactly when the value matches its own pattern; the branches start with distinct literal
+tags, so the match stays linear in the value's length). Nulls stay null (no column-map expectation
+judges them); a non-string value in a set check is tagged with `\\x1e` instead, so it is in no set,
+as it is in none of the original string sets; for a pattern its `str()` is tagged, as GX matches
+`str()` of every value. A failing position maps back to the segment, the original check and the
+untagged value.
+
 Pure (no Great Expectations import): `sinks.quality.gate` runs the stacks.
 """
 
@@ -23,6 +35,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -39,7 +52,7 @@ TIME_KINDS = ("date", "timestamp")
 
 @dataclass(frozen=True, eq=False)
 class Stack:
-    """One distinct check, validated once over every column it applies to."""
+    """One distinct check (or, merged, several), validated once over every column it applies to."""
 
     name: str
     check: Check
@@ -47,6 +60,8 @@ class Stack:
     members: tuple[tuple[Family, Check], ...]
     """The (table, original check) pairs whose columns are stacked, in order."""
     kind: str
+    tags: tuple[str | None, ...] = ()
+    """Per member, the tag its values get in a merged stack (empty: not merged)."""
 
 
 def _key(check: Check) -> tuple[str, str]:
@@ -55,6 +70,12 @@ def _key(check: Check) -> tuple[str, str]:
 
 @cache
 def stacks() -> tuple[Stack, ...]:
+    """The stacks of every call: the distinct checks, the set and the pattern checks merged."""
+    return merged(distinct_stacks())
+
+
+@cache
+def distinct_stacks() -> tuple[Stack, ...]:
     """Every distinct check of the four row suites, with the columns it applies to."""
     kinds = {(family, c.name): c.kind for family in Family for c in columns(family)}
     grouped: dict[tuple[str, str, str], list[tuple[Family, Check]]] = {}
@@ -71,6 +92,66 @@ def stacks() -> tuple[Stack, ...]:
             Stack(name, Check(expectation, name, first.arguments, first.rule), tuple(members), stack_kind)
         )
     return tuple(result)
+
+
+_TAG, _UNTAGGABLE = "\x1f", "\x1e"
+IN_SET, REGEX = "ExpectColumnValuesToBeInSet", "ExpectColumnValuesToMatchRegex"
+_GROUP_REFERENCE = re.compile(r"\\[1-9]|\(\?P")
+
+
+def mergeable(stack: Stack) -> bool:
+    """A set check of strings only, or an anchored pattern without group references or names."""
+    if stack.kind != "value":
+        return False
+    if stack.check.expectation == IN_SET:
+        values = stack.check.arguments.get("value_set")
+        strings = all(isinstance(v, str) for v in values or [None])
+        return set(stack.check.arguments) == {"value_set"} and strings
+    if stack.check.expectation == REGEX:
+        pattern = stack.check.arguments.get("regex")
+        return (
+            set(stack.check.arguments) == {"regex"}
+            and isinstance(pattern, str)
+            and pattern.startswith("^")
+            and pattern.endswith("$")
+            and not pattern.endswith("\\$")
+            and _GROUP_REFERENCE.search(pattern) is None  # groups are renumbered, names could clash
+        )
+    return False
+
+
+def merged(distinct: Sequence[Stack]) -> tuple[Stack, ...]:
+    """The set checks merged into one stack, the pattern checks into another (see the module doc)."""
+    kept = [stack for stack in distinct if not mergeable(stack)]
+    result = []
+    for expectation, name in ((IN_SET, "m_in_set"), (REGEX, "m_regex")):
+        parts = [stack for stack in distinct if mergeable(stack) and stack.check.expectation == expectation]
+        if not parts:
+            continue
+        if expectation == IN_SET:
+            values = [f"{p.name}{_TAG}{v}" for p in parts for v in p.check.arguments["value_set"]]
+            arguments: dict[str, Any] = {"value_set": sorted(values)}
+        else:
+            branches = "|".join(f"{p.name}{_TAG}(?:{p.check.arguments['regex'][1:-1]})" for p in parts)
+            arguments = {"regex": f"^(?:{branches})$"}
+        members = tuple(member for p in parts for member in p.members)
+        tags = tuple(p.name for p in parts for _ in p.members)
+        rule = "; ".join(dict.fromkeys(p.check.rule for p in parts))
+        result.append(Stack(name, Check(expectation, name, arguments, rule), members, "value", tags))
+    return (*kept, *result)
+
+
+def tagged(tag: str, values: Sequence[Any], in_set: bool) -> list[Any]:
+    """`values` as a merged stack holds them (see the module doc)."""
+    other = _UNTAGGABLE if in_set else _TAG
+    return [
+        v
+        if v is None or v != v  # null (None, NaN) stays null
+        else f"{tag}{_TAG}{v}"
+        if isinstance(v, str)
+        else f"{tag}{other}{v!s}"
+        for v in values
+    ]
 
 
 def _money_text(value: Any) -> str | None:
@@ -128,12 +209,16 @@ def stacked(rows_by_family: Mapping[Family, Sequence[Row]]) -> StackedFrame:
         used.append(stack)
         column: list[Any] = []
         segments[stack.name] = []
+        tags = dict(zip(stack.members, stack.tags, strict=True)) if stack.tags else {}
         for family, check in members:
             segments[stack.name].append(Segment(len(column), family, check))
+            source = values_of[(family, check.column)]
             if stack.kind == "date":
-                column.extend(_midnight(v) for v in values_of[(family, check.column)])
+                column.extend(_midnight(v) for v in source)
+            elif (tag := tags.get((family, check))) is not None:
+                column.extend(tagged(tag, source, stack.check.expectation == IN_SET))
             else:
-                column.extend(values_of[(family, check.column)])
+                column.extend(source)
         data[stack.name] = column
     length = max((len(column) for column in data.values()), default=0)
     for column in data.values():
