@@ -116,3 +116,19 @@ def test_a_backlog_spread_thinly_over_many_partitions_is_not_caught_up() -> None
     thin = {tp: 9 for tp in parts}  # each partition live (<= 10 behind), 108 records behind in all
     assert _due(buffers, 1.0, thin) == []
     assert len(_due(buffers, 1.0, {**thin, parts[0]: 1})) == 12  # 100 behind in all: caught up
+
+
+def test_a_checkpoint_holds_at_most_twice_max_rows_and_the_rest_is_due_at_once() -> None:
+    buffers = Buffers(max_rows=10, max_wait_s=2.0, live_wait_s=0.5)
+    parts = [TopicPartition("t", p) for p in range(5)]
+    for tp in parts:
+        buffers.add(tp, records(tp, range(8)), now=0.0)
+    live = {tp: 0 for tp in parts}
+    first = buffers.all_due(now=1.0, lag=live)
+    assert [(b.partition, len(b.records)) for b in first] == [(0, 8), (1, 8)]  # a third: 24 > 20
+    for batch in first:
+        buffers.committed(batch, now=1.0)
+    assert _due(buffers, 1.0, live) == [(2, 8), (3, 8)]
+    big = Buffers(max_rows=10, max_wait_s=2.0)
+    big.add(A, records(A, range(25)), now=0.0)
+    assert [len(b.records) for b in big.all_due(now=0.0)] == [10]  # one batch is always taken
