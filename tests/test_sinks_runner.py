@@ -268,7 +268,7 @@ def test_a_caught_up_sink_writes_every_partition_together_without_waiting_the_ma
             publish(settings, wave)
             landed += wave
             expected = {**expected_counts(landed), "dead_letters": 0}
-            wait_for(lambda: sql_counts(settings.database_url) == expected, 120, f"{expected}")
+            wait_for(lambda want=expected: sql_counts(settings.database_url) == want, 120, f"{expected}")
     written = {tp for group in recording.groups for tp in group}
     assert max(len(group) for group in recording.groups) > len(Family), recording.groups
     assert len(recording.groups) < len(written), recording.groups  # not one checkpoint per partition
