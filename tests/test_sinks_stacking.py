@@ -5,14 +5,33 @@ exactly as the value by its own check, with the very pandas operations GX's pand
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import re
+from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sinks.quality.stacking import IN_SET, REGEX, Stack, distinct_stacks, mergeable, stacks, tagged
+from sinks.quality.stacking import (
+    IN_SET,
+    REGEX,
+    Stack,
+    distinct_stacks,
+    mergeable,
+    simple_body,
+    stacks,
+    tagged,
+)
+
+
+class Size(str, enum.Enum):  # noqa: UP042 -- deliberately: its str() is "Size.LARGE", not its value
+    LARGE = "large"
+    DIGITS = "0123456789"
+
 
 MERGEABLE = [stack for stack in distinct_stacks() if mergeable(stack)]
 PATTERNS = [stack.check.arguments["regex"] for stack in MERGEABLE if stack.check.expectation == REGEX]
@@ -31,6 +50,8 @@ values = st.one_of(
     st.none(),
     st.decimals(allow_nan=False, places=2, max_value=10**14),
     st.just(dt.date(2024, 1, 2)),
+    st.sampled_from([b"0123456789", b"77", b"abc", Size.LARGE, Size.DIGITS, np.str_("77"), np.int64(77)]),
+    st.sampled_from([pd.NA, pd.NaT, np.nan, Decimal("NaN"), float("inf")]),
 )
 
 
@@ -90,3 +111,28 @@ def test_a_tag_cannot_be_forged_by_a_value() -> None:
     assert re.fullmatch(
         _merged_of(region).check.arguments["regex"][:-1], tagged(region.name, ["77"], False)[0]
     )
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"^a|b$",  # the anchors would not bind both branches
+        r"^a$|^b$",
+        r"^(?<=)x$",  # a lookbehind would see the tag
+        r"^(?<!\x1f)x$",
+        r"^(a)\1$",  # back-reference: groups are renumbered
+        r"^(?P<n>a)$",
+        r"^(?(1)a|b)$",
+        r"^(?i)a$",
+        r"^a\$",  # not anchored at the end
+        r"a$",
+        r"^[a$",  # unbalanced
+    ],
+)
+def test_a_pattern_whose_meaning_the_merge_would_change_is_kept_apart(pattern: str) -> None:
+    assert not simple_body(pattern)
+
+
+def test_the_contract_patterns_and_simple_groups_merge() -> None:
+    assert PATTERNS and all(simple_body(p) for p in PATTERNS)
+    assert simple_body(r"^(?:a|b)[|^$\]](?=c)(?!d)[]x]c$")

@@ -20,27 +20,29 @@ of expectations and the frame's size count.
 the 11 distinct patterns one `ExpectColumnValuesToMatchRegex`, so a call runs 6 expectations instead
 of 28. Each distinct check keeps a tag (its stack name, e.g. `s11`) and its values enter the merged
 column as `"<tag>\\x1f<value>"`; the merged set is every tag with each of its values, the merged
-pattern `^(?:<tag>\\x1f(?:<pattern>)|...)$` (every pattern is anchored `^...$`, so a tagged value
-matches exactly when the value matches its own pattern; the branches start with distinct literal
-tags, so the match stays linear in the value's length). Nulls stay null (no column-map expectation
-judges them); a non-string value in a set check is tagged with `\\x1e` instead, so it is in no set,
-as it is in none of the original string sets; for a pattern its `str()` is tagged, as GX matches
-`str()` of every value. A failing position maps back to the segment, the original check and the
-untagged value.
+pattern `^(?:<tag>\\x1f(?:<pattern>)|...)$` (only patterns whose body keeps its meaning behind a
+literal prefix are merged, `simple_body`: anchored `^...$`, no top-level `|`, no inner anchor, no
+lookbehind; so a tagged value matches exactly when the value matches its own pattern; the branches
+start with distinct literal tags, so the match stays linear in the value's length). Only strings are
+tagged in a set check: null stays null (no column-map expectation judges it) and a non-string is in
+no merged set, as it was in none of the original sets of strings; in a pattern check a non-string is
+turned into text by pandas, as GX's `astype(str)` does, then tagged. A failing position maps back to
+the segment, the original check and the untagged value.
 
-Pure (no Great Expectations import): `sinks.quality.gate` runs the stacks.
+No Great Expectations import (pandas only): `sinks.quality.gate` runs the stacks.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from typing import Any
+
+import pandas as pd
 
 from schemas.topics import Family
 from schemas.warehouse import columns
@@ -94,13 +96,46 @@ def distinct_stacks() -> tuple[Stack, ...]:
     return tuple(result)
 
 
-_TAG, _UNTAGGABLE = "\x1f", "\x1e"
+_TAG = "\x1f"
 IN_SET, REGEX = "ExpectColumnValuesToBeInSet", "ExpectColumnValuesToMatchRegex"
-_GROUP_REFERENCE = re.compile(r"\\[1-9]|\(\?P")
+
+
+def simple_body(pattern: str) -> bool:
+    """True if `^<body>$` means `^(?:<body>)$` after a literal prefix: the body has no unescaped `|`
+    outside groups (the anchors would not bind every branch), no `^` or `$` outside a character
+    class, no lookbehind (it would see the prefix), no conditional, named group, flag group or
+    back-reference (the groups are renumbered, names could clash); `(?:`, `(?=` and `(?!` are fine."""
+    if not (pattern.startswith("^") and pattern.endswith("$")) or pattern.endswith("\\$"):
+        return False
+    body, depth, in_class, index = pattern[1:-1], 0, False, 0
+    while index < len(body):
+        char = body[index]
+        if char == "\\":
+            if body[index + 1 : index + 2].isdigit():
+                return False
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            index += 2 if body[index + 1 : index + 2] == "^" else 1
+            index += 1 if body[index : index + 1] == "]" else 0  # a leading "]" is a member
+            continue
+        elif char == "(":
+            if body.startswith("(?", index) and not body.startswith(("(?:", "(?=", "(?!"), index):
+                return False  # lookbehind, named group, conditional, flags
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char in "^$" or (char == "|" and depth == 0):
+            return False
+        index += 1
+    return depth == 0 and not in_class
 
 
 def mergeable(stack: Stack) -> bool:
-    """A set check of strings only, or an anchored pattern without group references or names."""
+    """A set check of strings only, or a pattern with a `simple_body`."""
     if stack.kind != "value":
         return False
     if stack.check.expectation == IN_SET:
@@ -109,14 +144,7 @@ def mergeable(stack: Stack) -> bool:
         return set(stack.check.arguments) == {"value_set"} and strings
     if stack.check.expectation == REGEX:
         pattern = stack.check.arguments.get("regex")
-        return (
-            set(stack.check.arguments) == {"regex"}
-            and isinstance(pattern, str)
-            and pattern.startswith("^")
-            and pattern.endswith("$")
-            and not pattern.endswith("\\$")
-            and _GROUP_REFERENCE.search(pattern) is None  # groups are renumbered, names could clash
-        )
+        return set(stack.check.arguments) == {"regex"} and isinstance(pattern, str) and simple_body(pattern)
     return False
 
 
@@ -142,16 +170,23 @@ def merged(distinct: Sequence[Stack]) -> tuple[Stack, ...]:
 
 
 def tagged(tag: str, values: Sequence[Any], in_set: bool) -> list[Any]:
-    """`values` as a merged stack holds them (see the module doc)."""
-    other = _UNTAGGABLE if in_set else _TAG
-    return [
-        v
-        if v is None or v != v  # null (None, NaN) stays null
-        else f"{tag}{_TAG}{v}"
-        if isinstance(v, str)
-        else f"{tag}{other}{v!s}"
-        for v in values
+    """`values` as a merged stack holds them (see the module doc): a string `"<tag>\\x1f<value>"`;
+    anything else is left as it is for a set check (null stays null, a non-string is in no merged
+    set as it was in no set of strings) and, for a pattern check, is turned into text by pandas as
+    GX's `astype(str)` does, then tagged, unless pandas takes it for null."""
+    prefix = f"{tag}{_TAG}"
+    out = [
+        prefix + v if type(v) is str else prefix + str.__str__(v) if isinstance(v, str) else v for v in values
     ]
+    if in_set:
+        return out
+    others = [index for index, v in enumerate(out) if v is not None and not isinstance(v, str)]
+    if others:
+        series = pd.Series([out[i] for i in others], dtype=object)
+        for index, null, text in zip(others, series.isna(), series.astype(str), strict=True):
+            if not null:
+                out[index] = f"{tag}{_TAG}{text}"
+    return out
 
 
 def _money_text(value: Any) -> str | None:
