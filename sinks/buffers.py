@@ -12,7 +12,7 @@ The invariant: a partition's buffer holds exactly the records between the group'
 
 When a batch is due (`all_due`): a buffer is due when it holds `max_rows` records or its oldest record
 has waited `max_wait_s` -- the rule for a backlog, where big batches amortize the per-checkpoint cost
-(the quality gate's ~0.25 s per call). A consumer that has caught up works differently: a partition is
+(the quality gate's fixed cost per call). A consumer that has caught up works differently: a partition is
 *live* when the broker holds at most `live_lag` (`max_rows / 10`) records beyond its buffer (its
 `lag`, from the last fetch's high watermark), and the consumer has *caught up* when every non-empty
 buffer is live and together they lag at most `max_rows` records (one batch). Then they are all due
