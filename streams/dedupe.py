@@ -62,19 +62,34 @@ class DedupeRetention:
             self._watermark[stream] = max(days)
 
     def note(self, stream: str, key: str, day: int, now: float) -> list[str]:
-        """Record a new marker written at wall-clock `now`; returns the keys that have now expired."""
-        days = self._keys.setdefault(stream, {})
-        days.setdefault(day, set()).add(key)
-        written = self._written.setdefault(stream, {})
+        """Record a new marker written at wall-clock `now`; returns the keys that have now expired.
+
+        Called once per decided record: one lookup per index, no allocation but a new day's set,
+        and the days scanned for expiry at most once per `EXPIRY_CHECK_S`.
+        """
+        days = self._keys.get(stream)
+        if days is None:
+            days = self._keys[stream] = {}
+            self._written[stream] = {}
+        keys = days.get(day)
+        if keys is None:
+            days[day] = {key}
+        else:
+            keys.add(key)
+        written = self._written[stream]
         written[day] = now
         tomorrow = int(now // 86400) + _EPOCH_ORDINAL + 1
-        watermark = min(max(self._watermark.get(stream, day), day), tomorrow)
-        self._watermark[stream] = watermark
-        horizon = watermark - self.retention_days
+        previous = self._watermark.get(stream)
+        watermark = day if previous is None or day > previous else previous
+        if watermark > tomorrow:
+            watermark = tomorrow
+        if watermark != previous:
+            self._watermark[stream] = watermark
         checked = self._checked.get(stream)
         if checked is not None and now - checked < EXPIRY_CHECK_S:
             return []
         self._checked[stream] = now
+        horizon = watermark - self.retention_days
         expired: list[str] = []
         for old_day in [d for d in days if d < horizon and written[d] < now - self.grace_s]:
             expired.extend(sorted(days.pop(old_day)))

@@ -39,7 +39,7 @@ def utc_timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC with a `Z` suffix (microseconds only when present)."""
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    return f"{moment.replace(tzinfo=None).isoformat()}Z"
+    return f"{moment.isoformat()[:-6]}Z"  # an aware UTC time's isoformat ends with "+00:00"
 
 
 def event_day(event: Event) -> str:

@@ -203,8 +203,9 @@ class EventProcessor:
                 self._decide_dead_letter(outcome, event, record, position, result.reason, result.detail)
                 return outcome
             applied = {**result.get("applied", {}), event.event_id: record.origin}
-            new_state = {**result, "applied": dict(list(applied.items())[-APPLIED_REMEMBERED:])}
-            new_state["p"] = position.partition
+            if len(applied) > APPLIED_REMEMBERED:
+                applied = dict(list(applied.items())[-APPLIED_REMEMBERED:])
+            new_state = {**result, "applied": applied, "p": position.partition}
             self.state[key] = new_state
             self.tallies.entity_changed(position.partition, key, entity, new_state)
         assert new_state is not None
