@@ -128,3 +128,44 @@ def test_quick_options() -> None:
 def test_unknown_stage_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown stage"):
         options_from(_parse("--stages", "worker_3"))
+
+
+def _figures(**values: float) -> list[dict[str, Any]]:
+    return [{"stage": stage, "value": value} for stage, value in values.items()]
+
+
+def test_targets_are_judged_as_written_and_by_the_issues_faust_conversion() -> None:
+    from mic_pipeline.bench.targets import judged
+
+    rows = {
+        row["stage"]: row
+        for row in judged(
+            _figures(faust=4_000, worker_1=4_400, worker_2=6_600, end_to_end=3_000, decision_code=9_000)
+            + _figures(latency_500=3.5, worker_rss=280)
+        )
+    }
+    worker = rows["worker_1"]  # 12,000 as written; 0.75 x the faust ceiling converted: 1.1 x here
+    assert (worker["met"], worker["bound_x_faust"], worker["met_x_faust"]) == (False, 0.75, True)
+    assert (rows["end_to_end"]["met"], rows["end_to_end"]["met_x_faust"]) == (False, True)  # 0.75 >= 0.375
+    assert (rows["decision_code"]["met"], rows["decision_code"]["met_x_faust"]) == (
+        False,
+        False,
+    )  # 2.25 < 3.75
+    assert rows["worker_2_x_one"]["value"] == 1.5 and rows["worker_2_x_one"]["met"] is False
+    assert rows["worker_2_x_one"]["met_x_faust"] is None  # a ratio already: judged as written only
+    assert (rows["latency_500"]["met"], rows["latency_500"]["met_x_faust"]) == (False, None)  # a ceiling
+    assert rows["worker_rss"]["met"] is True
+    assert "sink_sqlite" not in rows  # no figure in this run, no verdict
+
+
+def test_targets_without_a_faust_ceiling_are_judged_as_written_only() -> None:
+    from mic_pipeline.bench.targets import judged, markdown_lines
+
+    (row,) = judged(_figures(sink_parquet=21_000))
+    assert row["met"] is True and row["bound_x_faust"] is None and row["met_x_faust"] is None
+    assert markdown_lines(_figures(aiokafka=1.0)) == []
+    table = "\n".join(markdown_lines(_figures(faust=4_000, sink_parquet=7_000)))
+    assert (
+        "| Parquet sink with the gate | ≥ 20,000 rows/s | 7,000 | **not met** | ≥ 1.250 | 1.75 | met |"
+        in table
+    )

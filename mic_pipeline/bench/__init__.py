@@ -9,5 +9,6 @@ nothing there may import it. Modules:
   on failure); `kafka`: topics per stage, publishing, committed offsets;
 - `peer` (+ `peer_aiokafka`, `peer_faust`, `peer_quix`): the peers, each in its own process;
 - `stages`: the worker and sink stages; `pipeline`: end to end and latency at offered rates;
-- `machine`: machine facts and versions; `report`: ratios, the JSON and the Markdown table.
+- `machine`: machine facts and versions; `report`: ratios, the JSON and the Markdown table;
+  `targets`: the throughput issue's targets judged against a run, as written and converted.
 """

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mic_pipeline.bench import targets
+
 ROWS: tuple[tuple[str, str, str], ...] = (
     ("aiokafka", "bare aiokafka: consume, msgspec decode, produce one output, commit", "events/s"),
     ("faust", "faust agent, raw bytes, msgspec decode, no output (faust's ceiling)", "events/s"),
@@ -168,7 +170,8 @@ def markdown(document: dict[str, Any]) -> str:
             f"{_ratio_cell(row['x_faust'])} | {_ratio_cell(row['x_quix'])} | {_cell(row['peak_rss_mib'])} | "
             f"{_ratio_cell(row.get('rss_x_faust'))} | {_ratio_cell(row.get('rss_x_quix'))} |"
         )
-    lines += ["", "## How each figure is measured", ""]
+    lines += ["", *targets.markdown_lines(document["figures"])]
+    lines += ["## How each figure is measured", ""]
     for key, stage in document["stages"].items():
         if isinstance(stage, dict) and "method" in stage:
             lines.append(f"- **{key}**: {stage['method']}.")

@@ -1,0 +1,110 @@
+"""The throughput issue's targets, judged against one run's figures, as written and as ratios.
+
+The issue states its targets in events/s and rows/s measured on this machine when its faust agent
+decoded 16,000 records/s, and gives the worker's target both ways: "12,000 events/s, i.e. 0.75 x
+the bare faust agent in the same run". The shared machine's speed has since moved 2-4x from run to
+run (the same faust agent: 3,700-16,300/s), so an absolute figure says as much about the machine's
+load as about the code. Each target is therefore judged twice: as written, and converted by the
+issue's own rate (target / 16,000 x the faust ceiling of the same run). Targets that are ratios or
+latencies and memory at a fixed offered rate are judged as written only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+ISSUE_FAUST_CEILING = 16_000.0
+"""The faust ceiling the issue's absolute targets go with: 12,000 events/s = 0.75 x it."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target: the figure it bounds, the bound and its direction."""
+
+    stage: str
+    what: str
+    bound: float
+    unit: str
+    at_most: bool = False
+    """True for a ceiling (latency, memory), false for a floor (throughput)."""
+    scales_with_machine: bool = True
+    """Whether the bound is a throughput the issue's faust-ceiling conversion applies to."""
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("worker_1", "stream worker, full path", 12_000, "events/s"),
+    Target("worker_2_x_one", "two workers in one group, × one worker", 1.6, "×", scales_with_machine=False),
+    Target("end_to_end", "end to end, one worker, both sinks with the gate", 6_000, "events/s"),
+    Target("latency_500", "p99 production -> SQL row at 500 events/s", 3.0, "s", True, False),
+    Target("worker_rss", "worker peak RSS", 300, "MiB", True, False),
+    Target("sink_sqlite", "SQLite sink with the gate", 20_000, "rows/s"),
+    Target("sink_postgres", "PostgreSQL sink with the gate", 20_000, "rows/s"),
+    Target("sink_parquet", "Parquet sink with the gate", 20_000, "rows/s"),
+    Target("decision_code", "decision code alone", 60_000, "events/s"),
+)
+
+
+def _values(figures: list[dict[str, Any]]) -> dict[str, float]:
+    values = {row["stage"]: float(row["value"]) for row in figures if row.get("value") is not None}
+    if "worker_1" in values and "worker_2" in values and values["worker_1"]:
+        values["worker_2_x_one"] = round(values["worker_2"] / values["worker_1"], 3)
+    return values
+
+
+def _met(value: float, bound: float, at_most: bool) -> bool:
+    return value <= bound if at_most else value >= bound
+
+
+def judged(figures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target with a figure in this run: the figure, met as written, and (for throughputs)
+    the bound converted to this run's faust ceiling and whether that is met."""
+    values = _values(figures)
+    faust = values.get("faust")
+    rows: list[dict[str, Any]] = []
+    for target in TARGETS:
+        value = values.get(target.stage)
+        if value is None:
+            continue
+        row: dict[str, Any] = {
+            "stage": target.stage, "what": target.what, "unit": target.unit, "value": value,
+            "bound": target.bound, "at_most": target.at_most,
+            "met": _met(value, target.bound, target.at_most), "bound_x_faust": None, "met_x_faust": None,
+        }  # fmt: skip
+        if target.scales_with_machine and faust:
+            ratio = target.bound / ISSUE_FAUST_CEILING
+            row["bound_x_faust"] = round(ratio, 3)
+            row["met_x_faust"] = _met(value / faust, ratio, target.at_most)
+        rows.append(row)
+    return rows
+
+
+def _yes(value: bool | None) -> str:
+    return "—" if value is None else ("met" if value else "**not met**")
+
+
+def markdown_lines(figures: list[dict[str, Any]]) -> list[str]:
+    """The targets' section of the results (nothing when no target has a figure)."""
+    rows = judged(figures)
+    if not rows:
+        return []
+    lines = [
+        "## The throughput issue's targets in this run",
+        "",
+        "As written, and converted by the issue's own rate (its 12,000 events/s = 0.75 × its faust "
+        "ceiling of 16,000/s, so a bound B becomes B / 16,000 × this run's faust ceiling).",
+        "",
+        "| target | bound | this run | as written | bound × faust ceiling | this run × faust | converted |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    faust = _values(figures).get("faust")
+    for row in rows:
+        sign = "≤" if row["at_most"] else "≥"
+        here = f"{row['value']:,.3f}" if row["value"] < 10 else f"{row['value']:,.0f}"
+        ratio = row["bound_x_faust"]
+        run_ratio = f"{row['value'] / faust:.2f}" if ratio is not None and faust else "—"
+        lines.append(
+            f"| {row['what']} | {sign} {row['bound']:,g} {row['unit']} | {here} | {_yes(row['met'])} | "
+            f"{'—' if ratio is None else f'{sign} {ratio:.3f}'} | {run_ratio} | {_yes(row['met_x_faust'])} |"
+        )
+    return [*lines, ""]
