@@ -166,6 +166,23 @@ def test_targets_without_a_faust_ceiling_are_judged_as_written_only() -> None:
     assert markdown_lines(_figures(aiokafka=1.0)) == []
     table = "\n".join(markdown_lines(_figures(faust=4_000, sink_parquet=7_000)))
     assert (
-        "| Parquet sink with the gate | ≥ 20,000 rows/s | 7,000 | **not met** | ≥ 1.250 | 1.75 | met |"
+        "| Parquet sink with the gate | ≥ 20,000 rows/s | 7,000.0 | **not met** | ≥ 1.250 | 1.75 | met |"
         in table
     )
+
+
+def test_a_latency_that_does_not_hold_a_ratio_just_short_and_a_failed_stage_are_not_met() -> None:
+    from mic_pipeline.bench.targets import judged, markdown_lines
+
+    figures = [
+        {"stage": "latency_500", "value": 2.0, "holds": False},  # p99 under 3 s, but not all landed
+        *_figures(worker_1=10_000, worker_2=15_996),  # 1.5996 x: not 1.6 x, however it is rounded
+        {"stage": "sink_sqlite", "value": None, "failed": "the sink exited with status 1"},
+    ]
+    rows = {row["stage"]: row for row in judged(figures)}
+    assert rows["latency_500"]["met"] is False
+    assert rows["worker_2_x_one"]["met"] is False
+    assert rows["sink_sqlite"]["failed"] and rows["sink_sqlite"]["met"] is False
+    table = "\n".join(markdown_lines(figures))
+    assert "| 2.000 (does not hold) | **not met** |" in table
+    assert "| SQLite sink with the gate | ≥ 20,000 rows/s | FAILED |" in table
