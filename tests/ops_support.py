@@ -153,9 +153,9 @@ def dead_letter(
 
 
 @contextmanager
-def sql_sink(settings: Settings, group: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`mic-pipeline sink sql --no-gate` in `group` on `settings`' topics and warehouse; SIGTERM at the
-    end (SIGKILL after 20 s)."""
+def sql_sink(settings: Settings, group: str, *options: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`mic-pipeline sink sql --no-gate [options]` in `group` on `settings`' topics and warehouse;
+    SIGTERM at the end (SIGKILL after 20 s)."""
     env = dict(os.environ)
     env.update(
         MIC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
@@ -164,6 +164,7 @@ def sql_sink(settings: Settings, group: str) -> Iterator[subprocess.Popen[bytes]
         MIC_DATABASE_URL=settings.database_url,
     )
     command = [sys.executable, "-m", "mic_pipeline.cli", "sink", "sql", "--group-id", group, "--no-gate"]
+    command += options
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield process

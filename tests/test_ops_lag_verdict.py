@@ -78,7 +78,10 @@ def test_a_steady_batching_sink_is_ok_then_stopped_it_degrades_then_fails_within
     group = settings.topic("mic-sink-sql")  # a sink group: commit interval 2 s
     producer = SteadyProducer(settings, RATE)
     try:
-        with sql_sink(settings, group) as sink:
+        # a live sink that batches for its whole commit interval (--live-batch-wait = the 2 s max wait,
+        # as a sink behind does): the in-flight batch this test is about, at every sample (with the
+        # 0.5 s default, a caught-up sink's lag fell to 100-290 records between samples)
+        with sql_sink(settings, group, "--live-batch-wait", "2") as sink:
             producer.start()
             wait_until(
                 lambda: status(capsys, group, "--window-seconds=0")[1]["groups"] != [], 60, "first commit"
