@@ -9,7 +9,10 @@ step", Quix Streams' `Checkpoint.commit`):
 2. every state key changed since the last checkpoint is written to its changelog partition (one
    record per key, the last value; a tombstone for a deleted key; the owner's epoch in a header,
    `streams.store`) and acknowledged;
-3. only then are the input offsets of the decided records committed, through the commit function
+3. decisions held until their state is durable (`streams.outbox`: those that depended on a parked
+   record's waiting time) are handed to the outputs by the function the worker passes in
+   (`on_durable`) and acknowledged;
+4. only then are the input offsets of the decided records committed, through the commit function
    the worker passes in.
 
 Why outputs before state: a record re-decided from the state alone (a parked record, re-checked on
@@ -87,8 +90,13 @@ class Checkpoint:
     def due(self) -> bool:
         return self.clock() - self.last_commit >= self.interval_s
 
-    async def commit(self, stores: Iterable[PartitionStore]) -> CheckpointResult:
-        """Steps 1-3 of the module doc; raises `DeliveryError` (nothing committed) on a failed send."""
+    async def commit(
+        self, stores: Iterable[PartitionStore], on_durable: Callable[[], int] | None = None
+    ) -> CheckpointResult:
+        """Steps 1-4 of the module doc; raises `DeliveryError` (nothing committed) on a failed send.
+
+        `on_durable` appends the outputs of held decisions and returns how many decisions it took;
+        their deletion from the state is written by the next checkpoint, after those outputs."""
         offsets = self.uncommitted
         outputs = self.outputs.unsubmitted
         await self.outputs.flush()
@@ -99,6 +107,8 @@ class Checkpoint:
                 self.outputs.append(self.changelog_topic, store.partition, key, value, headers)
                 changelog += 1
         await self.outputs.flush()
+        if on_durable is not None and on_durable():
+            await self.outputs.flush()
         committed = await self.commit_offsets(offsets) if offsets else True
         if committed:
             self._committed.update(offsets)

@@ -22,7 +22,9 @@ partition `p` and reach it in processing order):
   the original waited for its member (a `member.joined` never waits: it is what the others wait
   for);
 - `r:<origin>`, `c:<partition>`: the waiting records themselves and the partition's waiting clock
-  (`streams.parking`); `parked` lists them for a re-check, `release` forgets the decided ones.
+  (`streams.parking`); `parked` lists them for a re-check, `settle` forgets the decided ones;
+- `x:<origin>`: a decision held until the state is durable because it depended on the waiting
+  clock (`streams.outbox`).
 
 Replays after a crash: a record whose marker has the same `origin` is not a duplicate but a replay
 (or a parked record re-checked after a crash): its decision is repeated -- the enriched record or dead
@@ -40,7 +42,6 @@ interval, and a duplicate arrives within the retention window of the markers.
 from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -52,8 +53,9 @@ from schemas.topics import Family
 from streams.aggregates import DUPLICATE_DELTA, delta_for_dead_letter
 from streams.dedupe import DedupeRetention
 from streams.enrich import Profile, encode_record, enriched_record, related_company
-from streams.parking import Parked, ParkingLot
-from streams.records import Position, SourceRecord, readable_identity
+from streams.outbox import Outbox
+from streams.parking import PARKED_PREFIX, Parked, ParkingLot
+from streams.records import Outcome, Position, SourceRecord, readable_identity
 from streams.rules import Violation, apply_event, entity_key, is_active_member
 from streams.tallies import PartitionTallies
 
@@ -82,17 +84,6 @@ class MemberDirectory(Protocol):
         ...
 
 
-@dataclass
-class Outcome:
-    """What to send for one record, and whether it must wait for its member."""
-
-    enriched: list[tuple[Family, str, bytes]] = field(default_factory=list)
-    dead_letters: list[tuple[bytes | None, bytes, str]] = field(default_factory=list)
-    members: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    wait: bool = False
-    duplicate: bool = False
-
-
 def _day_ordinal(event: Event) -> int:
     return event.occurred_at.astimezone(UTC).date().toordinal()
 
@@ -119,6 +110,7 @@ class EventProcessor:
         self.clock = clock
         self.tallies = PartitionTallies(state, aggregates, dedupe_days=dedupe_days, clock=clock)
         self.parking = ParkingLot(state, max_step_s=max_wait_step_s)
+        self.outbox = Outbox(state)
         self._utc_event: Event | None = None
         self._utc_value: datetime | None = None
 
@@ -392,13 +384,16 @@ class EventProcessor:
         `tick` advances the partition's waiting clock (`parked`); without it (`waiting`) only records
         whose members arrived are decided. A record is skipped without decoding it while a company
         it waits for is still unknown, or while an earlier record of its entity is still parked --
-        unless it has waited `member_wait_s`. Release the decided ones (outcome without `wait`) with
-        `release` once their outputs are acknowledged.
+        unless it has waited `member_wait_s`, and skipped altogether while its decision is held
+        (`streams.outbox`: a crash kept the held decision but not yet its release). Hand the result
+        to `settle`.
         """
         parked = self.parked(partition) if tick else self.waiting(partition)
         blocked: set[str] = set()
         decided: list[tuple[Parked, Outcome]] = []
         for item in parked:
+            if self.outbox.holds(item.record.origin):
+                continue
             entity = item.entity
             if item.waited_s < self.member_wait_s and entity is not None:
                 if entity in blocked:
@@ -419,11 +414,53 @@ class EventProcessor:
         """Forget parked records that were decided (their outputs are acknowledged)."""
         self.parking.release(partition, keys)
 
+    def settle(self, partition: int, decided: list[tuple[Parked, Outcome]]) -> list[tuple[Parked, Outcome]]:
+        """Release the records a `recheck` decided and return those whose outputs go out now.
+
+        A decision made after the record waited `member_wait_s` depends on the waiting clock, which
+        a crash rolls back: when it has outputs, it is held in the outbox instead (`streams.outbox`),
+        and they are sent by `take_held` once a checkpoint made the state durable. The others are
+        released at once: the checkpoint writes the release only after their outputs are
+        acknowledged."""
+        send: list[tuple[Parked, Outcome]] = []
+        released: list[str] = []
+        for item, outcome in decided:
+            if outcome.wait:
+                continue
+            released.append(item.key)
+            sends = bool(outcome.enriched or outcome.dead_letters or outcome.members)
+            if sends and item.waited_s >= self.member_wait_s:
+                event_id, _ = readable_identity(item.record.value)
+                marker = f"e:{event_id}" if event_id is not None else None
+                self.outbox.hold(item.record.origin, outcome, entity=item.entity, marker=marker)
+            else:
+                send.append((item, outcome))
+        self.parking.release(partition, released)
+        return send
+
+    def take_held(self) -> list[tuple[str, Outcome]]:
+        """The held decisions as `(origin, outcome)`, taken out of the outbox: call right after a
+        checkpoint made the state durable, and hand their outputs over before the next one. Redoes
+        what a crash may have kept of the entry but not of the rest of its decision: the record's
+        release from parking, its place in its entity's wait queue, its marker."""
+        held: list[tuple[str, Outcome]] = []
+        for origin, entity, marked, outcome in self.outbox.take():
+            partition = int(origin.rsplit("/", 2)[1])
+            self.parking.release(partition, [f"{PARKED_PREFIX}{origin}"])
+            if entity is not None:
+                self._dequeue_origin(f"w:{entity}", origin)
+            if marked is not None and marked[0] not in self.state:
+                self.state[marked[0]] = marked[1]
+            held.append((origin, outcome))
+        return held
+
     def _dequeue(self, event: Event, record: SourceRecord, entity: str | None = None) -> None:
-        queue_key = f"w:{entity if entity is not None else entity_key(event)}"
+        self._dequeue_origin(f"w:{entity if entity is not None else entity_key(event)}", record.origin)
+
+    def _dequeue_origin(self, queue_key: str, origin: str) -> None:
         queue = self.state.get(queue_key)
-        if queue and record.origin in queue:
-            rest = [origin for origin in queue if origin != record.origin]
+        if queue and origin in queue:
+            rest = [o for o in queue if o != origin]
             if rest:
                 self.state[queue_key] = rest
             else:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+
+from schemas.topics import Family
 
 RECHECK = "recheck"
 """`Position.topic` of a parked record re-decided on a tick of the recheck topic (`streams.parking`)."""
@@ -40,6 +42,17 @@ class Position:
     @property
     def text(self) -> str:
         return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass
+class Outcome:
+    """What to send for one record (`streams.processor`), and whether it must wait for its member."""
+
+    enriched: list[tuple[Family, str, bytes]] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, bytes, str]] = field(default_factory=list)
+    members: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    wait: bool = False
+    duplicate: bool = False
 
 
 REPLAY_HEADER = "mic-replayed-from"

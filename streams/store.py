@@ -63,6 +63,13 @@ def key_kind(key: str) -> str:
     return key
 
 
+def _written_order(key: str) -> tuple[bool, str]:
+    """Changelog order within a checkpoint: held decisions (`x:`, `streams.outbox`) first -- a
+    changelog partition keeps a prefix of what it was handed, so whatever else of their decision a
+    crash kept, their entry is kept too -- then by key."""
+    return (not key.startswith("x:"), key)
+
+
 class PartitionStore(dict[str, Any]):
     """The state of one partition: a dict that remembers its changes since the last checkpoint.
 
@@ -139,7 +146,7 @@ class PartitionStore(dict[str, Any]):
         `(key, None)` for a deleted key. The store then counts them as written."""
         records = [
             (key.encode(), _encode(dict.__getitem__(self, key)) if dict.__contains__(self, key) else None)
-            for key in sorted(self._changed)
+            for key in sorted(self._changed, key=_written_order)
         ]
         self._changed = set()
         self._fresh = set()

@@ -42,8 +42,8 @@ from streams.merge import InputMerge
 from streams.ordering import Admission, OffsetOrder
 from streams.outputs import DeliveryError, OutputWriter
 from streams.partitions import PartitionRuntime, Partitions
-from streams.processor import EventProcessor, Outcome
-from streams.records import RECHECK, Position, SourceRecord, is_replayed
+from streams.processor import EventProcessor
+from streams.records import RECHECK, Outcome, Position, SourceRecord, is_replayed
 from streams.recovery import claim
 from streams.replica import MemberReplica, PartialsReplica
 from streams.settings import StreamSettings
@@ -253,7 +253,8 @@ class StreamWorker:
                 message.value if message.value is not None else b"",
                 bool(headers) and is_replayed(headers),
             )
-            self._stage(self._decide(processor, record, Position(topic, partition, offset), None), record)
+            outcome = self._decide(processor, record, Position(topic, partition, offset), None)
+            self._stage(outcome, partition, topic)
             checkpoint.decided(tp, offset + 1)
             counts[topic] += 1
         for topic, n in counts.items():
@@ -288,11 +289,11 @@ class StreamWorker:
             log.exception("failed to decide %s", record.origin)
             return processor.failed(record, position, exc)
 
-    def _stage(self, outcome: Outcome, record: SourceRecord) -> None:
-        """Append what `outcome` lists to the outputs (partition = the record's partition number)."""
+    def _stage(self, outcome: Outcome, p: int, topic: str) -> None:
+        """Append what `outcome` lists to the outputs (partition = `p`, the record's partition number;
+        `topic`: the record's logical topic)."""
         outputs = self.outputs
         assert outputs is not None
-        p = record.partition
         widths = self._widths
         for family, key, value in outcome.enriched:
             topic = self.enriched[family]
@@ -304,27 +305,36 @@ class StreamWorker:
         for company_id, member in outcome.members:
             outputs.append(members, p % widths[members], company_id.encode(), _encode(member))
         if outcome.duplicate:
-            source = family_of_topic(record.topic)
-            metrics.DUPLICATES.labels(family=source.value if source else record.topic).inc()
+            source = family_of_topic(topic)
+            metrics.DUPLICATES.labels(family=source.value if source else topic).inc()
 
     # --- parked records, checkpoints, health --------------------------------------------------------
 
     def _recheck(self, runtime: PartitionRuntime, *, tick: bool) -> None:
         """Re-decide the partition's parked records that may be decided now (rule 1); `tick`
-        advances their waiting time. Released at once: the checkpoint writes the release only after
-        their outputs are acknowledged."""
+        advances their waiting time. Released at once (`EventProcessor.settle`): the checkpoint
+        writes the release only after their outputs are acknowledged; a decision that depended on
+        the waiting time is held until the checkpoint made it durable (`_send_held`)."""
         processor = runtime.processor
         p = runtime.store.partition
         if not processor.parking.has_parked(p):
             return
         self._recheck_seq += 1
-        decided: list[str] = []
-        for item, outcome in processor.recheck(p, Position(RECHECK, p, self._recheck_seq), tick=tick):
-            if not outcome.wait:
-                self._stage(outcome, item.record)
-                decided.append(item.key)
-        processor.release(p, decided)
+        decided = processor.recheck(p, Position(RECHECK, p, self._recheck_seq), tick=tick)
+        for item, outcome in processor.settle(p, decided):
+            self._stage(outcome, p, item.record.topic)
         metrics.PARKED.labels(partition=str(p)).set(processor.parking.count(p))
+
+    def _send_held(self) -> int:
+        """Hand the outputs of held decisions (`streams.outbox`) to the writer: the checkpoint calls
+        this once the state holding them is durable."""
+        sent = 0
+        for runtime in self.partitions:
+            for origin, outcome in runtime.processor.take_held():
+                topic, partition, _ = origin.rsplit("/", 2)
+                self._stage(outcome, int(partition), topic)
+                sent += 1
+        return sent
 
     async def _after_batches(self) -> None:
         assert self.outputs is not None and self.checkpoint is not None
@@ -343,7 +353,7 @@ class StreamWorker:
         stores = [runtime.store for runtime in self.partitions]
         kinds = Counter(key_kind(key) for store in stores for key in store.changed_keys())
         try:
-            result = await self.checkpoint.commit(stores)
+            result = await self.checkpoint.commit(stores, on_durable=self._send_held)
         except DeliveryError as exc:
             log.critical("checkpoint failed, stopping the worker: %s", exc)
             self.health.problem("delivery", f"outputs not acknowledged: {exc}", sticky=True)

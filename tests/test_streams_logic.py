@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -28,8 +29,8 @@ from schemas.topics import Family
 from schemas.warehouse import column_names
 from streams.dedupe import DedupeRetention
 from streams.offline import offline_aggregates
-from streams.processor import EventProcessor, Outcome
-from streams.records import RECHECK, Position, SourceRecord
+from streams.processor import EventProcessor
+from streams.records import RECHECK, Outcome, Position, SourceRecord
 from streams.replica import MemberReplica
 
 NOW = datetime(2020, 9, 25, 12, 0, tzinfo=UTC)
@@ -80,20 +81,38 @@ class Harness:
         self.duplicates += outcome.duplicate
         return outcome
 
-    def recheck(self, *, after_s: float = 1.0, acknowledged: bool = True) -> list[Outcome]:
-        """One tick `after_s` later, as the recheck agent runs it: re-decide partition 0's parked records
-        and release the decided ones (unless their outputs were not `acknowledged`, as in a crash)."""
+    def recheck(self, *, after_s: float = 1.0, checkpointed: bool = True) -> list[Outcome]:
+        """One tick `after_s` later and a checkpoint, as the worker runs them: re-decide partition 0's
+        parked records, release the decided ones and send their outputs -- those held until the state
+        is durable (`streams.outbox`) once the checkpoint made it so. Not `checkpointed`: the worker
+        crashed before the checkpoint -- what went out at once is out, the state is as before the
+        tick. Returns the outcomes sent."""
         self.now += timedelta(seconds=after_s)
         position = Position(RECHECK, 0, self.ticks)
         self.ticks += 1
-        outcomes, decided = [], []
-        for parked, outcome in self.processor.recheck(0, position, tick=True):
-            outcomes.append(self._collect(outcome))
-            if not outcome.wait:
-                decided.append(parked.key)
-        if acknowledged:
-            self.processor.release(0, decided)
-        return outcomes
+        before = copy.deepcopy((self.state, self.aggregates))
+        decided = self.processor.recheck(0, position, tick=True)
+        sent = [outcome for _, outcome in self.processor.settle(0, decided)]
+        if checkpointed:
+            sent += [outcome for _, outcome in self.processor.take_held()]
+        else:
+            self.restore(*before)
+        return [self._collect(outcome) for outcome in sent]
+
+    def restore(self, state: dict[str, Any], aggregates: dict[str, Any]) -> None:
+        """A restart on `state` and `aggregates` as the changelog kept them: a fresh processor."""
+        self.state.clear()
+        self.state.update(state)
+        self.aggregates.clear()
+        self.aggregates.update(aggregates)
+        self.processor = EventProcessor(
+            self.state,
+            self.aggregates,
+            self.members,
+            member_wait_s=self.processor.member_wait_s,
+            dedupe_days=7,
+            clock=lambda: self.now,
+        )
 
     def parked_keys(self) -> list[str]:
         return [key for key in self.state if key[:2] in ("r:", "w:")]
@@ -242,7 +261,7 @@ def test_time_without_ticks_does_not_count_against_the_wait() -> None:
     assert h.recheck(after_s=2.0)[0].dead_letters and h.reasons == ["unknown_company"]
 
 
-def test_parked_record_whose_outputs_were_not_acknowledged_is_decided_again_and_counted_once() -> None:
+def test_an_expiry_lost_in_a_crash_before_the_checkpoint_sent_nothing_and_is_decided_again_once() -> None:
     h = Harness(wait_s=4)
     placed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")[0]
     orphan = event(STRANGER, MemberUpdated(size="large"))
@@ -252,15 +271,67 @@ def test_parked_record_whose_outputs_were_not_acknowledged_is_decided_again_and_
     h.recheck(after_s=2.0)  # placed decided; orphan waited 2 s
     h.feed(wire(orphan), "mic.membership", offset=0)  # the input record replayed: still parked once
     assert len(h.processor.parked(0)) == 1
-    h.recheck(after_s=2.0, acknowledged=False)  # orphan dead-lettered, then the worker crashed
-    del h.aggregates[f"q:mic.membership/0/{h.offsets['mic.membership'] - 1}"]  # ...losing the last write
-    h.processor.forget_partition(0)  # a restart rebuilds the in-memory sums from the recovered tables
-    again = h.recheck(after_s=2.0)  # still parked: the decision is repeated
+    assert h.recheck(after_s=2.0, checkpointed=False) == []  # expired, held, then the worker crashed
+    assert h.reasons == [] and len(h.processor.waiting(0)) == 1  # nothing went out; parked again
+    again = h.recheck(after_s=2.0)  # 4 s again: expires, and goes out after the checkpoint
     assert [reason for _, _, reason in again[0].dead_letters] == ["unknown_company"]
-    assert h.reasons == ["unknown_company", "unknown_company"] and h.parked_keys() == []
+    assert h.reasons == ["unknown_company"] and h.parked_keys() == [] and len(h.processor.outbox) == 0
     live = h.live()
     assert live["quality"]["dead_letters"] == {"unknown_company": 1}
     assert live["orders"]["per_day"]["2020-09-24"]["metal_processing"]["placed"] == 1
+
+
+def test_an_expiry_is_held_until_the_checkpoint_and_sent_again_after_a_crash_that_kept_it() -> None:
+    h = Harness(wait_s=4)
+    orphan = event(STRANGER, MemberUpdated(size="large"))
+    h.feed(wire(orphan), "mic.membership")
+    h.now += timedelta(seconds=2)
+    h.processor.recheck(0, Position(RECHECK, 0, 0), tick=True)  # waited 2 s: still waits
+    h.now += timedelta(seconds=2)
+    decided = h.processor.recheck(0, Position(RECHECK, 0, 1), tick=True)
+    assert [o.dead_letters[0][2] for _, o in decided] == ["unknown_company"]
+    assert h.processor.settle(0, decided) == []  # decided by its waiting time: held, not sent
+    assert h.parked_keys() == [] and len(h.processor.outbox) == 1
+    durable = copy.deepcopy((h.state, h.aggregates))  # the checkpoint wrote the state
+    [(origin, outcome)] = h.processor.take_held()  # ...then the worker sends the held outputs
+    assert origin == "mic.membership/0/0" and outcome.dead_letters == decided[0][1].dead_letters
+    assert not any(key.startswith("x:") for key in h.state)  # the deletion goes with the next checkpoint
+    h.restore(*durable)  # kill -9 before that: the entry is back
+    h.feed_events(joined(STRANGER))  # its member joins meanwhile
+    [resent] = h.recheck(after_s=2.0)  # not parked any more: only the restored entry goes out again
+    assert resent.dead_letters == outcome.dead_letters and h.processor.take_held() == []
+    assert h.reasons == ["unknown_company"] and [r["event_type"] for r in h.rows] == ["member.joined"]
+
+
+def test_a_held_decision_kept_without_the_rest_of_its_checkpoint_is_completed_when_taken() -> None:
+    """A crash in the middle of a checkpoint keeps a prefix of its changelog records: the held entry
+    (written first) without the release, the wait queue or the marker (`streams.outbox`)."""
+    h = Harness(wait_s=4)
+    placed, accepted, _ = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")
+    h.feed_events(joined(MAKER_MOSCOW))
+    h.feed(wire(placed))  # waits for the customer; the acceptance waits behind it
+    h.feed(wire(accepted))
+    before = copy.deepcopy((h.state, h.aggregates))
+    for _ in range(2):
+        h.now += timedelta(seconds=2)
+        h.processor.settle(0, h.processor.recheck(0, Position(RECHECK, 0, h.ticks), tick=True))
+        h.ticks += 1
+    entries = {k: v for k, v in h.state.items() if k.startswith("x:")}
+    assert len(entries) == 2  # both expired: the first unknown_company, the second on its own
+    kept_state, kept_aggregates = before
+    kept_state.update(entries)  # only the held entries reached the changelog
+    h.restore(kept_state, kept_aggregates)
+    h.feed_events(joined(CUSTOMER))  # the customer joins: the parked records must not be accepted now
+    sent = h.recheck(after_s=0.5)  # skipped while held; the checkpoint's take sends the held ones
+    held_reasons = [reason for entry in entries.values() for _, _, reason in entry[3]]
+    assert held_reasons[0] == "unknown_company" and len(held_reasons) == 2
+    assert [reason for o in sent for _, _, reason in o.dead_letters] == held_reasons == h.reasons
+    assert [o.enriched for o in sent] == [[], []]
+    assert h.parked_keys() == [] and not any(k.startswith("x:") for k in h.state)
+    for entry in entries.values():
+        marker_key, marker = entry[1]
+        assert h.state[marker_key] == marker
+    assert h.rows == [r for r in h.rows if r["event_type"].startswith("member.")]
 
 
 def test_parked_records_survive_a_rebalance_and_keep_their_order() -> None:

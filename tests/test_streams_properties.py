@@ -22,7 +22,6 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -47,8 +46,9 @@ from schemas.events import (
 )
 from streams.aggregates import render
 from streams.offline import offline_aggregates
-from streams.processor import EventProcessor, Outcome
-from streams.records import RECHECK, Position, SourceRecord
+from streams.outbox import decode_outcome
+from streams.processor import EventProcessor
+from streams.records import RECHECK, Outcome, Position, SourceRecord
 from streams.replica import MemberReplica
 
 COMPANIES = [CUSTOMER, MAKER_MOSCOW, MAKER_REGION, STRANGER]
@@ -126,9 +126,6 @@ class StreamMachine(RuleBasedStateMachine):
         self.dead_letters: dict[str, str] = {}
         self.duplicates: set[str] = set()
         self.pending: set[str] = set()
-        self.expired_since_checkpoint = False
-        """A parked record expired since the last checkpoint: `crash` is not a step then (the known
-        defect of `test_a_record_expired_then_rolled_back_is_decided_the_same_way_after_its_member_joins`)."""
         """Origins decided after the last checkpoint, then parked again by a crash: their outputs
         went out, and the state counts them once they are decided again (a tick, or their member).
         A record decided while still parked (a replay before the tick that releases it) and
@@ -152,11 +149,11 @@ class StreamMachine(RuleBasedStateMachine):
 
     def _decide(self, record: SourceRecord, position: Position, waited: float | None) -> Outcome:
         outcome = self.processor.process(record, position, waited_s=waited)
-        self._collect(record, outcome)
+        self._collect(record.origin, outcome)
         return outcome
 
-    def _collect(self, record: SourceRecord, outcome: Outcome) -> None:
-        origin = record.origin
+    def _collect(self, origin: str, outcome: Outcome) -> None:
+        """`outcome`'s outputs went out (at least once)."""
         if outcome.wait:
             decision = "wait"
         elif outcome.duplicate:
@@ -165,8 +162,6 @@ class StreamMachine(RuleBasedStateMachine):
         elif outcome.dead_letters:
             ((_, value, reason),) = outcome.dead_letters
             decision = f"dl:{reason}"
-            if reason == "unknown_company":
-                self.expired_since_checkpoint = True
             assert self.dead_letters.setdefault(origin, reason) == reason, f"{origin} changed its dead letter"
             event_id = parse_dead_letter(value).event_id
             if event_id is not None:
@@ -234,46 +229,74 @@ class StreamMachine(RuleBasedStateMachine):
     def tick(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
         self.ticks += 1
-        decided = []
-        for parked, outcome in self.processor.recheck(0, Position(RECHECK, 0, self.ticks), tick=True):
-            self._collect(parked.record, outcome)
-            if not outcome.wait:
-                decided.append(parked.key)
-        self.processor.release(0, decided)
+        decided = self.processor.recheck(0, Position(RECHECK, 0, self.ticks), tick=True)
+        for parked, outcome in decided:
+            if outcome.wait:
+                self._collect(parked.record.origin, outcome)
+        for parked, outcome in self.processor.settle(0, decided):  # sent now; the rest is held
+            self._collect(parked.record.origin, outcome)
 
     @rule()
     def take_checkpoint(self) -> None:
+        """The state is durable; then the held decisions go out (`streams.outbox`)."""
         decided = frozenset(o for o, d in self.decisions.items() if d != "wait" and o not in self.pending)
         self.checkpoint = (copy.deepcopy(self.state), len(self.inputs), decided)
-        self.expired_since_checkpoint = False
+        for origin, outcome in self.processor.take_held():
+            self._collect(origin, outcome)
 
-    @precondition(lambda self: not self.expired_since_checkpoint)
     @rule()
     def crash(self) -> None:
-        """kill -9: state back to the last checkpoint, inputs since then decided again in order."""
+        """kill -9: state back to the last checkpoint, inputs since then decided again in order -- as
+        one batch, after which the worker re-decides the parked records whose member may have
+        arrived when the batch held membership records (`StreamWorker._recheck`, no tick)."""
         saved, position, decided = self.checkpoint
         self.state.clear()
         self.state.update(copy.deepcopy(saved))
         self.processor = self._processor()
-        for record in self.inputs[position:]:
+        again = self.inputs[position:]
+        for record in again:
             self._decide(record, Position(record.topic, 0, record.offset), None)
+        if any(record.topic == "mic.membership" for record in again):
+            self.ticks += 1
+            rechecked = self.processor.recheck(0, Position(RECHECK, 0, self.ticks), tick=False)
+            for parked, outcome in rechecked:
+                if outcome.wait:
+                    self._collect(parked.record.origin, outcome)
+            for parked, outcome in self.processor.settle(0, rechecked):
+                self._collect(parked.record.origin, outcome)
         parked = {item.record.origin for item in self.processor.waiting(0)}
         self.pending |= {o for o in parked if self.decisions.get(o, "wait") != "wait" and o not in decided}
 
     # --- invariants ----------------------------------------------------------------------------------
 
+    def _held(self) -> list[tuple[str, Outcome]]:
+        """The decisions the state holds in its outbox: promised outputs, sent after a checkpoint."""
+        return [
+            (key[2:], decode_outcome(entry[2:])) for key, entry in self.state.items() if key.startswith("x:")
+        ]
+
     @invariant()
     def live_aggregates_equal_the_offline_recomputation(self) -> None:
+        """Over the outputs sent and those the state holds (it counted them)."""
         live = render([self.processor.tallies.partial(0)], self.members.active_profiles())
         pending = self.pending
         rows = [row for row, origin in zip(self.rows, self.row_origins, strict=True) if origin not in pending]
-        letters = [reason for origin, reason in self.dead_letters.items() if origin not in pending]
-        offline = offline_aggregates(rows, letters, len(self.duplicates - pending))
+        letters = {origin: reason for origin, reason in self.dead_letters.items() if origin not in pending}
+        for origin, outcome in self._held():
+            rows += [json.loads(value) for _, _, value in outcome.enriched]
+            letters.update((origin, reason) for _, _, reason in outcome.dead_letters)
+        offline = offline_aggregates(rows, list(letters.values()), len(self.duplicates - pending))
         assert live == offline
 
     @invariant()
     def no_event_is_both_accepted_and_dead_lettered(self) -> None:
-        assert not self.dead_lettered & set(self.accepted_by)
+        """Over the outputs sent and those the state holds."""
+        accepted = set(self.accepted_by)
+        dead_lettered = set(self.dead_lettered)
+        for _, outcome in self._held():
+            accepted |= {json.loads(value)["event_id"] for _, _, value in outcome.enriched}
+            dead_lettered |= {parse_dead_letter(value).event_id for _, value, _ in outcome.dead_letters}
+        assert not dead_lettered & accepted
 
 
 TestStreamMachine = StreamMachine.TestCase
@@ -319,11 +342,11 @@ def _replay(machine: StreamMachine, record: SourceRecord) -> None:
 def test_a_parked_record_decided_after_the_checkpoint_is_pending_after_a_crash_until_decided_again() -> None:
     m = StreamMachine()
     order = _place_order(m)  # parks: the customer has not joined
+    _join(m)  # (the worker would re-decide it now; a re-read of the record comes first here)
     m.take_checkpoint()
-    _join(m)
     _replay(m, order)  # decided (accepted) while still parked
     _checked(m)
-    m.crash()  # the state forgets the decision; the row went out
+    m.crash()  # the state forgets the decision; the row went out; no membership record is re-read
     assert m.pending == {order.origin}
     _checked(m)
     m.tick(0.5)  # decided again, the same way, and counted once
@@ -346,19 +369,33 @@ def test_a_parked_record_decided_before_the_checkpoint_is_not_pending_after_a_cr
     _checked(m)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: an expiry decision (unknown_company) whose outputs went out before a crash "
-    "and whose state did not is decided again after the rollback; if the member joined meanwhile, "
-    "the event is accepted after its dead letter (see streams/README.md, known limits)",
-)
-def test_a_record_expired_then_rolled_back_is_decided_the_same_way_after_its_member_joins() -> None:
+def test_an_expiry_rolled_back_by_a_crash_sent_nothing_and_its_member_may_still_join() -> None:
     m = StreamMachine()
     order = _place_order(m)
     m.take_checkpoint()
-    for _ in range(3):  # past WAIT_S: dead letter unknown_company, outputs sent, record released
+    for _ in range(3):  # past WAIT_S: unknown_company, held until the state is durable
         m.tick(5.0)
-    assert m.decisions[order.origin] == "dl:unknown_company"
+    assert order.origin not in m.dead_letters and [o for o, _ in m._held()] == [order.origin]
+    _checked(m)
     _join(m)
-    m.crash()  # state back to "parked, waited 0 s"; the dead letter is out
-    m.tick(5.0)  # the rule's assertion: the same origin must not be decided another way
+    m.crash()  # the state is back to "parked, waited 0 s": nothing of the expiry went out
+    assert m._held() == []
+    m.tick(5.0)  # its member is there: accepted, the only decision anybody saw
+    assert m.decisions[order.origin].startswith("ok:") and order.origin not in m.dead_letters
+    _checked(m)
+
+
+def test_an_expiry_made_durable_is_sent_and_stays_decided_after_a_crash_and_its_member_joining() -> None:
+    m = StreamMachine()
+    order = _place_order(m)
+    for _ in range(3):
+        m.tick(5.0)
+    m.take_checkpoint()  # durable, then sent
+    assert m.decisions[order.origin] == "dl:unknown_company" and m._held() == []
+    _join(m)
+    m.crash()  # back to the checkpoint: the held entry is restored, the record is not parked
+    assert [o for o, _ in m._held()] == [order.origin]
+    m.tick(5.0)
+    m.take_checkpoint()  # sent again (at least once), the same dead letter
+    assert m.decisions[order.origin] == "dl:unknown_company" and m._held() == []
+    _checked(m)

@@ -38,6 +38,16 @@ def test_only_the_last_value_of_a_changed_key_is_written_and_fresh_deletions_cos
     assert store.take_changes() == [(b"e:a", None)]
 
 
+def test_held_decisions_are_written_first_so_any_kept_prefix_of_a_checkpoint_holds_them() -> None:
+    store = PartitionStore(0, {"r:mic.orders/0/4": ["parked"]})
+    store["e:a"] = [1, "mic.orders/0/4", "recheck/0/9", "unknown_company"]
+    store.pop("r:mic.orders/0/4")
+    store["x:mic.orders/0/4"] = ["held"]
+    store["c:0"] = [6.0, 1.0]
+    written = [key for key, _ in store.take_changes()]
+    assert written == [b"x:mic.orders/0/4", b"c:0", b"e:a", b"r:mic.orders/0/4"]
+
+
 def test_a_store_rebuilt_from_its_changelog_equals_the_original() -> None:
     original = PartitionStore(0)
     replayed = PartitionStore(0)
@@ -185,6 +195,50 @@ def test_a_checkpoint_acknowledges_outputs_then_state_then_commits() -> None:
         producer.events.clear()
         again = await checkpoint.commit([store])  # nothing new: no records, no commit call
         assert again.offsets == {} and producer.events == []
+
+    asyncio.run(scenario())
+
+
+def test_held_decisions_go_out_after_the_state_that_holds_them_and_before_the_offsets() -> None:
+    async def scenario() -> None:
+        producer = FakeProducer(batch_limit=10)
+        writer = OutputWriter(producer)
+
+        async def commit(offsets: Mapping[Any, int]) -> bool:
+            producer.events.append("commit")
+            return True
+
+        checkpoint = Checkpoint(writer, "changelog", commit)
+        store = PartitionStore(2)
+        store["x:mic.orders/2/5"] = ["held"]
+        writer.append("enriched", 2, b"k", b"row")
+        checkpoint.decided(("mic.orders", 2), 6)
+
+        def send_held() -> int:
+            producer.events.append(f"held: {sorted(store)}")
+            writer.append("deadletter", 2, b"k", b"letter")
+            store.pop("x:mic.orders/2/5")  # its tombstone goes with the next checkpoint
+            return 1
+
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        broker = asyncio.ensure_future(_acknowledging(producer, done))
+        await checkpoint.commit([store], on_durable=send_held)
+        assert producer.events == [
+            "handed enriched",
+            "acked enriched",
+            "handed changelog",
+            "acked changelog",
+            "held: ['x:mic.orders/2/5']",
+            "handed deadletter",
+            "acked deadletter",
+            "commit",
+        ]
+        producer.events.clear()
+        await checkpoint.commit([store], on_durable=lambda: 0)
+        done.set_result(None)
+        await broker
+        assert producer.events == ["handed changelog", "acked changelog"]
+        assert producer.handed[-1] == ("changelog", 2, [(b"x:mic.orders/2/5", None)])
 
     asyncio.run(scenario())
 
