@@ -6,11 +6,13 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from streams_fixtures import STRANGER, joined, order_story, wire
 from streams_kafka import (
     Outputs,
     Workers,
@@ -249,3 +251,47 @@ def test_graceful_handovers_mid_backlog_lose_and_reorder_nothing(workers: Worker
         current = successor
     outputs = _converged([current], expected, settings, timeout_s=180)
     expected.check(outputs)
+
+
+def _trace(worker: Any, event_id: str) -> list[dict[str, Any]]:
+    """The worker's `/trace` of `event_id` (its marker or parked record)."""
+    url = f"http://127.0.0.1:{worker.port}/trace?event_id={event_id}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        found: list[dict[str, Any]] = json.loads(response.read())["found"]
+        return found
+
+
+@pytest.mark.faults  # kill -9: runs in the fault stage
+def test_an_expiry_cut_short_by_kill_9_is_decided_once_when_its_member_joins_meanwhile(
+    workers: Workers,
+) -> None:
+    """An order of a company that has not joined expires (`unknown_company`, after 3 s here); the
+    worker is killed before its next checkpoint (60 s away); the company joins; a new worker decides
+    the order again from the committed state. Before the outbox (`streams.outbox`) the dead letter
+    went out at the expiry and the restarted worker accepted the order too: both outputs."""
+    settings = workers.settings
+    workers.env.update({"MIC_STREAMS_MEMBER_WAIT_S": "3", "MIC_STREAMS_COMMIT_S": "60"})
+    placed = order_story(STRANGER, STRANGER, "O-EXPIRY")[0]
+    first = workers.start()
+    produce(settings, [(placed.family.topic, STRANGER.encode(), wire(placed))])
+
+    def expired() -> bool:
+        return [found["decision"] for found in _trace(first, placed.event_id)] == ["unknown_company"]
+
+    wait_until(expired, 60, "the order did not expire")
+    first.kill()  # before the checkpoint that makes the expiry durable
+    member = joined(STRANGER)
+    produce(settings, [(member.family.topic, STRANGER.encode(), wire(member))])
+    restarted = workers.start()
+
+    def decided_again() -> bool:
+        decisions = [found["decision"] for found in _trace(restarted, placed.event_id)]
+        return decisions in (["ok"], ["unknown_company"])
+
+    wait_until(decided_again, 60, "the order was not decided again")
+    restarted.stop()  # graceful: its last checkpoint sends whatever it held
+    outputs = read_outputs(settings)
+    rows = [row["event_type"] for row in outputs.rows]
+    letters = [reason for event_id, reason in outputs.dead_letters.values() if event_id == placed.event_id]
+    assert (rows.count("order.placed"), letters) in ((1, []), (0, ["unknown_company"])), (rows, letters)
+    assert rows.count("member.joined") == 1
