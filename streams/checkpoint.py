@@ -11,7 +11,7 @@ step", Quix Streams' `Checkpoint.commit`):
    `streams.store`) and acknowledged;
 3. decisions held until their state is durable (`streams.outbox`: those that depended on a parked
    record's waiting time) are handed to the outputs by the function the worker passes in
-   (`on_durable`) and acknowledged;
+   (`on_durable`) and acknowledged; then their deletion from the state is written and acknowledged;
 4. only then are the input offsets of the decided records committed, through the commit function
    the worker passes in.
 
@@ -95,11 +95,27 @@ class Checkpoint:
     ) -> CheckpointResult:
         """Steps 1-4 of the module doc; raises `DeliveryError` (nothing committed) on a failed send.
 
-        `on_durable` appends the outputs of held decisions and returns how many decisions it took;
-        their deletion from the state is written by the next checkpoint, after those outputs."""
+        `on_durable` appends the outputs of held decisions, deletes them from the stores and returns
+        how many it took."""
+        stores = list(stores)
         offsets = self.uncommitted
         outputs = self.outputs.unsubmitted
         await self.outputs.flush()
+        changelog = await self._write_state(stores)
+        if on_durable is not None:
+            held = self.outputs.unsubmitted
+            if on_durable():
+                outputs += self.outputs.unsubmitted - held
+                await self.outputs.flush()
+                changelog += await self._write_state(stores)
+        committed = await self.commit_offsets(offsets) if offsets else True
+        if committed:
+            self._committed.update(offsets)
+            self.last_commit = self.clock()
+        return CheckpointResult(outputs, changelog, offsets, committed)
+
+    async def _write_state(self, stores: list[PartitionStore]) -> int:
+        """Write every store's changes to its changelog partition and wait for them (step 2)."""
         changelog = 0
         for store in stores:
             headers = store.headers
@@ -107,10 +123,4 @@ class Checkpoint:
                 self.outputs.append(self.changelog_topic, store.partition, key, value, headers)
                 changelog += 1
         await self.outputs.flush()
-        if on_durable is not None and on_durable():
-            await self.outputs.flush()
-        committed = await self.commit_offsets(offsets) if offsets else True
-        if committed:
-            self._committed.update(offsets)
-            self.last_commit = self.clock()
-        return CheckpointResult(outputs, changelog, offsets, committed)
+        return changelog

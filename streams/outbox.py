@@ -9,36 +9,44 @@ Its waiting time is state as well; after a kill -9 the restored clock says it wa
 its member joined meanwhile it would be decided the other way: a dead letter already out, then a
 row for the same event.
 
-So such a decision is *held* (`EventProcessor.settle`): its outputs go under `x:<origin>` in the
-partition's state together with the rest of the decision (its marker, its release from parking),
-and are handed to the outputs only once a checkpoint has made that state durable
-(`streams.checkpoint`, `on_durable`); the entry is then deleted -- a tombstone the next checkpoint
-writes after those outputs are acknowledged. A crash before the state was durable loses the decision
-with its state and nothing was sent: the record is parked again and decided afresh. A crash after it
-restores the entry, and the first checkpoint after the recovery sends it again (at least once, like
-every repeated output).
+So such a decision is *held* (`EventProcessor.recheck`): its outputs go under `x:<origin>` in the
+partition's state, next to the rest of the decision, and are handed to the outputs only once a
+checkpoint has made that state durable (`streams.checkpoint`, `on_durable`); the same checkpoint then
+writes the entry's deletion. While it is held the record stays first in its entity's wait queue, so
+every later record of the entity -- parked or new -- waits behind it: nothing that depends on the
+held decision goes out before it is durable. A crash before the state was durable loses the decision
+with its state, and nothing of it or of its entity's later records was sent: the record is parked
+again and decided afresh. A crash after it restores the entry, which the next checkpoint sends again
+(at least once, like every repeated output).
 
-A checkpoint's changelog records are written in key order with `x:` first (`streams.store`), and a
-changelog partition keeps a prefix of what was handed to it, so a durable marker or release implies
-a durable entry. The entry also carries the decision's marker and entity: taking it redoes the
-release, the dequeue and the marker if the crash kept the entry but not them, and a re-check skips a
-parked record whose decision is held.
+A checkpoint cut short keeps a prefix of its changelog records (one partition, an idempotent
+producer). They are written with `x:` keys first and markers (`e:`) last (`streams.store`), so a
+restored entry whose marker is missing is a decision whose other writes may be missing too: the
+entry carries them (the entity, its wait queue, the marker, the once-only count as they were right
+after the decision), and `restore` -- run when a processor is made over a recovered store -- writes
+them again. The record's release from parking is redone too.
 
-State value: `x:<origin>` = `[entity key or null, [marker key, marker] or null, enriched, dead
-letters, members]`, with `enriched` = `[[family, key, value (base64)], ...]`, `dead letters` =
-`[[key (base64) or null, value (base64), reason], ...]`, `members` = `[[company id, member], ...]`.
+State value: `x:<origin>` = `[1, entity key or null, marker key or null, writes, enriched, dead
+letters, members]`: `writes` = `[["s" (state) or "a" (aggregates), key, value or null], ...]`,
+`enriched` = `[[family, key, value (base64)], ...]`, `dead letters` = `[[key (base64) or null,
+value (base64), reason], ...]`, `members` = `[[company id, member], ...]`. An entry of another
+version, or one that does not decode, is kept and logged, never sent or deleted.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import MutableMapping
 from typing import Any
 
 from schemas.topics import Family
+from streams.parking import PARKED_PREFIX, ParkingLot
 from streams.records import Outcome
 
+log = logging.getLogger(__name__)
 OUTBOX_PREFIX = "x:"
+VERSION = 1
 
 
 def _b64(data: bytes) -> str:
@@ -69,6 +77,16 @@ def decode_outcome(fields: list[Any]) -> Outcome:
     )
 
 
+def held_outcome(entry: Any) -> Outcome | None:
+    """The outputs an entry holds, or None when it is not an entry of this version."""
+    try:
+        if entry[0] != VERSION:
+            return None
+        return decode_outcome(entry[4:])
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
+
+
 class Outbox:
     """The held decisions of one partition's state (see the module doc).
 
@@ -77,8 +95,12 @@ class Outbox:
     `take`.
     """
 
-    def __init__(self, state: MutableMapping[str, Any]) -> None:
+    def __init__(
+        self, state: MutableMapping[str, Any], aggregates: MutableMapping[str, Any], parking: ParkingLot
+    ) -> None:
         self.state = state
+        self.aggregates = aggregates
+        self.parking = parking
         self._keys: dict[str, None] | None = None
 
     def _index(self) -> dict[str, None]:
@@ -93,24 +115,75 @@ class Outbox:
         """Whether the decision of the record at `origin` is held (decided; outputs not sent yet)."""
         return f"{OUTBOX_PREFIX}{origin}" in self.state
 
-    def hold(self, origin: str, outcome: Outcome, *, entity: str | None, marker: str | None) -> None:
-        """Keep `outcome` until the state is durable; `entity` and `marker` are the state keys of the
-        record's entity and de-duplication marker (redone by `take` if a crash kept only the entry)."""
-        marked = [marker, self.state[marker]] if marker is not None and marker in self.state else None
+    def hold(
+        self, origin: str, outcome: Outcome, *, entity: str | None, marker: str | None, count: str
+    ) -> None:
+        """Keep `outcome` until the state is durable and put `origin` back first in its entity's
+        wait queue until then. `entity`, `marker`: state keys of the record's entity and marker;
+        `count`: its once-only count key in the aggregates (`streams.tallies`)."""
+        writes: list[list[Any]] = []
+        if entity is not None:
+            queue_key = f"w:{entity}"
+            queue = [o for o in self.state.get(queue_key) or [] if o != origin]
+            self.state[queue_key] = [origin, *queue]
+            writes += [["s", entity, self.state.get(entity)], ["s", queue_key, self.state[queue_key]]]
+        if marker is not None:
+            writes.append(["s", marker, self.state.get(marker)])
+        writes.append(["a", count, self.aggregates.get(count)])
         key = f"{OUTBOX_PREFIX}{origin}"
-        self.state[key] = [entity, marked, *encode_outcome(outcome)]
+        self.state[key] = [VERSION, entity, marker, writes, *encode_outcome(outcome)]
         self._index()[key] = None
 
-    def take(self) -> list[tuple[str, str | None, list[Any] | None, Outcome]]:
-        """Every held decision as `(origin, entity, [marker key, marker] or None, outcome)`, oldest
-        first, deleted from the state. Call only once the state holding them is durable, and hand
-        their outputs over before the next checkpoint writes the deletions."""
+    def take(self) -> list[tuple[str, Outcome]]:
+        """Every held decision as `(origin, outcome)`, oldest first, deleted from the state with the
+        record's place in its wait queue. Call only once the state holding them is durable, and make
+        the deletions durable only after their outputs are acknowledged."""
         keys = self._index()
         taken = []
         for key in list(keys):
-            entry = self.state.pop(key, None)
-            if entry is not None:
-                entity, marked, *fields = entry
-                taken.append((key[len(OUTBOX_PREFIX) :], entity, marked, decode_outcome(fields)))
-        keys.clear()
+            entry = self.state.get(key)
+            outcome = held_outcome(entry)
+            del keys[key]
+            if outcome is None or entry is None:
+                if entry is not None:
+                    log.error("held decision %s is not readable, kept in the state unsent: %r", key, entry)
+                continue
+            origin = key[len(OUTBOX_PREFIX) :]
+            self.state.pop(key)
+            entity = entry[1]
+            if entity is not None:
+                self._dequeue(f"w:{entity}", origin)
+            taken.append((origin, outcome))
         return taken
+
+    def restore(self) -> int:
+        """Complete the held decisions a checkpoint cut short left (see the module doc): call once
+        on a recovered state, before anything is decided. Returns how many were completed."""
+        completed = 0
+        for key in list(self._index()):
+            entry = self.state[key]
+            if held_outcome(entry) is None:
+                continue
+            origin = key[len(OUTBOX_PREFIX) :]
+            partition = int(origin.rsplit("/", 2)[1])
+            self.parking.release(partition, [f"{PARKED_PREFIX}{origin}"])
+            marker = entry[2]
+            if marker is not None and marker in self.state:
+                continue  # markers are written last: the rest of the decision is there
+            for mapping, name, value in entry[3]:
+                target = self.state if mapping == "s" else self.aggregates
+                if value is None:
+                    target.pop(name, None)
+                else:
+                    target[name] = value
+            completed += 1
+        return completed
+
+    def _dequeue(self, queue_key: str, origin: str) -> None:
+        queue = self.state.get(queue_key)
+        if queue and origin in queue:
+            rest = [o for o in queue if o != origin]
+            if rest:
+                self.state[queue_key] = rest
+            else:
+                self.state.pop(queue_key, None)

@@ -215,6 +215,7 @@ class Partitions:
                         "decided_at": marker[2] or marker[1],
                         "event_day": date.fromordinal(marker[0]).isoformat(),
                         "duplicates": list(marker[4]) if len(marker) > 4 else [],
+                        "held": runtime.processor.outbox.holds(marker[1]),
                     }
                 )
             for parked in runtime.processor.waiting(p):

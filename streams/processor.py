@@ -54,10 +54,10 @@ from streams.aggregates import DUPLICATE_DELTA, delta_for_dead_letter
 from streams.dedupe import DedupeRetention
 from streams.enrich import Profile, encode_record, enriched_record, related_company
 from streams.outbox import Outbox
-from streams.parking import PARKED_PREFIX, Parked, ParkingLot
+from streams.parking import Parked, ParkingLot
 from streams.records import Outcome, Position, SourceRecord, readable_identity
 from streams.rules import Violation, apply_event, entity_key, is_active_member
-from streams.tallies import PartitionTallies
+from streams.tallies import PartitionTallies, counted_key
 
 OK = "ok"
 APPLIED_REMEMBERED = 32
@@ -110,7 +110,8 @@ class EventProcessor:
         self.clock = clock
         self.tallies = PartitionTallies(state, aggregates, dedupe_days=dedupe_days, clock=clock)
         self.parking = ParkingLot(state, max_step_s=max_wait_step_s)
-        self.outbox = Outbox(state)
+        self.outbox = Outbox(state, aggregates, self.parking)
+        self.outbox.restore()  # a recovered state: complete what a checkpoint cut short left
         self._utc_event: Event | None = None
         self._utc_value: datetime | None = None
 
@@ -153,7 +154,8 @@ class EventProcessor:
             self.tallies.count_once(record, DUPLICATE_DELTA)
             return outcome
         if marker is not None and marker[1] == record.origin:
-            self._repeat(outcome, event, record, position, decision=marker[3])
+            if not self.outbox.holds(record.origin):  # held: its entry sends the outputs
+                self._repeat(outcome, event, record, position, decision=marker[3])
             return outcome
         key = entity_key(event)
         queue = self.state.get(f"w:{key}") or []
@@ -384,17 +386,20 @@ class EventProcessor:
         `tick` advances the partition's waiting clock (`parked`); without it (`waiting`) only records
         whose members arrived are decided. A record is skipped without decoding it while a company
         it waits for is still unknown, or while an earlier record of its entity is still parked --
-        unless it has waited `member_wait_s`, and skipped altogether while its decision is held
-        (`streams.outbox`: a crash kept the held decision but not yet its release). Hand the result
-        to `settle`.
+        unless it has waited `member_wait_s`. A decision made because the record waited
+        `member_wait_s` depends on the waiting clock, which a crash rolls back: when it has outputs
+        it is held (`Outcome.held`, `streams.outbox`) and the rest of its entity waits behind it
+        until `take_held`; a record whose decision is held is skipped. Hand the result to `settle`.
         """
         parked = self.parked(partition) if tick else self.waiting(partition)
         blocked: set[str] = set()
         decided: list[tuple[Parked, Outcome]] = []
         for item in parked:
-            if self.outbox.holds(item.record.origin):
-                continue
             entity = item.entity
+            if self.outbox.holds(item.record.origin):  # a restored entry: decided, sent at the checkpoint
+                if entity is not None:
+                    blocked.add(entity)
+                continue
             if item.waited_s < self.member_wait_s and entity is not None:
                 if entity in blocked:
                     continue
@@ -402,10 +407,20 @@ class EventProcessor:
                     blocked.add(entity)
                     continue
             outcome = self.process(item.record, position, waited_s=item.waited_s)
-            if outcome.wait and entity is not None:
+            if not outcome.wait and item.waited_s >= self.member_wait_s and outcome.sends:
+                self._hold(item, outcome)
+            if (outcome.wait or outcome.held) and entity is not None:
                 blocked.add(entity)
             decided.append((item, outcome))
         return decided
+
+    def _hold(self, item: Parked, outcome: Outcome) -> None:
+        """Hold a decision that depended on the waiting clock (`streams.outbox`)."""
+        event_id, _ = readable_identity(item.record.value)
+        origin = item.record.origin
+        marker = f"e:{event_id}" if event_id is not None else None
+        self.outbox.hold(origin, outcome, entity=item.entity, marker=marker, count=counted_key(origin))
+        outcome.held = True
 
     def _known(self, company_id: str) -> bool:
         return self.directory.knows(company_id) or f"m:{company_id}" in self.state
@@ -415,52 +430,22 @@ class EventProcessor:
         self.parking.release(partition, keys)
 
     def settle(self, partition: int, decided: list[tuple[Parked, Outcome]]) -> list[tuple[Parked, Outcome]]:
-        """Release the records a `recheck` decided and return those whose outputs go out now.
-
-        A decision made after the record waited `member_wait_s` depends on the waiting clock, which
-        a crash rolls back: when it has outputs, it is held in the outbox instead (`streams.outbox`),
-        and they are sent by `take_held` once a checkpoint made the state durable. The others are
-        released at once: the checkpoint writes the release only after their outputs are
-        acknowledged."""
-        send: list[tuple[Parked, Outcome]] = []
-        released: list[str] = []
-        for item, outcome in decided:
-            if outcome.wait:
-                continue
-            released.append(item.key)
-            sends = bool(outcome.enriched or outcome.dead_letters or outcome.members)
-            if sends and item.waited_s >= self.member_wait_s:
-                event_id, _ = readable_identity(item.record.value)
-                marker = f"e:{event_id}" if event_id is not None else None
-                self.outbox.hold(item.record.origin, outcome, entity=item.entity, marker=marker)
-            else:
-                send.append((item, outcome))
-        self.parking.release(partition, released)
-        return send
+        """Release the records a `recheck` decided and return those whose outputs go out now: all
+        but the held ones (`Outcome.held`, sent by `take_held`). Released at once: the checkpoint
+        writes the release only after the outputs are acknowledged."""
+        self.parking.release(partition, [item.key for item, outcome in decided if not outcome.wait])
+        return [(item, outcome) for item, outcome in decided if not outcome.wait and not outcome.held]
 
     def take_held(self) -> list[tuple[str, Outcome]]:
-        """The held decisions as `(origin, outcome)`, taken out of the outbox: call right after a
-        checkpoint made the state durable, and hand their outputs over before the next one. Redoes
-        what a crash may have kept of the entry but not of the rest of its decision: the record's
-        release from parking, its place in its entity's wait queue, its marker."""
-        held: list[tuple[str, Outcome]] = []
-        for origin, entity, marked, outcome in self.outbox.take():
-            partition = int(origin.rsplit("/", 2)[1])
-            self.parking.release(partition, [f"{PARKED_PREFIX}{origin}"])
-            if entity is not None:
-                self._dequeue_origin(f"w:{entity}", origin)
-            if marked is not None and marked[0] not in self.state:
-                self.state[marked[0]] = marked[1]
-            held.append((origin, outcome))
-        return held
+        """The held decisions as `(origin, outcome)`, taken out of the outbox: call once a checkpoint
+        made the state durable, and hand their outputs over before the deletions are written."""
+        return self.outbox.take()
 
     def _dequeue(self, event: Event, record: SourceRecord, entity: str | None = None) -> None:
-        self._dequeue_origin(f"w:{entity if entity is not None else entity_key(event)}", record.origin)
-
-    def _dequeue_origin(self, queue_key: str, origin: str) -> None:
+        queue_key = f"w:{entity if entity is not None else entity_key(event)}"
         queue = self.state.get(queue_key)
-        if queue and origin in queue:
-            rest = [o for o in queue if o != origin]
+        if queue and record.origin in queue:
+            rest = [origin for origin in queue if origin != record.origin]
             if rest:
                 self.state[queue_key] = rest
             else:

@@ -53,6 +53,13 @@ class Outcome:
     members: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     wait: bool = False
     duplicate: bool = False
+    held: bool = False
+    """Held until the state is durable (`streams.outbox`): not to be sent now."""
+
+    @property
+    def sends(self) -> bool:
+        """Whether it has anything to send."""
+        return bool(self.enriched or self.dead_letters or self.members)
 
 
 REPLAY_HEADER = "mic-replayed-from"

@@ -63,11 +63,12 @@ def key_kind(key: str) -> str:
     return key
 
 
-def _written_order(key: str) -> tuple[bool, str]:
-    """Changelog order within a checkpoint: held decisions (`x:`, `streams.outbox`) first -- a
-    changelog partition keeps a prefix of what it was handed, so whatever else of their decision a
-    crash kept, their entry is kept too -- then by key."""
-    return (not key.startswith("x:"), key)
+def _written_order(key: str) -> tuple[int, str]:
+    """Changelog order within a checkpoint: held decisions (`x:`, `streams.outbox`) first, markers
+    (`e:`) last, the rest by key. A changelog partition keeps a prefix of what it was handed: if
+    anything of a checkpoint is kept, its held entries are, and a kept marker means everything
+    else of its checkpoint was kept."""
+    return (0 if key.startswith("x:") else 2 if key.startswith("e:") else 1, key)
 
 
 class PartitionStore(dict[str, Any]):

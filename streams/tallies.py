@@ -27,6 +27,11 @@ COUNTED_PREFIX = "q:"
 BASE_PREFIX = "b|"
 
 
+def counted_key(origin: str) -> str:
+    """The aggregates key of the once-only count of the input record at `origin` (`count_once`)."""
+    return f"{COUNTED_PREFIX}{origin}"
+
+
 class PartitionTallies:
     """Running sums and once-only counters over the state and aggregates mappings."""
 
@@ -113,7 +118,7 @@ class PartitionTallies:
         deletions cannot count twice.
         """
         (counter,) = delta.counts  # dead-letter and duplicate deltas count one record each
-        key = f"{COUNTED_PREFIX}{record.origin}"
+        key = counted_key(record.origin)
         if key in self.aggregates:
             return
         partition = record.partition

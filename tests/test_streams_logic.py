@@ -24,7 +24,14 @@ from streams_fixtures import (
 )
 
 from schemas.deadletter import parse_dead_letter
-from schemas.events import FactoringFunded, MemberUpdated, OrderCompleted, PatentDealClosed
+from schemas.events import (
+    FactoringFunded,
+    MemberUpdated,
+    OrderAccepted,
+    OrderCancelled,
+    OrderCompleted,
+    PatentDealClosed,
+)
 from schemas.topics import Family
 from schemas.warehouse import column_names
 from streams.dedupe import DedupeRetention
@@ -291,7 +298,7 @@ def test_an_expiry_is_held_until_the_checkpoint_and_sent_again_after_a_crash_tha
     decided = h.processor.recheck(0, Position(RECHECK, 0, 1), tick=True)
     assert [o.dead_letters[0][2] for _, o in decided] == ["unknown_company"]
     assert h.processor.settle(0, decided) == []  # decided by its waiting time: held, not sent
-    assert h.parked_keys() == [] and len(h.processor.outbox) == 1
+    assert h.parked_keys() == ["w:m:" + STRANGER] and len(h.processor.outbox) == 1  # first in its queue
     durable = copy.deepcopy((h.state, h.aggregates))  # the checkpoint wrote the state
     [(origin, outcome)] = h.processor.take_held()  # ...then the worker sends the held outputs
     assert origin == "mic.membership/0/0" and outcome.dead_letters == decided[0][1].dead_letters
@@ -303,35 +310,96 @@ def test_an_expiry_is_held_until_the_checkpoint_and_sent_again_after_a_crash_tha
     assert h.reasons == ["unknown_company"] and [r["event_type"] for r in h.rows] == ["member.joined"]
 
 
-def test_a_held_decision_kept_without_the_rest_of_its_checkpoint_is_completed_when_taken() -> None:
-    """A crash in the middle of a checkpoint keeps a prefix of its changelog records: the held entry
-    (written first) without the release, the wait queue or the marker (`streams.outbox`)."""
+def _expiring_order(h: Harness) -> tuple[Any, Any]:
+    """O-1 placed (accepted), then accepted by a manufacturer that never joined (parks): `R`, and
+    completed (parks behind R): `L`. Returns (R, L)."""
+    placed, _, completed = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")
+    h.feed_events(joined(CUSTOMER))
+    h.feed(wire(placed))
+    accepted = event(CUSTOMER, OrderAccepted(order_id="O-1", manufacturer_id=STRANGER), minutes=1)
+    assert h.feed(wire(accepted)).wait
+    return accepted, completed
+
+
+def test_a_record_behind_a_held_expiry_waits_until_the_expiry_is_durable() -> None:
     h = Harness(wait_s=4)
-    placed, accepted, _ = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")
-    h.feed_events(joined(MAKER_MOSCOW))
-    h.feed(wire(placed))  # waits for the customer; the acceptance waits behind it
-    h.feed(wire(accepted))
-    before = copy.deepcopy((h.state, h.aggregates))
-    for _ in range(2):
+    _, completed = _expiring_order(h)
+    h.recheck(after_s=2.0)
+    assert h.feed(wire(completed)).wait  # behind the acceptance
+    # the acceptance expires (held); the completion must not be decided against it before that is durable
+    assert h.recheck(after_s=2.0, checkpointed=False) == [] and h.reasons == []
+    h.feed_events(joined(STRANGER))  # after the restart: the manufacturer joined meanwhile
+    h.recheck(after_s=0.5)  # the acceptance (held again: it has waited 4 s by now), then the completion
+    h.recheck(after_s=0.5)
+    assert [r["event_type"] for r in h.rows][-2:] == ["order.accepted", "order.completed"] and h.reasons == []
+
+
+def test_a_new_record_after_a_held_expiry_parks_behind_it_until_the_checkpoint() -> None:
+    h = Harness(wait_s=4)
+    _, completed = _expiring_order(h)
+    h.recheck(after_s=2.0)
+    h.now += timedelta(seconds=2)
+    decided = h.processor.recheck(0, Position(RECHECK, 0, 99), tick=True)
+    assert [o.held for _, o in decided] == [True] and h.processor.settle(0, decided) == []
+    assert h.feed(wire(completed)).wait  # not decided against the held expiry: nothing to send
+    [(_, expiry)] = h.processor.take_held()  # the checkpoint: durable, sent
+    h._collect(expiry)
+    [late] = h.recheck(after_s=0.5)  # now decided, after the expiry
+    assert h.reasons == ["unknown_company", "invalid_transition"] and late.dead_letters
+
+
+def test_a_replay_of_a_held_record_sends_nothing_its_entry_does() -> None:
+    h = Harness(wait_s=4)
+    accepted, _ = _expiring_order(h)
+    h.recheck(after_s=2.0)
+    h.now += timedelta(seconds=2)
+    h.processor.settle(0, h.processor.recheck(0, Position(RECHECK, 0, 99), tick=True))
+    again = h.feed(wire(accepted), offset=1)  # its input record read again before the checkpoint
+    assert not again.sends and not again.wait
+    [(_, expiry)] = h.processor.take_held()
+    assert [reason for _, _, reason in expiry.dead_letters] == ["unknown_company"]
+
+
+def test_a_checkpoint_cut_after_its_held_entries_is_completed_on_recovery() -> None:
+    """A checkpoint keeps a prefix of its changelog records; the held entries come first
+    (`streams.outbox`). The store is the worker's: state and aggregates in one `PartitionStore`."""
+    from streams.store import PartitionStore
+
+    h = Harness(wait_s=4)
+    store = PartitionStore(0)
+
+    def processor_over(state: PartitionStore) -> EventProcessor:
+        return EventProcessor(state, state, h.members, member_wait_s=4, dedupe_days=7, clock=lambda: h.now)
+
+    h.state = h.aggregates = store  # type: ignore[assignment]
+    h.processor = processor_over(store)
+    _expiring_order(h)
+    cancelled = event(CUSTOMER, OrderCancelled(order_id="O-1"), minutes=2)
+    assert h.feed(wire(cancelled)).wait  # behind the acceptance
+    durable = store.take_changes()
+    for tick in range(3):  # the acceptance expires, then the cancellation is decided on its own
         h.now += timedelta(seconds=2)
-        h.processor.settle(0, h.processor.recheck(0, Position(RECHECK, 0, h.ticks), tick=True))
-        h.ticks += 1
-    entries = {k: v for k, v in h.state.items() if k.startswith("x:")}
-    assert len(entries) == 2  # both expired: the first unknown_company, the second on its own
-    kept_state, kept_aggregates = before
-    kept_state.update(entries)  # only the held entries reached the changelog
-    h.restore(kept_state, kept_aggregates)
-    h.feed_events(joined(CUSTOMER))  # the customer joins: the parked records must not be accepted now
-    sent = h.recheck(after_s=0.5)  # skipped while held; the checkpoint's take sends the held ones
-    held_reasons = [reason for entry in entries.values() for _, _, reason in entry[3]]
-    assert held_reasons[0] == "unknown_company" and len(held_reasons) == 2
-    assert [reason for o in sent for _, _, reason in o.dead_letters] == held_reasons == h.reasons
-    assert [o.enriched for o in sent] == [[], []]
-    assert h.parked_keys() == [] and not any(k.startswith("x:") for k in h.state)
-    for entry in entries.values():
-        marker_key, marker = entry[1]
-        assert h.state[marker_key] == marker
-    assert h.rows == [r for r in h.rows if r["event_type"].startswith("member.")]
+        h.processor.settle(0, h.processor.recheck(0, Position(RECHECK, 0, tick), tick=True))
+    checkpoint = store.take_changes()
+    held = [key for key, _ in checkpoint if key.startswith(b"x:")]
+    assert len(held) == 2 and [key for key, _ in checkpoint[:2]] == held
+    recovered = PartitionStore(0)
+    for key, value in durable + checkpoint[:2]:  # kill -9: only the held entries were kept
+        recovered.apply_changelog(key, value)
+    h.state = h.aggregates = recovered  # type: ignore[assignment]
+    h.processor = processor_over(recovered)  # completes the held decisions
+    assert not any(key.startswith("r:") for key in recovered)  # released
+    assert recovered[f"o:{CUSTOMER}:O-1"]["s"] == "cancelled"
+    h.feed_events(joined(STRANGER))  # must not accept the expired acceptance now
+    sent = [outcome for _, outcome in h.processor.take_held()]
+    assert [r for o in sent for _, _, r in o.dead_letters] == ["unknown_company"]
+    assert [json.loads(v)["event_type"] for o in sent for _, _, v in o.enriched] == ["order.cancelled"]
+    assert h.parked_keys() == []
+    live = h.live()
+    assert live["quality"]["dead_letters"] == {"unknown_company": 1}
+    assert live["orders"]["per_day"]["2020-09-24"]["metal_processing"]["cancelled"] == 1
+    late = event(CUSTOMER, OrderAccepted(order_id="O-1", manufacturer_id=STRANGER), minutes=3)
+    assert [r for _, _, r in h.feed(wire(late)).dead_letters] == ["invalid_transition"]
 
 
 def test_parked_records_survive_a_rebalance_and_keep_their_order() -> None:

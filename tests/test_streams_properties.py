@@ -46,7 +46,7 @@ from schemas.events import (
 )
 from streams.aggregates import render
 from streams.offline import offline_aggregates
-from streams.outbox import decode_outcome
+from streams.outbox import held_outcome
 from streams.processor import EventProcessor
 from streams.records import RECHECK, Outcome, Position, SourceRecord
 from streams.replica import MemberReplica
@@ -154,6 +154,8 @@ class StreamMachine(RuleBasedStateMachine):
 
     def _collect(self, origin: str, outcome: Outcome) -> None:
         """`outcome`'s outputs went out (at least once)."""
+        if not (outcome.wait or outcome.duplicate or outcome.sends):
+            return  # a replay of a record whose decision is held: its outputs go with the entry
         if outcome.wait:
             decision = "wait"
         elif outcome.duplicate:
@@ -272,7 +274,9 @@ class StreamMachine(RuleBasedStateMachine):
     def _held(self) -> list[tuple[str, Outcome]]:
         """The decisions the state holds in its outbox: promised outputs, sent after a checkpoint."""
         return [
-            (key[2:], decode_outcome(entry[2:])) for key, entry in self.state.items() if key.startswith("x:")
+            (key[2:], outcome)
+            for key, entry in self.state.items()
+            if key.startswith("x:") and (outcome := held_outcome(entry)) is not None
         ]
 
     @invariant()
@@ -398,4 +402,41 @@ def test_an_expiry_made_durable_is_sent_and_stays_decided_after_a_crash_and_its_
     m.tick(5.0)
     m.take_checkpoint()  # sent again (at least once), the same dead letter
     assert m.decisions[order.origin] == "dl:unknown_company" and m._held() == []
+    _checked(m)
+
+
+def test_a_record_behind_a_held_expiry_is_not_decided_against_it_before_a_crash() -> None:
+    m = StreamMachine()
+    _join(m)
+    _place_order(m)  # accepted
+    accepted = m._event(CUSTOMER, OrderAccepted(order_id="E-1", manufacturer_id=STRANGER))
+    m._feed_new(accepted.family.topic, wire(accepted))  # parks: the manufacturer is unknown
+    m.take_checkpoint()
+    m.tick(5.0)
+    m.tick(5.0)
+    completed = m._event(CUSTOMER, OrderCompleted(order_id="E-1", amount_rub=Decimal("100.00")))
+    m._feed_new(completed.family.topic, wire(completed))  # parks behind the acceptance
+    m.tick(2.0)  # the acceptance expires (held); the completion waits behind it
+    assert m.decisions[m.inputs[-1].origin] == "wait"
+    _checked(m)
+    m.crash()
+    m.member_event(STRANGER, "joined")
+    m.tick(0.5)
+    m.tick(0.5)
+    assert [m.decisions[r.origin][:3] for r in m.inputs[-3:-1]] == ["ok:", "ok:"]  # accepted, completed
+    _checked(m)
+
+
+def test_a_replay_of_a_held_record_sends_nothing_before_the_checkpoint() -> None:
+    m = StreamMachine()
+    order = _place_order(m)
+    m.take_checkpoint()
+    for _ in range(3):
+        m.tick(5.0)  # expired: held
+    _replay(m, order)  # its input record read again before the checkpoint
+    assert order.origin not in m.dead_letters
+    m.crash()
+    _join(m)
+    m.tick(5.0)
+    assert m.decisions[order.origin].startswith("ok:")
     _checked(m)

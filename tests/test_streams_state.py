@@ -28,24 +28,26 @@ def test_only_the_last_value_of_a_changed_key_is_written_and_fresh_deletions_cos
     assert store.pop("r:gone") == [1]  # known to the changelog: a tombstone
     store["m:old"] = {"s": "left"}
     assert sorted(store.changed_keys()) == ["e:a", "m:old", "r:gone"]
-    assert store.take_changes() == [
-        (b"e:a", b"[2]"),
+    assert store.take_changes() == [  # markers last (see the next test)
         (b"m:old", b'{"s":"left"}'),
         (b"r:gone", None),
+        (b"e:a", b"[2]"),
     ]
     assert store.take_changes() == [] and store.pending == 0
     del store["e:a"]  # now in the changelog: deleting it writes a tombstone
     assert store.take_changes() == [(b"e:a", None)]
 
 
-def test_held_decisions_are_written_first_so_any_kept_prefix_of_a_checkpoint_holds_them() -> None:
+def test_held_decisions_are_written_first_and_markers_last() -> None:
+    """A changelog partition keeps a prefix of a checkpoint: any prefix that holds anything holds the
+    held entries, and one that holds a marker holds everything else (`streams.outbox`)."""
     store = PartitionStore(0, {"r:mic.orders/0/4": ["parked"]})
     store["e:a"] = [1, "mic.orders/0/4", "recheck/0/9", "unknown_company"]
     store.pop("r:mic.orders/0/4")
     store["x:mic.orders/0/4"] = ["held"]
     store["c:0"] = [6.0, 1.0]
     written = [key for key, _ in store.take_changes()]
-    assert written == [b"x:mic.orders/0/4", b"c:0", b"e:a", b"r:mic.orders/0/4"]
+    assert written == [b"x:mic.orders/0/4", b"c:0", b"r:mic.orders/0/4", b"e:a"]
 
 
 def test_a_store_rebuilt_from_its_changelog_equals_the_original() -> None:
@@ -199,7 +201,7 @@ def test_a_checkpoint_acknowledges_outputs_then_state_then_commits() -> None:
     asyncio.run(scenario())
 
 
-def test_held_decisions_go_out_after_the_state_that_holds_them_and_before_the_offsets() -> None:
+def test_held_decisions_go_out_after_the_state_that_holds_them_then_their_deletion_then_offsets() -> None:
     async def scenario() -> None:
         producer = FakeProducer(batch_limit=10)
         writer = OutputWriter(producer)
@@ -217,7 +219,7 @@ def test_held_decisions_go_out_after_the_state_that_holds_them_and_before_the_of
         def send_held() -> int:
             producer.events.append(f"held: {sorted(store)}")
             writer.append("deadletter", 2, b"k", b"letter")
-            store.pop("x:mic.orders/2/5")  # its tombstone goes with the next checkpoint
+            store.pop("x:mic.orders/2/5")
             return 1
 
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -231,14 +233,16 @@ def test_held_decisions_go_out_after_the_state_that_holds_them_and_before_the_of
             "held: ['x:mic.orders/2/5']",
             "handed deadletter",
             "acked deadletter",
+            "handed changelog",
+            "acked changelog",
             "commit",
         ]
+        assert producer.handed[-1] == ("changelog", 2, [(b"x:mic.orders/2/5", None)])
         producer.events.clear()
-        await checkpoint.commit([store], on_durable=lambda: 0)
+        await checkpoint.commit([store], on_durable=lambda: 0)  # nothing held: nothing more
         done.set_result(None)
         await broker
-        assert producer.events == ["handed changelog", "acked changelog"]
-        assert producer.handed[-1] == ("changelog", 2, [(b"x:mic.orders/2/5", None)])
+        assert producer.events == [] and store.pending == 0
 
     asyncio.run(scenario())
 
@@ -326,6 +330,7 @@ def test_trace_names_the_decision_the_dropped_copies_and_a_parked_record() -> No
         "decided_at": "mic.membership/2/0",
         "event_day": "2020-09-24",
         "duplicates": ["mic.membership/2/1", "mic.membership/2/2"],
+        "held": False,
     }
     [parked] = partitions.trace(orphan.event_id)
     assert parked["decision"] == "parked" and parked["origin"] == "mic.membership/2/3"

@@ -206,7 +206,7 @@ def _inputs(
         decided_at = found.get("decided_at")
         after_wait = isinstance(decided_at, str) and decided_at.startswith(RECHECK)
         add(found["origin"], role="decided", decision=found.get("decision"), decided_at=decided_at,
-            after_waiting=after_wait)  # fmt: skip
+            after_waiting=after_wait, held=bool(found.get("held")))  # fmt: skip
         for copy in found.get("duplicates", []):
             add(copy, role="duplicate", decision="duplicate", duplicate_of=found["origin"])
     for letter in dead_letters:

@@ -35,6 +35,8 @@ def _input_line(entry: dict[str, Any]) -> str:
         decision = "accepted" if entry["decision"] == "ok" else f"dead-lettered {entry['decision']}"
         if entry.get("after_waiting"):
             decision += f" after waiting for its member (decided at {entry['decided_at']})"
+        if entry.get("held"):
+            decision += "; held: its outputs go out once the next checkpoint made the decision durable"
         facts.append(decision)
     elif role == "dead-lettered":
         facts.append(f"dead-lettered {entry['decision']} (no stream marker: never decoded into an event)")
