@@ -91,12 +91,14 @@ class Checkpoint:
         return self.clock() - self.last_commit >= self.interval_s
 
     async def commit(
-        self, stores: Iterable[PartitionStore], on_durable: Callable[[], int] | None = None
+        self,
+        stores: Iterable[PartitionStore],
+        on_durable: Callable[[list[PartitionStore]], int] | None = None,
     ) -> CheckpointResult:
         """Steps 1-4 of the module doc; raises `DeliveryError` (nothing committed) on a failed send.
 
-        `on_durable` appends the outputs of held decisions, deletes them from the stores and returns
-        how many it took."""
+        `on_durable(stores)` appends the outputs of the decisions held in those stores (the ones
+        just written), deletes them from the stores and returns how many it took."""
         stores = list(stores)
         offsets = self.uncommitted
         outputs = self.outputs.unsubmitted
@@ -104,7 +106,7 @@ class Checkpoint:
         changelog = await self._write_state(stores)
         if on_durable is not None:
             held = self.outputs.unsubmitted
-            if on_durable():
+            if on_durable(stores):
                 outputs += self.outputs.unsubmitted - held
                 await self.outputs.flush()
                 changelog += await self._write_state(stores)

@@ -20,17 +20,21 @@ again and decided afresh. A crash after it restores the entry, which the next ch
 (at least once, like every repeated output).
 
 A checkpoint cut short keeps a prefix of its changelog records (one partition, an idempotent
-producer). They are written with `x:` keys first and markers (`e:`) last (`streams.store`), so a
-restored entry whose marker is missing is a decision whose other writes may be missing too: the
-entry carries them (the entity, its wait queue, the marker, the once-only count as they were right
-after the decision), and `restore` -- run when a processor is made over a recovered store -- writes
-them again. The record's release from parking is redone too.
+producer). They are written with held entries first, markers (`e:`) after everything else but the
+entries' deletions, and those last (`streams.store`). So a restored entry whose marker does not name
+its record is a decision whose other writes may be missing: the entry carries each of them with the
+value before and after the decision, and `restore` -- run when a processor is made over a recovered
+store -- writes the after value where the durable value is still the one before (a key a later
+decision changed durably is left alone), in the order the decisions were held. It also releases
+the record from parking and puts it back first in its entity's wait queue.
 
-State value: `x:<origin>` = `[1, entity key or null, marker key or null, writes, enriched, dead
-letters, members]`: `writes` = `[["s" (state) or "a" (aggregates), key, value or null], ...]`,
-`enriched` = `[[family, key, value (base64)], ...]`, `dead letters` = `[[key (base64) or null,
-value (base64), reason], ...]`, `members` = `[[company id, member], ...]`. An entry of another
-version, or one that does not decode, is kept and logged, never sent or deleted.
+State value: `x:<origin>` = `[1, seq, entity key or null, marker key or null, writes, enriched,
+dead letters, members]`: `seq` orders the held decisions of a partition, `writes` = `[["s" (state)
+or "a" (aggregates), key, before, after], ...]` (null: absent), `enriched` = `[[family, key, value
+(base64)], ...]`, `dead letters` = `[[key (base64) or null, value (base64), reason], ...]`,
+`members` = `[[company id, member], ...]`. An entry of another version, or one that does not
+decode, is logged (its key and size) and left alone: its record and entity stay undecided until a
+version that reads it runs.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ def held_outcome(entry: Any) -> Outcome | None:
     try:
         if entry[0] != VERSION:
             return None
-        return decode_outcome(entry[4:])
+        return decode_outcome(entry[5:])
     except (TypeError, ValueError, IndexError, KeyError):
         return None
 
@@ -90,9 +94,9 @@ def held_outcome(entry: Any) -> Outcome | None:
 class Outbox:
     """The held decisions of one partition's state (see the module doc).
 
-    An in-memory list of the entry keys is built from the state on first use (after a start or a
-    recovery, entries restored from the changelog are in it) and kept up to date by `hold` and
-    `take`.
+    An in-memory index of the entries (key -> seq) is built from the state on first use (after a
+    start or a recovery, entries restored from the changelog are in it) and kept up to date by
+    `hold` and `take`.
     """
 
     def __init__(
@@ -101,11 +105,22 @@ class Outbox:
         self.state = state
         self.aggregates = aggregates
         self.parking = parking
-        self._keys: dict[str, None] | None = None
+        self._keys: dict[str, int] | None = None
+        self._unreadable: set[str] = set()
 
-    def _index(self) -> dict[str, None]:
+    def _index(self) -> dict[str, int]:
         if self._keys is None:
-            self._keys = {key: None for key in list(self.state) if key.startswith(OUTBOX_PREFIX)}
+            found = {}
+            for key in list(self.state):
+                if key.startswith(OUTBOX_PREFIX):
+                    entry = self.state[key]
+                    if held_outcome(entry) is None:
+                        self._unreadable.add(key)
+                        log.error("held decision %s (%d bytes) is not readable here: left alone, its "
+                                  "record and entity stay undecided", key, len(repr(entry)))  # fmt: skip
+                        continue
+                    found[key] = entry[1]
+            self._keys = dict(sorted(found.items(), key=lambda item: item[1]))
         return self._keys
 
     def __len__(self) -> int:
@@ -115,44 +130,60 @@ class Outbox:
         """Whether the decision of the record at `origin` is held (decided; outputs not sent yet)."""
         return f"{OUTBOX_PREFIX}{origin}" in self.state
 
+    def before(self, *, entity: str | None, marker: str | None, count: str) -> list[list[Any]]:
+        """The keys a decision of a record may write, with their values now: call right before
+        deciding a record that may be held, and pass the result to `hold`."""
+        keys: list[list[Any]] = []
+        if entity is not None:
+            queue = f"w:{entity}"
+            keys += [["s", entity, self.state.get(entity)], ["s", queue, self.state.get(queue)]]
+        if marker is not None:
+            keys.append(["s", marker, self.state.get(marker)])
+        keys.append(["a", count, self.aggregates.get(count)])
+        return keys
+
     def hold(
-        self, origin: str, outcome: Outcome, *, entity: str | None, marker: str | None, count: str
+        self,
+        origin: str,
+        outcome: Outcome,
+        *,
+        entity: str | None,
+        marker: str | None,
+        before: list[list[Any]],
     ) -> None:
         """Keep `outcome` until the state is durable and put `origin` back first in its entity's
         wait queue until then. `entity`, `marker`: state keys of the record's entity and marker;
-        `count`: its once-only count key in the aggregates (`streams.tallies`)."""
-        writes: list[list[Any]] = []
+        `before`: what `before` returned right before the decision."""
         if entity is not None:
             queue_key = f"w:{entity}"
             queue = [o for o in self.state.get(queue_key) or [] if o != origin]
             self.state[queue_key] = [origin, *queue]
-            writes += [["s", entity, self.state.get(entity)], ["s", queue_key, self.state[queue_key]]]
-        if marker is not None:
-            writes.append(["s", marker, self.state.get(marker)])
-        writes.append(["a", count, self.aggregates.get(count)])
+        writes = [
+            [mapping, name, value, (self.state if mapping == "s" else self.aggregates).get(name)]
+            for mapping, name, value in before
+        ]
+        index = self._index()
+        seq = max(index.values(), default=-1) + 1
         key = f"{OUTBOX_PREFIX}{origin}"
-        self.state[key] = [VERSION, entity, marker, writes, *encode_outcome(outcome)]
-        self._index()[key] = None
+        self.state[key] = [VERSION, seq, entity, marker, writes, *encode_outcome(outcome)]
+        index[key] = seq
 
     def take(self) -> list[tuple[str, Outcome]]:
-        """Every held decision as `(origin, outcome)`, oldest first, deleted from the state with the
-        record's place in its wait queue. Call only once the state holding them is durable, and make
-        the deletions durable only after their outputs are acknowledged."""
+        """Every held decision as `(origin, outcome)` in the order they were held, deleted from the
+        state with the record's place in its wait queue. Call only once the state holding them is
+        durable, and make the deletions durable only after their outputs are acknowledged."""
         keys = self._index()
         taken = []
         for key in list(keys):
             entry = self.state.get(key)
-            outcome = held_outcome(entry)
             del keys[key]
-            if outcome is None or entry is None:
-                if entry is not None:
-                    log.error("held decision %s is not readable, kept in the state unsent: %r", key, entry)
+            outcome = held_outcome(entry)
+            if entry is None or outcome is None:
                 continue
             origin = key[len(OUTBOX_PREFIX) :]
             self.state.pop(key)
-            entity = entry[1]
-            if entity is not None:
-                self._dequeue(f"w:{entity}", origin)
+            if entry[2] is not None:
+                self._dequeue(f"w:{entry[2]}", origin)
             taken.append((origin, outcome))
         return taken
 
@@ -160,23 +191,26 @@ class Outbox:
         """Complete the held decisions a checkpoint cut short left (see the module doc): call once
         on a recovered state, before anything is decided. Returns how many were completed."""
         completed = 0
-        for key in list(self._index()):
-            entry = self.state[key]
-            if held_outcome(entry) is None:
-                continue
+        for key in self._index():
+            _, _, entity, marker, writes, *_ = self.state[key]
             origin = key[len(OUTBOX_PREFIX) :]
             partition = int(origin.rsplit("/", 2)[1])
             self.parking.release(partition, [f"{PARKED_PREFIX}{origin}"])
-            marker = entry[2]
-            if marker is not None and marker in self.state:
-                continue  # markers are written last: the rest of the decision is there
-            for mapping, name, value in entry[3]:
-                target = self.state if mapping == "s" else self.aggregates
-                if value is None:
-                    target.pop(name, None)
-                else:
-                    target[name] = value
-            completed += 1
+            found = self.state.get(marker) if marker is not None else None
+            if found is None or found[1] != origin:  # its marker is the last write of a decision
+                for mapping, name, before, after in writes:
+                    target = self.state if mapping == "s" else self.aggregates
+                    if target.get(name) == before and before != after:
+                        if after is None:
+                            target.pop(name, None)
+                        else:
+                            target[name] = after
+                completed += 1
+            if entity is not None:
+                queue_key = f"w:{entity}"
+                queue = self.state.get(queue_key) or []
+                if queue[:1] != [origin]:
+                    self.state[queue_key] = [origin, *(o for o in queue if o != origin)]
         return completed
 
     def _dequeue(self, queue_key: str, origin: str) -> None:

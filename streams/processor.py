@@ -406,21 +406,30 @@ class EventProcessor:
                 if item.waiting_for and not all(self._known(company) for company in item.waiting_for):
                     blocked.add(entity)
                     continue
-            outcome = self.process(item.record, position, waited_s=item.waited_s)
-            if not outcome.wait and item.waited_s >= self.member_wait_s and outcome.sends:
-                self._hold(item, outcome)
+            if item.waited_s >= self.member_wait_s:
+                outcome = self._decide_held(item, position)
+            else:
+                outcome = self.process(item.record, position, waited_s=item.waited_s)
             if (outcome.wait or outcome.held) and entity is not None:
                 blocked.add(entity)
             decided.append((item, outcome))
         return decided
 
-    def _hold(self, item: Parked, outcome: Outcome) -> None:
-        """Hold a decision that depended on the waiting clock (`streams.outbox`)."""
-        event_id, _ = readable_identity(item.record.value)
-        origin = item.record.origin
-        marker = f"e:{event_id}" if event_id is not None else None
-        self.outbox.hold(origin, outcome, entity=item.entity, marker=marker, count=counted_key(origin))
-        outcome.held = True
+    def _decide_held(self, item: Parked, position: Position) -> Outcome:
+        """Decide a record that has waited `member_wait_s`, holding the decision if it sends
+        anything (`streams.outbox`)."""
+        record = item.record
+        event = decode_event(record.value, topic=record.topic)
+        if isinstance(event, DecodeFailure):  # it was decoded when parked: only if the rules changed
+            return self.process(record, position, waited_s=item.waited_s)
+        entity = item.entity if item.entity is not None else entity_key(event)
+        marker = f"e:{event.event_id}"
+        before = self.outbox.before(entity=entity, marker=marker, count=counted_key(record.origin))
+        outcome = self.process(record, position, waited_s=item.waited_s)
+        if not outcome.wait and outcome.sends:
+            self.outbox.hold(record.origin, outcome, entity=entity, marker=marker, before=before)
+            outcome.held = True
+        return outcome
 
     def _known(self, company_id: str) -> bool:
         return self.directory.knows(company_id) or f"m:{company_id}" in self.state

@@ -63,12 +63,24 @@ def key_kind(key: str) -> str:
     return key
 
 
-def _written_order(key: str) -> tuple[int, str]:
-    """Changelog order within a checkpoint: held decisions (`x:`, `streams.outbox`) first, markers
-    (`e:`) last, the rest by key. A changelog partition keeps a prefix of what it was handed: if
-    anything of a checkpoint is kept, its held entries are, and a kept marker means everything
-    else of its checkpoint was kept."""
-    return (0 if key.startswith("x:") else 2 if key.startswith("e:") else 1, key)
+def _written_order(store: dict[str, Any], keys: set[str]) -> list[str]:
+    """Changelog order within a checkpoint: held decisions (`x:` values, `streams.outbox`) first,
+    then every other key, then markers (`e:`), then deletions of held decisions -- each group by key.
+    A changelog partition keeps a prefix of what it was handed: if anything of a checkpoint is kept,
+    its new held entries are; a kept marker means the writes of its decision were kept; and an entry
+    is deleted only after what its taking changed (its wait queue)."""
+    held: list[str] = []
+    other: list[str] = []
+    markers: list[str] = []
+    taken: list[str] = []
+    for key in keys:
+        if key.startswith("x:"):
+            (held if dict.__contains__(store, key) else taken).append(key)
+        elif key.startswith("e:"):
+            markers.append(key)
+        else:
+            other.append(key)
+    return sorted(held) + sorted(other) + sorted(markers) + sorted(taken)
 
 
 class PartitionStore(dict[str, Any]):
@@ -147,7 +159,7 @@ class PartitionStore(dict[str, Any]):
         `(key, None)` for a deleted key. The store then counts them as written."""
         records = [
             (key.encode(), _encode(dict.__getitem__(self, key)) if dict.__contains__(self, key) else None)
-            for key in sorted(self._changed, key=_written_order)
+            for key in _written_order(self, self._changed)
         ]
         self._changed = set()
         self._fresh = set()

@@ -47,7 +47,7 @@ from streams.records import RECHECK, Outcome, Position, SourceRecord, is_replaye
 from streams.recovery import claim
 from streams.replica import MemberReplica, PartialsReplica
 from streams.settings import StreamSettings
-from streams.store import key_kind
+from streams.store import PartitionStore, key_kind
 
 log = logging.getLogger(__name__)
 PAUSE_BUFFERED = 2_000
@@ -325,11 +325,13 @@ class StreamWorker:
             self._stage(outcome, p, item.record.topic)
         metrics.PARKED.labels(partition=str(p)).set(processor.parking.count(p))
 
-    def _send_held(self) -> int:
-        """Hand the outputs of held decisions (`streams.outbox`) to the writer: the checkpoint calls
-        this once the state holding them is durable."""
+    def _send_held(self, stores: list[PartitionStore]) -> int:
+        """Hand the outputs of the decisions held in `stores` (`streams.outbox`) to the writer: the
+        checkpoint calls this once it made those stores durable (a store loaded meanwhile is not)."""
         sent = 0
         for runtime in self.partitions:
+            if not any(runtime.store is store for store in stores):
+                continue
             for origin, outcome in runtime.processor.take_held():
                 topic, partition, _ = origin.rsplit("/", 2)
                 self._stage(outcome, int(partition), topic)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -105,6 +106,14 @@ class Harness:
         else:
             self.restore(*before)
         return [self._collect(outcome) for outcome in sent]
+
+    def restore_over(self, store: Any) -> None:
+        """A restart on one mapping for state and aggregates (the worker's `PartitionStore`)."""
+        self.state = self.aggregates = store
+        self.processor = EventProcessor(
+            store, store, self.members, member_wait_s=self.processor.member_wait_s, dedupe_days=7,
+            clock=lambda: self.now,
+        )  # fmt: skip
 
     def restore(self, state: dict[str, Any], aggregates: dict[str, Any]) -> None:
         """A restart on `state` and `aggregates` as the changelog kept them: a fresh processor."""
@@ -360,39 +369,51 @@ def test_a_replay_of_a_held_record_sends_nothing_its_entry_does() -> None:
     assert [reason for _, _, reason in expiry.dead_letters] == ["unknown_company"]
 
 
-def test_a_checkpoint_cut_after_its_held_entries_is_completed_on_recovery() -> None:
-    """A checkpoint keeps a prefix of its changelog records; the held entries come first
-    (`streams.outbox`). The store is the worker's: state and aggregates in one `PartitionStore`."""
+def _worker_store(h: Harness) -> Any:
+    """Make `h` decide over one `PartitionStore` for state and aggregates, as the worker does."""
     from streams.store import PartitionStore
 
-    h = Harness(wait_s=4)
     store = PartitionStore(0)
+    h.restore_over(store)
+    return store
 
-    def processor_over(state: PartitionStore) -> EventProcessor:
-        return EventProcessor(state, state, h.members, member_wait_s=4, dedupe_days=7, clock=lambda: h.now)
 
-    h.state = h.aggregates = store  # type: ignore[assignment]
-    h.processor = processor_over(store)
+def _recover(h: Harness, changelog: list[tuple[bytes, bytes | None]]) -> Any:
+    """kill -9: a new processor over the store rebuilt from `changelog` (it completes held decisions)."""
+    from streams.store import PartitionStore
+
+    recovered = PartitionStore(0)
+    for key, value in changelog:
+        recovered.apply_changelog(key, value)
+    h.restore_over(recovered)
+    return recovered
+
+
+@pytest.mark.parametrize("first_offset", [1, 9])  # 9, 10: their entries' keys sort the other way
+@pytest.mark.parametrize("kept", ["the held entries", "the cancellation's marker"])
+def test_a_checkpoint_cut_short_keeps_its_held_decisions_whole(first_offset: int, kept: str) -> None:
+    """A checkpoint keeps a prefix of its changelog records (`streams.outbox`): here the held
+    entries first, or everything up to the later decision's marker."""
+    h = Harness(wait_s=4)
+    store = _worker_store(h)
+    h.offsets["mic.orders"] = first_offset - 2
     _expiring_order(h)
-    cancelled = event(CUSTOMER, OrderCancelled(order_id="O-1"), minutes=2)
+    cancelled = event(CUSTOMER, OrderCancelled(order_id="O-1"), minutes=2, event_id=str(uuid.UUID(int=1)))
     assert h.feed(wire(cancelled)).wait  # behind the acceptance
     durable = store.take_changes()
     for tick in range(3):  # the acceptance expires, then the cancellation is decided on its own
         h.now += timedelta(seconds=2)
         h.processor.settle(0, h.processor.recheck(0, Position(RECHECK, 0, tick), tick=True))
     checkpoint = store.take_changes()
-    held = [key for key, _ in checkpoint if key.startswith(b"x:")]
-    assert len(held) == 2 and [key for key, _ in checkpoint[:2]] == held
-    recovered = PartitionStore(0)
-    for key, value in durable + checkpoint[:2]:  # kill -9: only the held entries were kept
-        recovered.apply_changelog(key, value)
-    h.state = h.aggregates = recovered  # type: ignore[assignment]
-    h.processor = processor_over(recovered)  # completes the held decisions
+    keys = [key.decode() for key, _ in checkpoint]
+    assert [key.startswith("x:") for key in keys[:2]] == [True, True]
+    cut = 2 if kept == "the held entries" else keys.index(f"e:{cancelled.event_id}") + 1
+    recovered = _recover(h, durable + checkpoint[:cut])
     assert not any(key.startswith("r:") for key in recovered)  # released
     assert recovered[f"o:{CUSTOMER}:O-1"]["s"] == "cancelled"
     h.feed_events(joined(STRANGER))  # must not accept the expired acceptance now
-    sent = [outcome for _, outcome in h.processor.take_held()]
-    assert [r for o in sent for _, _, r in o.dead_letters] == ["unknown_company"]
+    sent = [outcome for _, outcome in h.processor.take_held()]  # in the order they were held
+    assert [[r for _, _, r in o.dead_letters] for o in sent] == [["unknown_company"], []]
     assert [json.loads(v)["event_type"] for o in sent for _, _, v in o.enriched] == ["order.cancelled"]
     assert h.parked_keys() == []
     live = h.live()
@@ -400,6 +421,32 @@ def test_a_checkpoint_cut_after_its_held_entries_is_completed_on_recovery() -> N
     assert live["orders"]["per_day"]["2020-09-24"]["metal_processing"]["cancelled"] == 1
     late = event(CUSTOMER, OrderAccepted(order_id="O-1", manufacturer_id=STRANGER), minutes=3)
     assert [r for _, _, r in h.feed(wire(late)).dead_letters] == ["invalid_transition"]
+
+
+def test_completing_a_held_decision_leaves_what_a_later_decision_wrote_durably() -> None:
+    """A member's update expires (held); its `member.joined` arrives in the same interval and is
+    decided at once (a join never waits). The checkpoint is cut after the join's marker: the held
+    update's completion must not put back the member state it saw (none)."""
+    h = Harness(wait_s=4)
+    store = _worker_store(h)
+    update = event(STRANGER, MemberUpdated(size="large"), event_id=str(uuid.UUID(int=2**128 - 1)))
+    assert h.feed(wire(update), "mic.membership").wait
+    durable = store.take_changes()
+    for tick in range(2):
+        h.now += timedelta(seconds=2)
+        h.processor.settle(0, h.processor.recheck(0, Position(RECHECK, 0, tick), tick=True))
+    join = event(STRANGER, joined(STRANGER).payload, minutes=1, event_id=str(uuid.UUID(int=1)))
+    assert h.feed(wire(join), "mic.membership").members  # decided at once, sent in step 1
+    checkpoint = store.take_changes()
+    keys = [key.decode() for key, _ in checkpoint]
+    assert keys.index(f"e:{join.event_id}") < keys.index(f"e:{update.event_id}")
+    recovered = _recover(h, durable + checkpoint[: keys.index(f"e:{join.event_id}") + 1])
+    assert recovered[f"m:{STRANGER}"]["s"] == "active"
+    assert recovered[f"e:{update.event_id}"][3] == "unknown_company"  # the held decision, completed
+    [(_, expiry)] = h.processor.take_held()
+    assert [r for _, _, r in expiry.dead_letters] == ["unknown_company"]
+    later = event(STRANGER, MemberUpdated(size="small"), minutes=5)
+    assert h.feed(wire(later), "mic.membership").members  # the member is there: decided at once
 
 
 def test_parked_records_survive_a_rebalance_and_keep_their_order() -> None:

@@ -216,7 +216,8 @@ def test_held_decisions_go_out_after_the_state_that_holds_them_then_their_deleti
         writer.append("enriched", 2, b"k", b"row")
         checkpoint.decided(("mic.orders", 2), 6)
 
-        def send_held() -> int:
+        def send_held(stores: list[PartitionStore]) -> int:
+            assert stores == [store]
             producer.events.append(f"held: {sorted(store)}")
             writer.append("deadletter", 2, b"k", b"letter")
             store.pop("x:mic.orders/2/5")
@@ -239,7 +240,7 @@ def test_held_decisions_go_out_after_the_state_that_holds_them_then_their_deleti
         ]
         assert producer.handed[-1] == ("changelog", 2, [(b"x:mic.orders/2/5", None)])
         producer.events.clear()
-        await checkpoint.commit([store], on_durable=lambda: 0)  # nothing held: nothing more
+        await checkpoint.commit([store], on_durable=lambda stores: 0)  # nothing held: nothing more
         done.set_result(None)
         await broker
         assert producer.events == [] and store.pending == 0
