@@ -20,13 +20,14 @@ again and decided afresh. A crash after it restores the entry, which the next ch
 (at least once, like every repeated output).
 
 A checkpoint cut short keeps a prefix of its changelog records (one partition, an idempotent
-producer). They are written with held entries first, markers (`e:`) after everything else but the
-entries' deletions, and those last (`streams.store`). So a restored entry whose marker does not name
-its record is a decision whose other writes may be missing: the entry carries each of them with the
-value before and after the decision, and `restore` -- run when a processor is made over a recovered
-store -- writes the after value where the durable value is still the one before (a key a later
-decision changed durably is left alone), in the order the decisions were held. It also releases
-the record from parking and puts it back first in its entity's wait queue.
+producer). They are written with new held entries first and deletions of taken ones last
+(`streams.store`), so a restored entry may have lost the rest of its decision: the entry carries
+each of its writes with the value before and after the decision, and `restore` -- run when a
+processor is made over a recovered store -- writes the after value where the durable value is still
+the one before (a write that landed, or a key a later decision changed durably, is left alone), in
+the order the decisions were held. It also releases the record from parking and puts it back first
+in its entity's wait queue. (A cut-short checkpoint is not atomic for other decisions either:
+`streams/README.md`, known limits.)
 
 State value: `x:<origin>` = `[1, seq, entity key or null, marker key or null, writes, enriched,
 dead letters, members]`: `seq` orders the held decisions of a partition, `writes` = `[["s" (state)
@@ -82,9 +83,14 @@ def decode_outcome(fields: list[Any]) -> Outcome:
 
 
 def held_outcome(entry: Any) -> Outcome | None:
-    """The outputs an entry holds, or None when it is not an entry of this version."""
+    """The outputs an entry holds, or None when it is not a whole entry of this version."""
     try:
-        if entry[0] != VERSION:
+        version, seq, entity, marker, writes = entry[:5]
+        if version != VERSION or type(seq) is not int:
+            return None
+        if not (entity is None or type(entity) is str) or not (marker is None or type(marker) is str):
+            return None
+        if not all(len(w) == 4 and w[0] in ("s", "a") and type(w[1]) is str for w in writes):
             return None
         return decode_outcome(entry[5:])
     except (TypeError, ValueError, IndexError, KeyError):
@@ -189,23 +195,21 @@ class Outbox:
 
     def restore(self) -> int:
         """Complete the held decisions a checkpoint cut short left (see the module doc): call once
-        on a recovered state, before anything is decided. Returns how many were completed."""
+        on a recovered state, before anything is decided. Returns how many writes it redid."""
         completed = 0
         for key in self._index():
-            _, _, entity, marker, writes, *_ = self.state[key]
+            _, _, entity, _, writes, *_ = self.state[key]
             origin = key[len(OUTBOX_PREFIX) :]
             partition = int(origin.rsplit("/", 2)[1])
             self.parking.release(partition, [f"{PARKED_PREFIX}{origin}"])
-            found = self.state.get(marker) if marker is not None else None
-            if found is None or found[1] != origin:  # its marker is the last write of a decision
-                for mapping, name, before, after in writes:
-                    target = self.state if mapping == "s" else self.aggregates
-                    if target.get(name) == before and before != after:
-                        if after is None:
-                            target.pop(name, None)
-                        else:
-                            target[name] = after
-                completed += 1
+            for mapping, name, before, after in writes:
+                target = self.state if mapping == "s" else self.aggregates
+                if before != after and target.get(name) == before:
+                    if after is None:
+                        target.pop(name, None)
+                    else:
+                        target[name] = after
+                    completed += 1
             if entity is not None:
                 queue_key = f"w:{entity}"
                 queue = self.state.get(queue_key) or []

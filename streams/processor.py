@@ -54,7 +54,7 @@ from streams.aggregates import DUPLICATE_DELTA, delta_for_dead_letter
 from streams.dedupe import DedupeRetention
 from streams.enrich import Profile, encode_record, enriched_record, related_company
 from streams.outbox import Outbox
-from streams.parking import Parked, ParkingLot
+from streams.parking import PARKED_PREFIX, Parked, ParkingLot
 from streams.records import Outcome, Position, SourceRecord, readable_identity
 from streams.rules import Violation, apply_event, entity_key, is_active_member
 from streams.tallies import PartitionTallies, counted_key
@@ -153,12 +153,13 @@ class EventProcessor:
             self._note_duplicate(f"e:{event.event_id}", marker, record.origin)
             self.tallies.count_once(record, DUPLICATE_DELTA)
             return outcome
-        if marker is not None and marker[1] == record.origin:
-            if not self.outbox.holds(record.origin):  # held: its entry sends the outputs
-                self._repeat(outcome, event, record, position, decision=marker[3])
-            return outcome
         key = entity_key(event)
-        queue = self.state.get(f"w:{key}") or []
+        ours = marker if marker is not None and marker[1] == record.origin else None
+        if ours is not None and not self._ahead_of_entity(ours, key, event):
+            if not self.outbox.holds(record.origin):  # held: its entry sends the outputs
+                self._repeat(outcome, event, record, position, decision=ours[3])
+            return outcome
+        queue = self._queue(key, record.origin)
         behind = bool(queue) and queue[0] != record.origin and not isinstance(event.payload, MemberJoined)
         if behind and waited_s is not None and waited_s >= self.member_wait_s:
             behind = False  # the events ahead did not resolve in time: decide this one on its own
@@ -206,6 +207,32 @@ class EventProcessor:
         self._valid(outcome, event, new_state)
         self._mark(event, record, position, OK, key)
         return outcome
+
+    def _ahead_of_entity(self, marker: list[Any], key: str, event: Event) -> bool:
+        """Whether an accepting marker was kept without its entity write (a checkpoint cut short:
+        `streams/README.md`, known limits): the record is then decided again, not repeated."""
+        if marker[3] != OK:
+            return False
+        entity = self.state.get(key)
+        return entity is None or event.event_id not in entity.get("applied", {})
+
+    def _queue(self, key: str, origin: str) -> list[str]:
+        """The wait queue of entity `key`, without heads that are neither parked nor held (their
+        release was kept without the queue's update by a checkpoint cut short)."""
+        queue_key = f"w:{key}"
+        queue: list[str] = self.state.get(queue_key) or []
+        stale = 0
+        for head in queue:
+            if head == origin or f"{PARKED_PREFIX}{head}" in self.state or self.outbox.holds(head):
+                break
+            stale += 1
+        if stale:
+            queue = queue[stale:]
+            if queue:
+                self.state[queue_key] = queue
+            else:
+                self.state.pop(queue_key, None)
+        return queue
 
     # --- decisions -------------------------------------------------------------------------------
 

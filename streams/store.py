@@ -65,22 +65,18 @@ def key_kind(key: str) -> str:
 
 def _written_order(store: dict[str, Any], keys: set[str]) -> list[str]:
     """Changelog order within a checkpoint: held decisions (`x:` values, `streams.outbox`) first,
-    then every other key, then markers (`e:`), then deletions of held decisions -- each group by key.
-    A changelog partition keeps a prefix of what it was handed: if anything of a checkpoint is kept,
-    its new held entries are; a kept marker means the writes of its decision were kept; and an entry
-    is deleted only after what its taking changed (its wait queue)."""
+    then every other key, then deletions of held decisions -- each group by key. A changelog
+    partition keeps a prefix of what it was handed: if anything of a checkpoint is kept, its new held
+    entries are, and an entry is deleted only after what its taking changed (its wait queue)."""
     held: list[str] = []
     other: list[str] = []
-    markers: list[str] = []
     taken: list[str] = []
     for key in keys:
         if key.startswith("x:"):
             (held if dict.__contains__(store, key) else taken).append(key)
-        elif key.startswith("e:"):
-            markers.append(key)
         else:
             other.append(key)
-    return sorted(held) + sorted(other) + sorted(markers) + sorted(taken)
+    return sorted(held) + sorted(other) + sorted(taken)
 
 
 class PartitionStore(dict[str, Any]):

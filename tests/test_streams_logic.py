@@ -425,8 +425,9 @@ def test_a_checkpoint_cut_short_keeps_its_held_decisions_whole(first_offset: int
 
 def test_completing_a_held_decision_leaves_what_a_later_decision_wrote_durably() -> None:
     """A member's update expires (held); its `member.joined` arrives in the same interval and is
-    decided at once (a join never waits). The checkpoint is cut after the join's marker: the held
-    update's completion must not put back the member state it saw (none)."""
+    decided at once (a join never waits). The checkpoint is cut after the join's marker, before its
+    member state: the join is decided again when its record is re-read, and the held update's
+    completion must not put back the member state it saw (none)."""
     h = Harness(wait_s=4)
     store = _worker_store(h)
     update = event(STRANGER, MemberUpdated(size="large"), event_id=str(uuid.UUID(int=2**128 - 1)))
@@ -441,12 +442,52 @@ def test_completing_a_held_decision_leaves_what_a_later_decision_wrote_durably()
     keys = [key.decode() for key, _ in checkpoint]
     assert keys.index(f"e:{join.event_id}") < keys.index(f"e:{update.event_id}")
     recovered = _recover(h, durable + checkpoint[: keys.index(f"e:{join.event_id}") + 1])
-    assert recovered[f"m:{STRANGER}"]["s"] == "active"
+    assert f"m:{STRANGER}" not in recovered and recovered[f"e:{join.event_id}"][3] == "ok"
     assert recovered[f"e:{update.event_id}"][3] == "unknown_company"  # the held decision, completed
+    again = h.feed(wire(join), "mic.membership", offset=1)  # its offset was not committed: re-read
+    assert [m["s"] for _, m in again.members] == ["active"] and recovered[f"m:{STRANGER}"]["s"] == "active"
     [(_, expiry)] = h.processor.take_held()
     assert [r for _, _, r in expiry.dead_letters] == ["unknown_company"]
     later = event(STRANGER, MemberUpdated(size="small"), minutes=5)
     assert h.feed(wire(later), "mic.membership").members  # the member is there: decided at once
+
+
+def test_an_accepting_marker_kept_without_its_entity_is_decided_again_not_repeated() -> None:
+    """A checkpoint cut after a marker (`e:` sorts first) but before its entity write: the re-read
+    record must apply its event, not repeat an acceptance the state never saw."""
+    h = Harness(wait_s=30)
+    store = _worker_store(h)
+    h.feed_events(joined(CUSTOMER), joined(MAKER_MOSCOW))
+    durable, committed = store.take_changes(), dict(h.offsets)
+    placed, accepted, _ = order_story(CUSTOMER, MAKER_MOSCOW, "O-8")
+    h.feed(wire(placed))
+    checkpoint = store.take_changes()
+    keys = [key.decode() for key, _ in checkpoint]
+    recovered = _recover(h, durable + checkpoint[: keys.index(f"o:{CUSTOMER}:O-8")])
+    assert recovered[f"e:{placed.event_id}"][3] == "ok" and f"o:{CUSTOMER}:O-8" not in recovered
+    h.offsets = committed
+    assert h.feed(wire(placed)).enriched and recovered[f"o:{CUSTOMER}:O-8"]["s"] == "placed"
+    assert h.feed(wire(accepted)).enriched and h.reasons == []
+
+
+def test_a_released_record_left_first_in_its_wait_queue_does_not_hold_up_its_entity() -> None:
+    """A checkpoint cut after a decided parked record's release (`r:`) but before its wait queue's
+    update (`w:`): the queue's head is neither parked nor held, and later records must not wait."""
+    h = Harness(wait_s=30)
+    store = _worker_store(h)
+    placed = order_story(CUSTOMER, STRANGER, "O-9")[0]
+    h.feed_events(joined(CUSTOMER))
+    early = event(CUSTOMER, OrderAccepted(order_id="O-9", manufacturer_id=STRANGER), minutes=1)
+    assert h.feed(wire(early)).wait  # its manufacturer is unknown
+    durable = store.take_changes()
+    h.feed_events(joined(STRANGER))
+    h.processor.settle(0, h.processor.recheck(0, Position(RECHECK, 0, 0), tick=False))  # dead letter
+    checkpoint = store.take_changes()
+    keys = [key.decode() for key, _ in checkpoint]
+    recovered = _recover(h, durable + checkpoint[: keys.index("r:mic.orders/0/0") + 1])
+    assert recovered[f"w:o:{CUSTOMER}:O-9"] == ["mic.orders/0/0"] and "r:mic.orders/0/0" not in recovered
+    assert h.feed(wire(placed)).enriched  # not behind the released record
+    assert f"w:o:{CUSTOMER}:O-9" not in recovered
 
 
 def test_parked_records_survive_a_rebalance_and_keep_their_order() -> None:

@@ -28,26 +28,29 @@ def test_only_the_last_value_of_a_changed_key_is_written_and_fresh_deletions_cos
     assert store.pop("r:gone") == [1]  # known to the changelog: a tombstone
     store["m:old"] = {"s": "left"}
     assert sorted(store.changed_keys()) == ["e:a", "m:old", "r:gone"]
-    assert store.take_changes() == [  # markers last (see the next test)
+    assert store.take_changes() == [
+        (b"e:a", b"[2]"),
         (b"m:old", b'{"s":"left"}'),
         (b"r:gone", None),
-        (b"e:a", b"[2]"),
     ]
     assert store.take_changes() == [] and store.pending == 0
     del store["e:a"]  # now in the changelog: deleting it writes a tombstone
     assert store.take_changes() == [(b"e:a", None)]
 
 
-def test_held_decisions_are_written_first_and_markers_last() -> None:
+def test_held_decisions_are_written_first_and_their_deletions_last() -> None:
     """A changelog partition keeps a prefix of a checkpoint: any prefix that holds anything holds the
-    held entries, and one that holds a marker holds everything else (`streams.outbox`)."""
+    new held entries, and an entry is deleted after its taking's other writes (`streams.outbox`)."""
     store = PartitionStore(0, {"r:mic.orders/0/4": ["parked"]})
     store["e:a"] = [1, "mic.orders/0/4", "recheck/0/9", "unknown_company"]
     store.pop("r:mic.orders/0/4")
     store["x:mic.orders/0/4"] = ["held"]
     store["c:0"] = [6.0, 1.0]
     written = [key for key, _ in store.take_changes()]
-    assert written == [b"x:mic.orders/0/4", b"c:0", b"r:mic.orders/0/4", b"e:a"]
+    assert written == [b"x:mic.orders/0/4", b"c:0", b"e:a", b"r:mic.orders/0/4"]
+    store.pop("x:mic.orders/0/4")  # taken: its deletion after the queue it leaves
+    store["w:o:1"] = ["mic.orders/0/5"]
+    assert [key for key, _ in store.take_changes()] == [b"w:o:1", b"x:mic.orders/0/4"]
 
 
 def test_a_store_rebuilt_from_its_changelog_equals_the_original() -> None:
