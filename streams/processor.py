@@ -214,7 +214,10 @@ class EventProcessor:
         if marker[3] != OK:
             return False
         entity = self.state.get(key)
-        return entity is None or event.event_id not in entity.get("applied", {})
+        if entity is None:
+            return True
+        applied = entity.get("applied", {})  # a full map may have forgotten it: trust the marker
+        return event.event_id not in applied and len(applied) < APPLIED_REMEMBERED
 
     def _queue(self, key: str, origin: str) -> list[str]:
         """The wait queue of entity `key`, without heads that are neither parked nor held (their
