@@ -155,10 +155,12 @@ class EventProcessor:
             return outcome
         key = entity_key(event)
         ours = marker if marker is not None and marker[1] == record.origin else None
-        if ours is not None and not self._ahead_of_entity(ours, key, event):
-            if not self.outbox.holds(record.origin):  # held: its entry sends the outputs
+        if ours is not None:
+            if self.outbox.holds(record.origin):  # decided: its entry sends the outputs
+                return outcome
+            if not self._ahead_of_entity(ours, key, event):
                 self._repeat(outcome, event, record, position, decision=ours[3])
-            return outcome
+                return outcome
         queue = self._queue(key, record.origin)
         behind = bool(queue) and queue[0] != record.origin and not isinstance(event.payload, MemberJoined)
         if behind and waited_s is not None and waited_s >= self.member_wait_s:

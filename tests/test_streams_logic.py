@@ -490,6 +490,36 @@ def test_a_released_record_left_first_in_its_wait_queue_does_not_hold_up_its_ent
     assert f"w:o:{CUSTOMER}:O-9" not in recovered
 
 
+def test_a_held_record_read_again_after_a_cut_short_checkpoint_is_not_decided_again() -> None:
+    """A member update held (accepted after its wait, its member joined meanwhile), the checkpoint
+    cut after its marker but before the member state; both input records are read again (member
+    wait under a commit interval). The held update must stay decided once, by its entry."""
+    h = Harness(wait_s=4)
+    store = _worker_store(h)
+    update = event(STRANGER, MemberUpdated(size="large"), event_id=str(uuid.UUID(int=2**128 - 1)))
+    assert h.feed(wire(update), "mic.membership").wait
+    durable = store.take_changes()
+    h.now += timedelta(seconds=2)
+    h.processor.settle(0, h.processor.recheck(0, Position(RECHECK, 0, 0), tick=True))
+    join = event(STRANGER, joined(STRANGER).payload, minutes=-1, event_id=str(uuid.UUID(int=1)))
+    assert h.feed(wire(join), "mic.membership").members
+    h.now += timedelta(seconds=2)
+    decided = h.processor.recheck(0, Position(RECHECK, 0, 1), tick=True)
+    assert [outcome.held for _, outcome in decided] == [True]
+    h.processor.settle(0, decided)
+    checkpoint = store.take_changes()
+    keys = [key.decode() for key, _ in checkpoint]
+    recovered = _recover(h, durable + checkpoint[: keys.index(f"e:{update.event_id}") + 1])
+    again = h.feed(wire(update), "mic.membership", offset=0)
+    assert not again.wait and not again.sends and h.parked_keys() == [f"w:m:{STRANGER}"]
+    h.feed(wire(join), "mic.membership", offset=1)
+    [(_, held)] = h.processor.take_held()
+    assert [m["s"] for _, m in held.members] == ["active"] and h.parked_keys() == []
+    for _ in range(4):
+        h.recheck(after_s=2.0)
+    assert h.reasons == [] and recovered[f"m:{STRANGER}"]["s"] == "active"
+
+
 def test_parked_records_survive_a_rebalance_and_keep_their_order() -> None:
     h = Harness()
     placed, accepted, _ = order_story(CUSTOMER, MAKER_MOSCOW, "O-1")
