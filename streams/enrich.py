@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -31,6 +31,22 @@ RELATED_COMPANY_FIELD: dict[Family, tuple[str, str] | None] = {
     Family.FACTORING: ("debtor_id", "debtor_"),
 }
 """The other company an event of the family may name, and the prefix of its enrichment columns."""
+
+class MemberDirectory(Protocol):
+    """Every worker's view of all members (replicated), for rule 1 and enrichment lookups."""
+
+    def active_profile(self, company_id: str, at: datetime | None = None) -> Profile | None:
+        """The profile of an active member (or of one that was active at `at`), else None."""
+        ...
+
+    def apply(self, company_id: str, member: dict[str, Any]) -> None:
+        """Record a member state decided by this worker (read-your-writes before replication)."""
+        ...
+
+    def knows(self, company_id: str) -> bool:
+        """Whether any state of the company is known (active or not)."""
+        ...
+
 
 _JSON = msgspec.json.Encoder(decimal_format="string")
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from schemas.deadletter import build_dead_letter
 from schemas.decode import DecodeFailure, decode_event
@@ -52,12 +52,13 @@ from schemas.reasons import DeadLetterReason
 from schemas.topics import Family
 from streams.aggregates import DUPLICATE_DELTA, delta_for_dead_letter
 from streams.dedupe import DedupeRetention
-from streams.enrich import Profile, encode_record, enriched_record, related_company
+from streams.enrich import MemberDirectory, Profile, encode_record, enriched_record, related_company
 from streams.outbox import Outbox
-from streams.parking import PARKED_PREFIX, Parked, ParkingLot
+from streams.parking import ParkingLot
 from streams.records import Outcome, Position, SourceRecord, readable_identity
 from streams.rules import Violation, apply_event, entity_key, is_active_member
-from streams.tallies import PartitionTallies, counted_key
+from streams.tallies import PartitionTallies
+from streams.waiting import WaitingRoom
 
 OK = "ok"
 APPLIED_REMEMBERED = 32
@@ -68,28 +69,13 @@ DEAD_LETTER_VALUE_BYTES = 512 * 1024
 """Original values longer than this are cut in the dead letter (it must fit Kafka's 1 MB record limit)."""
 
 
-class MemberDirectory(Protocol):
-    """Every worker's view of all members (replicated), for rule 1 and enrichment lookups."""
-
-    def active_profile(self, company_id: str, at: datetime | None = None) -> Profile | None:
-        """The profile of an active member (or of one that was active at `at`), else None."""
-        ...
-
-    def apply(self, company_id: str, member: dict[str, Any]) -> None:
-        """Record a member state decided by this worker (read-your-writes before replication)."""
-        ...
-
-    def knows(self, company_id: str) -> bool:
-        """Whether any state of the company is known (active or not)."""
-        ...
-
-
 def _day_ordinal(event: Event) -> int:
     return event.occurred_at.astimezone(UTC).date().toordinal()
 
 
-class EventProcessor:
-    """Decides records against the state of the partitions this worker owns."""
+class EventProcessor(WaitingRoom):
+    """Decides records against the state of the partitions this worker owns (rule 1's re-checks:
+    `streams.waiting.WaitingRoom`)."""
 
     def __init__(
         self,
@@ -220,24 +206,6 @@ class EventProcessor:
             return True
         applied = entity.get("applied", {})  # a full map may have forgotten it: trust the marker
         return event.event_id not in applied and len(applied) < APPLIED_REMEMBERED
-
-    def _queue(self, key: str, origin: str) -> list[str]:
-        """The wait queue of entity `key`, without heads that are neither parked nor held (their
-        release was kept without the queue's update by a checkpoint cut short)."""
-        queue_key = f"w:{key}"
-        queue: list[str] = self.state.get(queue_key) or []
-        stale = 0
-        for head in queue:
-            if head == origin or f"{PARKED_PREFIX}{head}" in self.state or self.outbox.holds(head):
-                break
-            stale += 1
-        if stale:
-            queue = queue[stale:]
-            if queue:
-                self.state[queue_key] = queue
-            else:
-                self.state.pop(queue_key, None)
-        return queue
 
     # --- decisions -------------------------------------------------------------------------------
 
@@ -396,91 +364,6 @@ class EventProcessor:
         """Drop the in-memory indexes of a partition this worker may no longer own (rebuilt on use)."""
         self.tallies.forget(partition)
         self.parking.forget(partition)
-
-    # --- rule 1: parked records ----------------------------------------------------------------------
-
-    def parked(self, partition: int) -> list[Parked]:
-        """One re-check tick of `partition`: its parked records, oldest first, with their waiting time.
-
-        Decide each with `process(record, Position(RECHECK, partition, tick offset), waited_s=...)`;
-        those that no longer wait are released with `release` once their outputs are acknowledged.
-        """
-        return self.parking.due(partition, self.clock().timestamp())
-
-    def waiting(self, partition: int) -> list[Parked]:
-        """`partition`'s parked records without a tick: re-decide them once their member arrived
-        (their waiting time does not advance, so only ticks can expire them)."""
-        return self.parking.waiting(partition)
-
-    def recheck(self, partition: int, position: Position, *, tick: bool) -> list[tuple[Parked, Outcome]]:
-        """Re-decide the parked records of `partition` that may be decided now, oldest first.
-
-        `tick` advances the partition's waiting clock (`parked`); without it (`waiting`) only records
-        whose members arrived are decided. A record is skipped without decoding it while a company
-        it waits for is still unknown, or while an earlier record of its entity is still parked --
-        unless it has waited `member_wait_s`. A decision made because the record waited
-        `member_wait_s` depends on the waiting clock, which a crash rolls back: when it has outputs
-        it is held (`Outcome.held`, `streams.outbox`) and the rest of its entity waits behind it
-        until `take_held`; a record whose decision is held is skipped. Hand the result to `settle`.
-        """
-        parked = self.parked(partition) if tick else self.waiting(partition)
-        blocked: set[str] = set()
-        decided: list[tuple[Parked, Outcome]] = []
-        for item in parked:
-            entity = item.entity
-            if self.outbox.holds(item.record.origin):  # a restored entry: decided, sent at the checkpoint
-                if entity is not None:
-                    blocked.add(entity)
-                continue
-            if item.waited_s < self.member_wait_s and entity is not None:
-                if entity in blocked:
-                    continue
-                if item.waiting_for and not all(self._known(company) for company in item.waiting_for):
-                    blocked.add(entity)
-                    continue
-            if item.waited_s >= self.member_wait_s:
-                outcome = self._decide_held(item, position)
-            else:
-                outcome = self.process(item.record, position, waited_s=item.waited_s)
-            if (outcome.wait or outcome.held) and entity is not None:
-                blocked.add(entity)
-            decided.append((item, outcome))
-        return decided
-
-    def _decide_held(self, item: Parked, position: Position) -> Outcome:
-        """Decide a record that has waited `member_wait_s`, holding the decision if it sends
-        anything (`streams.outbox`)."""
-        record = item.record
-        event = decode_event(record.value, topic=record.topic)
-        if isinstance(event, DecodeFailure):  # it was decoded when parked: only if the rules changed
-            return self.process(record, position, waited_s=item.waited_s)
-        entity = item.entity if item.entity is not None else entity_key(event)
-        marker = f"e:{event.event_id}"
-        before = self.outbox.before(entity=entity, marker=marker, count=counted_key(record.origin))
-        outcome = self.process(record, position, waited_s=item.waited_s)
-        if not outcome.wait and outcome.sends:
-            self.outbox.hold(record.origin, outcome, entity=entity, marker=marker, before=before)
-            outcome.held = True
-        return outcome
-
-    def _known(self, company_id: str) -> bool:
-        return self.directory.knows(company_id) or f"m:{company_id}" in self.state
-
-    def release(self, partition: int, keys: list[str]) -> None:
-        """Forget parked records that were decided (their outputs are acknowledged)."""
-        self.parking.release(partition, keys)
-
-    def settle(self, partition: int, decided: list[tuple[Parked, Outcome]]) -> list[tuple[Parked, Outcome]]:
-        """Release the records a `recheck` decided and return those whose outputs go out now: all
-        but the held ones (`Outcome.held`, sent by `take_held`). Released at once: the checkpoint
-        writes the release only after the outputs are acknowledged."""
-        self.parking.release(partition, [item.key for item, outcome in decided if not outcome.wait])
-        return [(item, outcome) for item, outcome in decided if not outcome.wait and not outcome.held]
-
-    def take_held(self) -> list[tuple[str, Outcome]]:
-        """The held decisions as `(origin, outcome)`, taken out of the outbox: call once a checkpoint
-        made the state durable, and hand their outputs over before the deletions are written."""
-        return self.outbox.take()
 
     def _dequeue(self, event: Event, record: SourceRecord, entity: str | None = None) -> None:
         queue_key = f"w:{entity if entity is not None else entity_key(event)}"
