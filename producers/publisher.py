@@ -126,16 +126,22 @@ def missing_topics(settings: Settings, logical_topics: list[str], *, timeout_s: 
     broker cannot be reached within `timeout_s`).
 
     A broker of a cluster that has just died is still listed in the others' metadata, and the
-    admin client may send its request there: a refused connection is retried until the timeout."""
-    timeout_ms = int(timeout_s * 1000)
+    admin client may send its request there: a refused connection is retried until the timeout.
+    So is a bootstrap that timed out: kafka-python picks a bootstrap server at random and waits out
+    the growing backoff of a dead one it picks again, so with two of three brokers down one client
+    spent a whole 5 s timeout on the dead two (a fault-stage run). Each attempt is a new client, so
+    with a bootstrap budget of a third of the timeout, new random picks and reset backoffs."""
+    servers = settings.kafka_bootstrap.split(",")
     deadline = time.monotonic() + timeout_s
     while True:
+        left = max(0.001, deadline - time.monotonic())
+        bootstrap_s = left if len(servers) == 1 else min(left, max(1.0, timeout_s / 3))
         try:
-            existing = _list_topics(settings, timeout_ms)
+            existing = _list_topics(settings, int(bootstrap_s * 1000), int(left * 1000))
             break
         except KafkaAccessError as exc:
             raise PublishError(f"Kafka at {settings.kafka_bootstrap} refuses this client: {exc}") from exc
-        except KafkaConnectionError as exc:
+        except (KafkaConnectionError, KafkaTimeoutError) as exc:
             if time.monotonic() >= deadline:
                 raise PublishError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
             time.sleep(0.2)  # the next attempt asks another broker
@@ -145,9 +151,9 @@ def missing_topics(settings: Settings, logical_topics: list[str], *, timeout_s: 
     return [name for name in physical if name not in existing]
 
 
-def _list_topics(settings: Settings, timeout_ms: int) -> set[str]:
+def _list_topics(settings: Settings, bootstrap_ms: int, timeout_ms: int) -> set[str]:
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","),
-                             **kafka_python_options(settings, bootstrap_timeout_ms=timeout_ms,
+                             **kafka_python_options(settings, bootstrap_timeout_ms=bootstrap_ms,
                                                     request_timeout_ms=timeout_ms))
     try:
         return set(admin.list_topics())
