@@ -112,7 +112,6 @@ class Outbox:
         self.aggregates = aggregates
         self.parking = parking
         self._keys: dict[str, int] | None = None
-        self._unreadable: set[str] = set()
 
     def _index(self) -> dict[str, int]:
         if self._keys is None:
@@ -121,7 +120,6 @@ class Outbox:
                 if key.startswith(OUTBOX_PREFIX):
                     entry = self.state[key]
                     if held_outcome(entry) is None:
-                        self._unreadable.add(key)
                         log.error("held decision %s (%d bytes) is not readable here: left alone, its "
                                   "record and entity stay undecided", key, len(repr(entry)))  # fmt: skip
                         continue
