@@ -7,17 +7,18 @@ strings with exactly two decimals, `fee_rate` as a number).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any, Protocol
 
 import msgspec
+import msgspec.structs
 
-from schemas.events import Event, MemberUpdated
+from schemas.events import Event, MemberUpdated, Payload
 from schemas.topics import Family
-from schemas.warehouse import PROFILE_FIELDS, columns
+from schemas.warehouse import ENVELOPE_COLUMNS, PROFILE_FIELDS, columns
 
 Profile = Mapping[str, str | None]
 """A member's profile: `name`, `kind` and the `PROFILE_FIELDS`, as stored in the member state."""
@@ -31,6 +32,7 @@ RELATED_COMPANY_FIELD: dict[Family, tuple[str, str] | None] = {
     Family.FACTORING: ("debtor_id", "debtor_"),
 }
 """The other company an event of the family may name, and the prefix of its enrichment columns."""
+
 
 class MemberDirectory(Protocol):
     """Every worker's view of all members (replicated), for rule 1 and enrichment lookups."""
@@ -68,18 +70,6 @@ def money_text(amount: Decimal) -> str:
     return f"{amount:.2f}"
 
 
-def _encode_value(kind: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind == "money":
-        return money_text(Decimal(value))
-    if kind == "date" and isinstance(value, date):
-        return value.isoformat()
-    if kind == "rate":
-        return float(value)
-    return value
-
-
 def related_company(event: Event) -> str | None:
     """The `manufacturer_id` / `buyer_id` / `debtor_id` of the event, if its type has one."""
     spec = RELATED_COMPANY_FIELD[event.family]
@@ -89,26 +79,61 @@ def related_company(event: Event) -> str | None:
     return value if isinstance(value, str) else None
 
 
-_COMPANY, _RELATED, _CHANGED, _PAYLOAD = range(4)
+def _column_expression(
+    family: Family, name: str, kind: str, fields: dict[str, msgspec.structs.FieldInfo], changes: bool
+) -> str:
+    """The Python expression of one payload-side column of `family` over `p` (the payload), `c` and
+    `r` (the `get` of the company's and the related company's profile, or of an empty one)."""
+    spec = RELATED_COMPANY_FIELD[family]
+    prefix = spec[1] if spec else None
+    if prefix and name.startswith(prefix) and name[len(prefix) :] in PROFILE_FIELDS:
+        return f"r({name[len(prefix) :]!r})"
+    if name in PROFILE_KEYS and (family is Family.MEMBER or name in PROFILE_FIELDS):
+        return f"c({name!r})"
+    if name == "changed_fields":
+        return "','.join(sorted(p.changes()))" if changes else "None"
+    if name not in fields:
+        return "None"
+    value = f"p.{name}"
+    absent = f"{value} is None" + (f" or {value} is UNSET" if fields[name].default is msgspec.UNSET else "")
+    if kind == "money":
+        return f"(None if {absent} else f'{{{value}:.2f}}')"
+    if kind == "rate":
+        return f"(None if {absent} else float({value}))"
+    if fields[name].default is msgspec.UNSET:
+        return f"(None if {absent} else {value})"
+    return value  # dates stay `date`: the encoder writes `YYYY-MM-DD`
+
+
+def _row_source(family: Family, payload_type: type[Payload]) -> str:
+    """The source of the row builder of one payload type: one dict display, columns in table order."""
+    fields = {field.name: field for field in msgspec.structs.fields(payload_type)}
+    changes = issubclass(payload_type, MemberUpdated)
+    items = [f"{column.name!r}: e.{column.name}" for column in ENVELOPE_COLUMNS]
+    items[[column.name for column in ENVELOPE_COLUMNS].index("occurred_at")] = "'occurred_at': t"
+    items += [
+        f"{column.name!r}: {_column_expression(family, column.name, column.kind, fields, changes)}"
+        for column in columns(family)[len(ENVELOPE_COLUMNS) :]
+    ]
+    body = ",\n        ".join(items)
+    return f"def build(e, p, c, r, t):\n    return {{\n        {body},\n    }}\n"
+
+
+RowBuilder = Callable[[Event, Payload, Callable[[str], Any], Callable[[str], Any], datetime], dict[str, Any]]
 
 
 @cache
-def _plan(family: Family) -> tuple[tuple[str, int, str, str], ...]:
-    """Per payload column of `family`: (name, source, source field, kind) -- computed once."""
-    spec = RELATED_COMPANY_FIELD[family]
-    prefix = spec[1] if spec else None
-    plan = []
-    for column in columns(family)[7:]:  # after the envelope's seven columns
-        name = column.name
-        if prefix and name.startswith(prefix) and name[len(prefix) :] in PROFILE_FIELDS:
-            plan.append((name, _RELATED, name[len(prefix) :], column.kind))
-        elif name in PROFILE_KEYS and (family is Family.MEMBER or name in PROFILE_FIELDS):
-            plan.append((name, _COMPANY, name, column.kind))
-        elif name == "changed_fields":
-            plan.append((name, _CHANGED, name, column.kind))
-        else:
-            plan.append((name, _PAYLOAD, name, column.kind))
-    return tuple(plan)
+def _builder(family: Family, payload_type: type[Payload]) -> RowBuilder:
+    """The row builder of one payload type, compiled once (as `dataclasses` builds `__init__`): a
+    dict display of attribute reads, the fastest way CPython has to make a dict of fixed keys."""
+    namespace: dict[str, Any] = {"UNSET": msgspec.UNSET}
+    source = _row_source(family, payload_type)
+    exec(compile(source, f"<enriched row of {payload_type.__name__}>", "exec"), namespace)
+    builder: RowBuilder = namespace["build"]
+    return builder
+
+
+_NO_PROFILE: Profile = {}
 
 
 def enriched_record(
@@ -117,43 +142,20 @@ def enriched_record(
     related: Profile | None = None,
     *,
     occurred_utc: datetime | None = None,
-) -> dict[str, Any]:
-    """The flat warehouse row of `event`.
+) -> bytes:
+    """The flat warehouse row of `event`, as the JSON bytes of `schemas.warehouse`.
 
     `company` is the profile of `company_id` (for member events: the profile as of this event);
     `related` the profile of the manufacturer/buyer/debtor when that company is an active member;
-    `occurred_utc`, `occurred_at` in UTC when the caller has it already.
+    `occurred_utc`, `occurred_at` in UTC when the caller has it already. Dates and the timestamp are
+    written by the encoder (`YYYY-MM-DD`; RFC 3339 with `Z`, microseconds only when present).
     """
+    if occurred_utc is None:
+        occurred_utc = event.occurred_at.astimezone(UTC)
     payload = event.payload
-    row: dict[str, Any] = {
-        "event_id": event.event_id,
-        "event_type": event.event_type,
-        "schema_version": event.schema_version,
-        "occurred_at": utc_timestamp(occurred_utc or event.occurred_at),
-        "source": event.source,
-        "company_id": event.company_id,
-        "trace_id": event.trace_id,
-    }
-    for name, source, field, kind in _plan(event.family):
-        if source == _PAYLOAD:
-            value = getattr(payload, field, None)
-        elif source == _COMPANY:
-            value = company.get(field) if company else None
-        elif source == _RELATED:
-            value = related.get(field) if related else None
-        else:
-            value = changed_fields(event)
-        if value is None or value.__class__ is msgspec.UnsetType:
-            row[name] = None
-        elif kind == "money":
-            row[name] = money_text(Decimal(value))
-        elif kind == "date":
-            row[name] = value.isoformat() if isinstance(value, date) else value
-        elif kind == "rate":
-            row[name] = float(value)
-        else:
-            row[name] = value
-    return row
+    build = _builder(event.family, payload.__class__)
+    row = build(event, payload, (company or _NO_PROFILE).get, (related or _NO_PROFILE).get, occurred_utc)
+    return _JSON.encode(row)
 
 
 def changed_fields(event: Event) -> str | None:
@@ -161,8 +163,3 @@ def changed_fields(event: Event) -> str | None:
     if isinstance(event.payload, MemberUpdated):
         return ",".join(sorted(event.payload.changes()))
     return None
-
-
-def encode_record(row: Mapping[str, Any]) -> bytes:
-    """The JSON bytes of an enriched record."""
-    return _JSON.encode(row)

@@ -52,7 +52,7 @@ from schemas.reasons import DeadLetterReason
 from schemas.topics import Family
 from streams.aggregates import DUPLICATE_DELTA, delta_for_dead_letter
 from streams.dedupe import DedupeRetention
-from streams.enrich import MemberDirectory, Profile, encode_record, enriched_record, related_company
+from streams.enrich import MemberDirectory, Profile, enriched_record, related_company
 from streams.outbox import Outbox
 from streams.parking import ParkingLot
 from streams.records import Outcome, Position, SourceRecord, readable_identity
@@ -245,7 +245,7 @@ class EventProcessor(WaitingRoom):
             other = related_company(event)
             related = self.directory.active_profile(other, event.occurred_at) if other else None
         row = enriched_record(event, company, related, occurred_utc=self._utc(event))
-        outcome.enriched.append((family, event.company_id, encode_record(row)))
+        outcome.enriched.append((family, event.company_id, row))
 
     def _repeat(
         self,

@@ -37,7 +37,7 @@ from schemas.decode import DecodeFailure, decode_event
 from schemas.events import Event
 from schemas.reasons import DeadLetterReason
 from schemas.topics import Family
-from streams.enrich import encode_record, enriched_record
+from streams.enrich import enriched_record
 from streams.rules import Violation, apply_event, is_active_member
 
 Decision = tuple[bytes, str | None] | None
@@ -97,7 +97,7 @@ class QuixJob:
                 reason = DeadLetterReason.UNKNOWN_COMPANY
                 return self._letter(where, reason, detail, event.event_id, event.event_type)
         profile = member["profile"]
-        row = encode_record(enriched_record(event, profile, None))
+        row = enriched_record(event, profile, None)
         return row, _aggregate_key(event, profile)
 
     def _letter(
