@@ -33,6 +33,19 @@ replayed after a crash (one commit interval back) or waiting for its member must
 however fast event time runs (a replay of simulated months in seconds)."""
 
 
+class _Stream:
+    """One stream's index: marker keys by event day, when each day was last written, the
+    watermark and the wall time of the last expiry check."""
+
+    __slots__ = ("checked", "days", "watermark", "written")
+
+    def __init__(self, days: dict[int, set[str]], now: float) -> None:
+        self.days = days
+        self.written = dict.fromkeys(days, now)
+        self.watermark: int | None = max(days) if days else None
+        self.checked: float | None = None
+
+
 class DedupeRetention:
     """Which de-duplication markers have fallen out of the event-time retention window."""
 
@@ -41,25 +54,18 @@ class DedupeRetention:
             raise ValueError(f"retention_days must be >= 1, got {retention_days}")
         self.retention_days = retention_days
         self.grace_s = grace_s
-        self._keys: dict[str, dict[int, set[str]]] = {}
-        self._written: dict[str, dict[int, float]] = {}
-        self._watermark: dict[str, int] = {}
-        self._checked: dict[str, float] = {}
-        """Stream -> wall time of its last expiry check."""
+        self._streams: dict[str, _Stream] = {}
 
     def knows(self, stream: str) -> bool:
         """Whether the stream's markers were loaded (or noted) in this process."""
-        return stream in self._keys
+        return stream in self._streams
 
     def load(self, stream: str, markers: Iterable[tuple[str, int]], now: float) -> None:
         """Index existing markers `(key, day)` of a stream (after recovery), replacing what was known."""
         days: dict[int, set[str]] = {}
         for key, day in markers:
             days.setdefault(day, set()).add(key)
-        self._keys[stream] = days
-        self._written[stream] = dict.fromkeys(days, now)
-        if days:
-            self._watermark[stream] = max(days)
+        self._streams[stream] = _Stream(days, now)
 
     def note(self, stream: str, key: str, day: int, now: float) -> list[str]:
         """Record a new marker written at wall-clock `now`; returns the keys that have now expired.
@@ -67,29 +73,29 @@ class DedupeRetention:
         Called once per decided record: one lookup per index, no allocation but a new day's set,
         and the days scanned for expiry at most once per `EXPIRY_CHECK_S`.
         """
-        days = self._keys.get(stream)
-        if days is None:
-            days = self._keys[stream] = {}
-            self._written[stream] = {}
+        index = self._streams.get(stream)
+        if index is None:
+            index = self._streams[stream] = _Stream({}, now)
+        days = index.days
         keys = days.get(day)
         if keys is None:
             days[day] = {key}
         else:
             keys.add(key)
-        written = self._written[stream]
-        written[day] = now
+        index.written[day] = now
+        watermark = index.watermark
+        if watermark is None or day > watermark:
+            watermark = day
         tomorrow = int(now // 86400) + _EPOCH_ORDINAL + 1
-        previous = self._watermark.get(stream)
-        watermark = day if previous is None or day > previous else previous
         if watermark > tomorrow:
             watermark = tomorrow
-        if watermark != previous:
-            self._watermark[stream] = watermark
-        checked = self._checked.get(stream)
+        index.watermark = watermark
+        checked = index.checked
         if checked is not None and now - checked < EXPIRY_CHECK_S:
             return []
-        self._checked[stream] = now
+        index.checked = now
         horizon = watermark - self.retention_days
+        written = index.written
         expired: list[str] = []
         for old_day in [d for d in days if d < horizon and written[d] < now - self.grace_s]:
             expired.extend(sorted(days.pop(old_day)))
@@ -98,4 +104,5 @@ class DedupeRetention:
 
     def size(self, stream: str) -> int:
         """Markers currently indexed for a stream."""
-        return sum(len(keys) for keys in self._keys.get(stream, {}).values())
+        index = self._streams.get(stream)
+        return sum(len(keys) for keys in index.days.values()) if index else 0

@@ -132,30 +132,32 @@ class EventProcessor(WaitingRoom):
             )
             return outcome
         event = decoded
-        marker = self.state.get(f"e:{event.event_id}")
-        if marker is not None and marker[1] != record.origin and (marker[3] == OK or not record.replayed):
+        marker_key = f"e:{event.event_id}"
+        marker = self.state.get(marker_key)
+        origin = record.origin
+        if marker is not None and marker[1] != origin and (marker[3] == OK or not record.replayed):
             outcome.duplicate = True
             self._dequeue(event, record)
-            self._note_duplicate(f"e:{event.event_id}", marker, record.origin)
+            self._note_duplicate(marker_key, marker, origin)
             self.tallies.count_once(record, DUPLICATE_DELTA)
             return outcome
         key = entity_key(event)
-        ours = marker if marker is not None and marker[1] == record.origin else None
+        ours = marker if marker is not None and marker[1] == origin else None
         if ours is not None:
-            if self.outbox.holds(record.origin):  # decided: its entry sends the outputs
+            if self.outbox.holds(origin):  # decided: its entry sends the outputs
                 return outcome
             if not self._ahead_of_entity(ours, key, event):
                 self._repeat(outcome, event, record, position, decision=ours[3])
                 return outcome
-        queue = self._queue(key, record.origin)
-        behind = bool(queue) and queue[0] != record.origin and not isinstance(event.payload, MemberJoined)
+        queue = self._queue(key, origin)
+        behind = bool(queue) and queue[0] != origin and not isinstance(event.payload, MemberJoined)
         if behind and waited_s is not None and waited_s >= self.member_wait_s:
             behind = False  # the events ahead did not resolve in time: decide this one on its own
-        missing = self._missing_members(event)
+        missing, company, related = self._members(event)
         if behind or missing:
             if behind or waited_s is None or waited_s < self.member_wait_s:
-                if record.origin not in queue:
-                    self.state[f"w:{key}"] = [*queue, record.origin]
+                if origin not in queue:
+                    self.state[f"w:{key}"] = [*queue, origin]
                 self.parking.park(record, self.clock().timestamp(), entity=key, waiting_for=missing)
                 outcome.wait = True
                 return outcome
@@ -166,7 +168,7 @@ class EventProcessor(WaitingRoom):
             return outcome
         entity = self.state.get(key)
         applied_from = (entity or {}).get("applied", {}).get(event.event_id)
-        if applied_from is not None and applied_from != record.origin:
+        if applied_from is not None and applied_from != origin:
             # a duplicate whose marker has already expired (it waited longer than the retention)
             self._dequeue(event, record)
             outcome.duplicate = True
@@ -177,23 +179,24 @@ class EventProcessor(WaitingRoom):
         else:
             region = None
             if isinstance(event.payload, OrderAccepted):
-                maker = self.directory.active_profile(event.payload.manufacturer_id, event.occurred_at)
-                region = maker.get("region_code") if maker else None
+                region = related.get("region_code") if related else None
             utc = self._utc(event)
             day = utc.date().isoformat() if utc is not None else None
             result = apply_event(entity, event, manufacturer_region=region, day=day)
             if isinstance(result, Violation):
                 self._decide_dead_letter(outcome, event, record, position, result.reason, result.detail)
                 return outcome
-            applied = {**result.get("applied", {}), event.event_id: record.origin}
+            applied = {**result.get("applied", {}), event.event_id: origin}
             if len(applied) > APPLIED_REMEMBERED:
                 applied = dict(list(applied.items())[-APPLIED_REMEMBERED:])
-            new_state = {**result, "applied": applied, "p": position.partition}
+            result["applied"] = applied  # `apply_event` returns a new dict: completed in place
+            result["p"] = position.partition
+            new_state = result
             self.state[key] = new_state
             self.tallies.entity_changed(position.partition, key, entity, new_state)
         assert new_state is not None
-        self._valid(outcome, event, new_state)
-        self._mark(event, record, position, OK, key)
+        self._valid(outcome, event, new_state, company, related)
+        self._mark(event, record, position, OK, key, queued=bool(queue))
         return outcome
 
     def _ahead_of_entity(self, marker: list[Any], key: str, event: Event) -> bool:
@@ -209,25 +212,34 @@ class EventProcessor(WaitingRoom):
 
     # --- decisions -------------------------------------------------------------------------------
 
-    def _missing_members(self, event: Event) -> list[str]:
+    def _members(self, event: Event) -> tuple[list[str], Profile | None, Profile | None]:
+        """Rule 1: the companies the event needs that are not active members (`missing`), with the
+        profiles of the company and of the related company of business events (for enrichment:
+        the related one need not be a member unless it is an order's manufacturer)."""
         payload = event.payload
-        if isinstance(payload, MemberJoined):
-            return []
-        missing: list[str] = []
         if event.family is Family.MEMBER:
-            if not is_active_member(self.state.get(f"m:{event.company_id}")):
-                missing.append(event.company_id)
-        elif self.directory.active_profile(event.company_id, event.occurred_at) is None:
-            missing.append(event.company_id)
+            if isinstance(payload, MemberJoined) or is_active_member(self.state.get(f"m:{event.company_id}")):
+                return [], None, None
+            return [event.company_id], None, None
         at = event.occurred_at
-        if (
-            isinstance(payload, OrderAccepted)
-            and self.directory.active_profile(payload.manufacturer_id, at) is None
-        ):
+        company = self.directory.active_profile(event.company_id, at)
+        missing = [] if company is not None else [event.company_id]
+        other = related_company(event)
+        related = self.directory.active_profile(other, at) if other else None
+        if related is None and isinstance(payload, OrderAccepted):
             missing.append(payload.manufacturer_id)
-        return missing
+        return missing, company, related
 
-    def _valid(self, outcome: Outcome, event: Event, entity: dict[str, Any]) -> None:
+    def _valid(
+        self,
+        outcome: Outcome,
+        event: Event,
+        entity: dict[str, Any],
+        company: Profile | None = None,
+        related: Profile | None = None,
+    ) -> None:
+        """Send the enriched record of an accepted event (and a member's new state). `company` and
+        `related`: the profiles `_members` found for a business event (else looked up here)."""
         family = event.family
         if family is Family.MEMBER:
             member = {
@@ -238,12 +250,9 @@ class EventProcessor(WaitingRoom):
             }
             self.directory.apply(event.company_id, member)
             outcome.members.append((event.company_id, member))
-            company: Profile | None = entity["profile"]
-            related: Profile | None = None
-        else:
-            company = self.directory.active_profile(event.company_id, event.occurred_at)
-            other = related_company(event)
-            related = self.directory.active_profile(other, event.occurred_at) if other else None
+            company, related = entity["profile"], None
+        elif company is None:
+            _, company, related = self._members(event)
         row = enriched_record(event, company, related, occurred_utc=self._utc(event))
         outcome.enriched.append((family, event.company_id, row))
 
@@ -337,20 +346,33 @@ class EventProcessor(WaitingRoom):
             self.tallies.count_once(record, delta_for_dead_letter(reason.value))
 
     def _mark(
-        self, event: Event, record: SourceRecord, position: Position, decision: str, entity: str | None = None
+        self,
+        event: Event,
+        record: SourceRecord,
+        position: Position,
+        decision: str,
+        entity: str | None = None,
+        *,
+        queued: bool = True,
     ) -> None:
-        """Write the de-duplication marker (last write of a decision) and expire old markers."""
+        """Write the de-duplication marker (last write of a decision) and expire old markers.
+        `queued=False`: the entity's wait queue was seen empty in this decision (nothing to take)."""
         stream = f"{record.topic}/{record.partition}/"
+        now = self.clock().timestamp()
         if not self.retention.knows(stream):
-            self.retention.load(stream, self._markers_of(stream), self.clock().timestamp())
-        self._dequeue(event, record, entity)
+            self.retention.load(stream, self._markers_of(stream), now)
+        if queued:
+            self._dequeue(event, record, entity)
         key = f"e:{event.event_id}"
         utc = self._utc(event)
         day = utc.date().toordinal() if utc is not None else _day_ordinal(event)
-        origin = record.origin
-        where = position.text
-        self.state[key] = [day, origin, None if where == origin else where, decision]
-        for expired in self.retention.note(stream, key, day, self.clock().timestamp()):
+        here = (
+            position.offset == record.offset
+            and position.topic == record.topic
+            and position.partition == record.partition
+        )
+        self.state[key] = [day, record.origin, None if here else position.text, decision]
+        for expired in self.retention.note(stream, key, day, now):
             self.state.pop(expired, None)
 
     def _note_duplicate(self, key: str, marker: list[Any], origin: str) -> None:

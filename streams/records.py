@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -14,9 +14,9 @@ RECHECK = "recheck"
 """`Position.topic` of a parked record re-decided on a tick of the recheck topic (`streams.parking`)."""
 
 
-@dataclass(frozen=True)
-class SourceRecord:
-    """An input record: logical topic name, coordinates, key and value bytes."""
+class SourceRecord(NamedTuple):
+    """An input record: logical topic name, coordinates, key and value bytes (a named tuple: one is
+    made per input record, and a frozen dataclass costs several times as much to build)."""
 
     topic: str
     partition: int
@@ -31,8 +31,7 @@ class SourceRecord:
         return f"{self.topic}/{self.partition}/{self.offset}"
 
 
-@dataclass(frozen=True)
-class Position:
+class Position(NamedTuple):
     """Where a record is processed now: its input topic, or a tick of the recheck topic (`RECHECK`)."""
 
     topic: str
@@ -44,7 +43,7 @@ class Position:
         return f"{self.topic}/{self.partition}/{self.offset}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What to send for one record (`streams.processor`), and whether it must wait for its member."""
 

@@ -54,12 +54,19 @@ class Violation:
 
 def entity_key(event: Event) -> str:
     """The state-table key of the event's entity: member, order, patent or factoring request."""
-    payload = event.payload
     family = event.family
     if family is Family.MEMBER:
         return f"m:{event.company_id}"
-    entity_id = getattr(payload, {"order": "order_id", "patent": "patent_id"}.get(family, "request_id"))
-    return f"{family.value[0]}:{event.company_id}:{entity_id}"
+    prefix, id_field = _ENTITY_ID[family]
+    return f"{prefix}{event.company_id}:{getattr(event.payload, id_field)}"
+
+
+_ENTITY_ID: dict[Family, tuple[str, str]] = {
+    Family.ORDER: ("o:", "order_id"),
+    Family.PATENT: ("p:", "patent_id"),
+    Family.FACTORING: ("f:", "request_id"),
+}
+"""Key prefix and entity id field of the business families."""
 
 
 def is_active_member(state: State | None) -> bool:
