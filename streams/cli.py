@@ -88,6 +88,9 @@ def run_streams(args: argparse.Namespace) -> int:
         why = explain_kafka_error(error, settings.pipeline)
         print(f"mic-pipeline streams: Kafka at {bootstrap}: {why}", file=sys.stderr)
         return 3
+    from streams.gcpolicy import tune_gc
+
+    tune_gc()
     app = build_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, redirect_stdouts=False)
     # aiokafka logs every request at DEBUG; building those records cost ~10% of a worker's time

@@ -108,6 +108,7 @@ def decide_offline(backlog: Backlog) -> Enriched:
     Records are decided in simulator order (a member joins before it acts there), so nothing waits
     (`member_wait_s=0`). Raises `ValueError` if the rows are not exactly the valid events.
     """
+    from streams.gcpolicy import worker_gc
     from streams.processor import EventProcessor
     from streams.records import Position, SourceRecord
     from streams.replica import MemberReplica
@@ -116,18 +117,19 @@ def decide_offline(backlog: Backlog) -> Enriched:
     rows: list[Record] = []
     letters: list[Record] = []
     offsets: Counter[str] = Counter()
-    started = time.perf_counter()
-    for topic, key, value in backlog.records:
-        offset = offsets[topic]
-        offsets[topic] += 1
-        outcome = processor.process(
-            SourceRecord(topic, 0, offset, key, value), Position(topic, 0, offset), waited_s=0.0
-        )
-        for family, company_id, row in outcome.enriched:
-            rows.append((family.enriched_topic, company_id.encode(), row))
-        for letter_key, letter, _reason in outcome.dead_letters:
-            letters.append((DEADLETTER_TOPIC, letter_key, letter))
-    decide_s = time.perf_counter() - started
+    with worker_gc():  # the worker's collector thresholds (`streams.gcpolicy`)
+        started = time.perf_counter()
+        for topic, key, value in backlog.records:
+            offset = offsets[topic]
+            offsets[topic] += 1
+            outcome = processor.process(
+                SourceRecord(topic, 0, offset, key, value), Position(topic, 0, offset), waited_s=0.0
+            )
+            for family, company_id, row in outcome.enriched:
+                rows.append((family.enriched_topic, company_id.encode(), row))
+            for letter_key, letter, _reason in outcome.dead_letters:
+                letters.append((DEADLETTER_TOPIC, letter_key, letter))
+        decide_s = time.perf_counter() - started
     if len(rows) != backlog.valid_total:
         raise ValueError(f"the decision code made {len(rows)} rows of {backlog.valid_total} valid events")
     return Enriched(rows, letters, decide_s)
