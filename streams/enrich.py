@@ -150,8 +150,8 @@ def enriched_record(
     `occurred_utc`, `occurred_at` in UTC when the caller has it already. Dates and the timestamp are
     written by the encoder (`YYYY-MM-DD`; RFC 3339 with `Z`, microseconds only when present).
     """
-    if occurred_utc is None:
-        occurred_utc = event.occurred_at.astimezone(UTC)
+    if occurred_utc is None or occurred_utc.tzinfo is not UTC:  # the encoder writes the offset it has
+        occurred_utc = (occurred_utc or event.occurred_at).astimezone(UTC)
     payload = event.payload
     build = _builder(event.family, payload.__class__)
     row = build(event, payload, (company or _NO_PROFILE).get, (related or _NO_PROFILE).get, occurred_utc)

@@ -163,3 +163,9 @@ def test_corners_are_enriched_as_the_columns_say(
     payload: Any, moment: datetime, profiles: tuple[Profile | None, Profile | None]
 ) -> None:
     _check(_event(payload, moment), *profiles)
+
+
+def test_a_time_given_in_another_offset_is_written_in_utc() -> None:
+    event = _event(MemberLeft(reason="closed"), datetime(2024, 2, 29, 23, 30, tzinfo=MSK))
+    row = json.loads(enriched_record(event, COMPANY, occurred_utc=event.occurred_at))
+    assert row["occurred_at"] == "2024-02-29T20:30:00Z"
