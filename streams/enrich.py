@@ -53,18 +53,6 @@ class MemberDirectory(Protocol):
 _JSON = msgspec.json.Encoder(decimal_format="string")
 
 
-def utc_timestamp(moment: datetime) -> str:
-    """RFC 3339 in UTC with a `Z` suffix (microseconds only when present)."""
-    if moment.tzinfo is not UTC:
-        moment = moment.astimezone(UTC)
-    return f"{moment.isoformat()[:-6]}Z"  # an aware UTC time's isoformat ends with "+00:00"
-
-
-def event_day(event: Event) -> str:
-    """The event-time day of aggregates: the UTC date of `occurred_at`."""
-    return event.occurred_at.astimezone(UTC).date().isoformat()
-
-
 def money_text(amount: Decimal) -> str:
     """Money as the warehouse string with exactly two decimals."""
     return f"{amount:.2f}"
@@ -156,10 +144,3 @@ def enriched_record(
     build = _builder(event.family, payload.__class__)
     row = build(event, payload, (company or _NO_PROFILE).get, (related or _NO_PROFILE).get, occurred_utc)
     return _JSON.encode(row)
-
-
-def changed_fields(event: Event) -> str | None:
-    """Comma-separated sorted names of the fields a `member.updated` changed (None otherwise)."""
-    if isinstance(event.payload, MemberUpdated):
-        return ",".join(sorted(event.payload.changes()))
-    return None
