@@ -24,7 +24,10 @@ def test_peak_rss_of_a_live_process_and_of_none() -> None:
 
 def test_children_are_stopped_and_waited_for_when_the_block_fails(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="stage failed"), Children(tmp_path) as children:
-        child = children.start("sleeper", [sys.executable, "-c", "import time; time.sleep(120)"])
+        # SIGINT's default handler set in the child: launched from a background shell, it would
+        # inherit SIGINT ignored and only stop at the SIGKILL after the stop timeout
+        sleeper = "import signal as s, time; s.signal(s.SIGINT, s.default_int_handler); time.sleep(120)"
+        child = children.start("sleeper", [sys.executable, "-c", sleeper])
         children.sample()
         raise RuntimeError("stage failed")
     assert child.process.returncode is not None  # stopped and reaped
