@@ -12,6 +12,7 @@ the cluster's replication factor, 3), warehouse and state directories.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -43,16 +44,29 @@ NODE_START_TIMEOUT_S = 180.0
 
 
 def free_port_run(width: int) -> int:
-    """A port P with P..P+width-1 all free now."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base: int = probe.getsockname()[1]
-        if base + width > 65535:
-            continue
+    """A port P with P..P+width-1 all free now, below the kernel's ephemeral range.
+
+    Not from it: a broker connecting to a quorum peer whose listener is not up yet can be given
+    that very port as its local port and connect to itself (TCP simultaneous open). Its raft client
+    then reads its own ApiVersions request as the answer ("Correlation id for response (1179652)",
+    0x00120004 = API key 18, version 4) and the broker exits: a 3-broker start failed so in a
+    rehearsal on 2026-12-01, with the ports 59220-59225.
+    """
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10_000, low - width)
         if all(_free(port) for port in range(base, base + width)):
             return base
-    raise RuntimeError(f"no run of {width} free ports found")
+    raise RuntimeError(f"no run of {width} free ports found below {low}")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 when it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def _free(port: int) -> bool:
