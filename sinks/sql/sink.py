@@ -52,6 +52,7 @@ from sinks.quarantine import (
     screen_all,
 )
 from sinks.rows import DecodedBatch, Row, column_lists, decode_group, decode_row
+from sinks.sql import sqlite_compat
 from sinks.sql.deadletters import dead_letter_row, unstorable_row
 from sinks.sql.migrate import upgrade
 from sinks.sql.quarantine import (
@@ -89,12 +90,14 @@ def unavailable(error: BaseException) -> TransientSinkError:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for the warehouse: pre-ping (survives server restarts), SQLite in WAL mode.
+    """An engine for the warehouse: pre-ping (survives server restarts), SQLite in WAL mode, its
+    NULLs bound cheaply (`sinks.sql.sqlite_compat`).
 
     A SQLite file's directory is created if missing.
     """
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
+        sqlite_compat.install()  # NULLs bound without a failed lookup each (CPython 3.11)
         database = engine.url.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -136,12 +139,19 @@ def _copy_events(
         )
 
 
+_SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+
+
 def _sqlite_timestamp(value: dt.datetime | None) -> str | None:
     """What `UtcDateTime` binds on SQLite: naive UTC text (rows hold UTC datetimes already)."""
     if value is None:
         return None
-    utc = value.astimezone(dt.UTC) if value.utcoffset() else value
-    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.utcoffset():
+        value = value.astimezone(dt.UTC)
+    # SQLAlchemy's SQLite DATETIME storage format, formatted directly: `isoformat` costs ~1.5 x this
+    return _SQLITE_DATETIME % (
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond
+    )
 
 
 def _sqlite_binders(table: Table, dialect: Any) -> list[Callable[[Any], Any] | None]:
