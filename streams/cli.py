@@ -88,7 +88,7 @@ def run_streams(args: argparse.Namespace) -> int:
         why = explain_kafka_error(error, settings.pipeline)
         print(f"mic-pipeline streams: Kafka at {bootstrap}: {why}", file=sys.stderr)
         return 3
-    from streams.gcpolicy import tune_gc
+    from mic_pipeline.gcpolicy import tune_gc
 
     tune_gc()
     app = build_app(settings)

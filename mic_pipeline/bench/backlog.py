@@ -108,7 +108,7 @@ def decide_offline(backlog: Backlog) -> Enriched:
     Records are decided in simulator order (a member joins before it acts there), so nothing waits
     (`member_wait_s=0`). Raises `ValueError` if the rows are not exactly the valid events.
     """
-    from streams.gcpolicy import worker_gc
+    from mic_pipeline.gcpolicy import worker_gc
     from streams.processor import EventProcessor
     from streams.records import Position, SourceRecord
     from streams.replica import MemberReplica
@@ -117,7 +117,7 @@ def decide_offline(backlog: Backlog) -> Enriched:
     rows: list[Record] = []
     letters: list[Record] = []
     offsets: Counter[str] = Counter()
-    with worker_gc():  # the worker's collector thresholds (`streams.gcpolicy`)
+    with worker_gc():  # the worker's collector thresholds (`mic_pipeline.gcpolicy`)
         started = time.perf_counter()
         for topic, key, value in backlog.records:
             offset = offsets[topic]

@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from streams.gcpolicy import THRESHOLDS, tune_gc, worker_gc
+from mic_pipeline.gcpolicy import THRESHOLDS, tune_gc, worker_gc
 
 
 def test_the_block_uses_the_workers_thresholds_and_restores_the_previous_ones() -> None:
