@@ -6,7 +6,8 @@ hold years 1..9999, so an out-of-range value is judged by its expectation instea
 frame) and validates it with the family's suite in one pass with booleans only. Only when an
 expectation failed is the frame validated again, restricted to the failed expectations, asking for
 the failing row indices (`COMPLETE` result format): the cost stays per batch, not per row.
-Progress bars are switched off so they never reach the logs.
+Progress bars are switched off so they never reach the logs, and GX's fingerprint of every frame is
+skipped (`sinks.quality.gx_compat`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from great_expectations.data_context.types.base import (
 
 from schemas.topics import Family
 from schemas.warehouse import columns
+from sinks.quality.gx_compat import skip_fingerprint
 from sinks.quality.stacking import TIME_KINDS, Stack, StackedFrame, stacked
 from sinks.quality.suites import Check, row_checks
 from sinks.quality.verdict import Failure, Verdict, shown_value
@@ -74,6 +76,7 @@ class GxValidator:
     """An ephemeral GX context with one pandas asset and one suite per table."""
 
     def __init__(self, suites: Mapping[str, Sequence[Check]]) -> None:
+        skip_fingerprint()  # GX would hash every frame for a marker nobody reads (`gx_compat`)
         in_memory = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)  # no stray temp dirs
         self.context = gx.get_context(
             mode="ephemeral", project_config=DataContextConfig(store_backend_defaults=in_memory)
