@@ -27,7 +27,7 @@ from mic_pipeline import metrics
 from schemas.topics import Family
 from sinks.batch import SourceRecord
 from sinks.quality.verdict import Failure, QualityGate, Verdict
-from sinks.rows import Row
+from sinks.rows import Row, Rows
 
 KEY_CHARS = 80
 _CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
@@ -159,7 +159,7 @@ def screen_all(
     `GxGate` does: its cost is per call), else one call per table."""
     if gate is None:
         return {
-            family: Screened(list(rows), list(sources), []) for family, (rows, sources) in batches.items()
+            family: Screened(_kept(rows), list(sources), []) for family, (rows, sources) in batches.items()
         }
     check_all = getattr(gate, "check_all", None)
     if check_all is not None:
@@ -172,15 +172,21 @@ def screen_all(
     return {family: _split(family, *batches[family], verdicts[family], now) for family in batches}
 
 
+def _kept(rows: Sequence[Row]) -> list[Row]:
+    """All of `rows` as a list: `Rows` as they are (with their columns, `sinks.rows.Rows`)."""
+    return rows if isinstance(rows, Rows) else list(rows)
+
+
 def _split(
     family: Family, rows: Sequence[Row], sources: Sequence[SourceRecord], verdict: Verdict, now: dt.datetime
 ) -> Screened:
     if verdict.passed:
         if rows:
             metrics.QUALITY_GATE.labels(table=family.table, result="passed").inc()
-        return Screened(list(rows), list(sources), [])
+        return Screened(_kept(rows), list(sources), [])
     metrics.QUALITY_GATE.labels(table=family.table, result="quarantined").inc()
-    passed_rows, passed_sources, kept = [], [], []
+    passed_rows: list[Row] = Rows(family) if isinstance(rows, Rows) else []
+    passed_sources, kept = [], []
     for position, (row, source) in enumerate(zip(rows, sources, strict=True)):
         failures = verdict.failures_of(position)
         if failures:

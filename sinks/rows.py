@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -181,7 +181,7 @@ def decode_batch(family: Family, batch: Batch) -> DecodedBatch:
 def decode_group(family: Family, batches: Sequence[Batch]) -> tuple[DecodedBatch, list[list[Rejected]]]:
     """Decode batches of one family (several partitions) into one set of rows (first occurrence per
     `event_id` across them) and the rejected records of each batch."""
-    rows: list[Row] = []
+    rows = Rows(family)
     sources: list[SourceRecord] = []
     seen: set[str] = set()
     duplicates = 0
@@ -201,9 +201,43 @@ def decode_group(family: Family, batches: Sequence[Batch]) -> tuple[DecodedBatch
     return DecodedBatch(rows, sources, flat, duplicates), rejected
 
 
+@cache
+def column_names(family: Family) -> tuple[str, ...]:
+    """The keys of every row `decode_row` makes for `family`, in order."""
+    return tuple(c.name for c in columns(family))
+
+
+class Rows(list[Row]):
+    """Rows of one table as `decode_row` makes them -- every row's keys are `column_names(family)`,
+    in that order -- which transpose into columns once (`column_lists`): the quality gate and the
+    writer of a checkpoint read the same columns. The columns are remembered for the length they
+    were made at, so build the list completely first."""
+
+    def __init__(self, family: Family, rows: Iterable[Row] = ()) -> None:
+        super().__init__(rows)
+        self.family = family
+        self._columns: list[tuple[Any, ...]] = []
+        self._length = -1
+
+    def columns(self) -> list[tuple[Any, ...]]:
+        """The values column by column, in `column_names(family)` order."""
+        if self._length != len(self):
+            names = column_names(self.family)
+            if self and tuple(self[0]) != names:
+                raise ValueError(f"rows of {self.family.table} not made by decode_row: {list(self[0])}")
+            # every row's values are in column order: one C-level transpose, no lookups by name
+            values = [tuple(row.values()) for row in self]
+            self._columns = list(zip(*values, strict=True)) if values else [() for _ in names]
+            self._length = len(self)
+        return self._columns
+
+
 def column_lists(names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     """The rows' values column by column, in the order of `names` (C-level loops: `itemgetter`
-    per row, then a transpose), for the columnar writers (Arrow, pandas, executemany)."""
+    per row, then a transpose), for the columnar writers (Arrow, pandas, executemany). `Rows` of
+    every column of their table are transposed once and the columns shared."""
+    if isinstance(rows, Rows) and tuple(names) == column_names(rows.family):
+        return rows.columns()
     if not rows:
         return [() for _ in names]
     if len(names) == 1:

@@ -68,3 +68,74 @@ def test_a_missing_key_is_a_violation_and_garbage_is_malformed() -> None:
     assert garbage.value.reason is DeadLetterReason.MALFORMED
     assert peek_identity(orjson.dumps(row)) == (row["event_id"], "order.cancelled")
     assert peek_identity(b"[]") == (None, None)
+
+
+def _order_batch(count: int) -> list[dict[str, object]]:
+    return [
+        record(
+            Family.ORDER,
+            "order.placed",
+            company(i),
+            BASE_TIME,
+            order_id=f"o{i}",
+            industry="electronics",
+            title=f"order {i}",
+            quantity=i + 1,
+            budget_rub=f"{i}.25",
+            deadline="2021-01-31",
+        )
+        for i in range(count)
+    ]
+
+
+def test_decoded_rows_transpose_once_into_the_columns_the_generic_path_gives() -> None:
+    from sinks.batch import Batch, SourceRecord
+    from sinks.rows import Rows, column_lists, column_names, decode_group
+
+    encoded = [orjson.dumps(r) for r in _order_batch(5)]
+    batch = Batch("t", 0, tuple(SourceRecord("t", 0, i, None, v) for i, v in enumerate(encoded)))
+    decoded, _ = decode_group(Family.ORDER, [batch])
+    assert isinstance(decoded.rows, Rows) and len(decoded.rows) == 5
+    names = list(column_names(Family.ORDER))
+    shared = column_lists(names, decoded.rows)
+    assert shared == column_lists(names, list(decoded.rows))  # a plain list: lookups by name
+    assert column_lists(names, decoded.rows) is shared  # transposed once
+    subset = ["quantity", "order_id"]
+    assert column_lists(subset, decoded.rows) == [(1, 2, 3, 4, 5), ("o0", "o1", "o2", "o3", "o4")]
+    decoded.rows.append(decoded.rows[0])
+    assert column_lists(names, decoded.rows) == column_lists(names, list(decoded.rows))  # made again
+    assert column_lists(names, Rows(Family.ORDER)) == [() for _ in names]
+
+
+def test_rows_not_in_column_order_are_refused() -> None:
+    from sinks.rows import Rows, column_names
+
+    row = decode_row(Family.ORDER, orjson.dumps(_order_batch(1)[0]))
+    reordered = dict(reversed(list(row.items())))
+    with pytest.raises(ValueError, match="not made by decode_row"):
+        Rows(Family.ORDER, [reordered]).columns()
+    assert Rows(Family.ORDER, [row]).columns()[0] == (row[column_names(Family.ORDER)[0]],)
+
+
+def test_screening_keeps_rows_with_their_columns() -> None:
+    from sinks.batch import SourceRecord
+    from sinks.quality.verdict import Failure, Verdict
+    from sinks.quarantine import screen_all
+    from sinks.rows import Rows
+
+    rows = Rows(Family.ORDER, [decode_row(Family.ORDER, orjson.dumps(r)) for r in _order_batch(3)])
+    sources = [SourceRecord("t", 0, i, None, b"{}") for i in range(3)]
+
+    class Refuses:
+        def __init__(self, verdict: Verdict) -> None:
+            self.verdict = verdict
+
+        def check(self, family: Family, checked: object) -> Verdict:
+            return self.verdict
+
+    passed = screen_all(Refuses(Verdict()), {Family.ORDER: (rows, sources)})[Family.ORDER]
+    assert passed.rows is rows
+    failure = Failure("expect_column_values_to_be_between", "quantity", "a rule", "1")
+    split = screen_all(Refuses(Verdict({1: (failure,)})), {Family.ORDER: (rows, sources)})[Family.ORDER]
+    assert isinstance(split.rows, Rows) and split.rows == [rows[0], rows[2]]
+    assert [entry.event_id for entry in split.quarantined] == [rows[1]["event_id"]]

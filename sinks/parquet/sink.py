@@ -48,7 +48,7 @@ from sinks.parquet.files import fsync_dir, write_atomically
 from sinks.parquet.layout import FileName, Rotation, partition_dir, rotate, table_dir, to_table
 from sinks.quality.verdict import QualityGate
 from sinks.quarantine import Outcome, QuarantinedRow, Screened, log_quarantined, refailed, screen_all
-from sinks.rows import DecodedBatch, Row, decode_group, decode_row, event_date
+from sinks.rows import DecodedBatch, Row, Rows, decode_group, decode_row, event_date
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class ParquetSink:
         whose quarantine file exists stay quarantined; the rest is for the gate to decide."""
         rows, sources = decoded.rows, decoded.sources
         claims = self.claims.claim(family.table, [row["event_id"] for row in rows], sources)
-        undecided = Undecided([], [], [])
+        undecided = Undecided(Rows(family), [], [])  # decoded rows: their columns are made once
         skipped = 0
         for row, source, claim in zip(rows, sources, claims, strict=True):
             if not claim.owned or claim.status == RELEASED:
@@ -208,7 +208,9 @@ class ParquetSink:
             for chunk in rotate(day_rows, self.rotation):
                 first, last = sources[positions[chunk[0]]], sources[positions[chunk[-1]]]
                 name = FileName(first.topic, first.partition, first.offset, last.offset)
-                table = to_table(family, [day_rows[i] for i in chunk])
+                chunk_rows = [day_rows[i] for i in chunk]
+                # decoded rows transpose faster as `Rows` (their values are in column order)
+                table = to_table(family, Rows(family, chunk_rows) if isinstance(rows, Rows) else chunk_rows)
                 path = partition_dir(self.root, family.table, day) / str(name)
                 write_atomically(path, _parquet_writer(table))
 

@@ -317,8 +317,9 @@ class SqlSink:
                 lock_quarantine(connection, family)
             if rows and any_quarantined(connection, family):
                 held = quarantined_ids(connection, family, (row["event_id"] for row in rows))
-                rows = [row for row in rows if event_key(row["event_id"]) not in held]
-                metrics.DUPLICATES.labels(family=family.value).inc(len(held))
+                if held:  # else the rows stay as they are (`Rows` keep their columns)
+                    rows = [row for row in rows if event_key(row["event_id"]) not in held]
+                    metrics.DUPLICATES.labels(family=family.value).inc(len(held))
             if rows:
                 insert_events(connection, family, rows)
                 refresh_state(connection, family, (row[key] for row in rows))
