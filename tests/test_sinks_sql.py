@@ -354,3 +354,25 @@ def test_the_fast_sqlite_insert_stores_exactly_what_sqlalchemy_would(tmp_path: P
         with sqlite3.connect(paths[1]) as db:  # the sink's insert also stamps landed_at (UTC text)
             stamps = db.execute(f"SELECT DISTINCT landed_at IS NOT NULL FROM {family.table}").fetchall()
         assert stamps == [(1,)], family
+
+
+def test_state_rebuilt_many_entities_per_statement_is_the_state_rebuilt_one_by_one(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entities' ids are bound as one parameter (`sinks.sql.state.among_ids`), in chunks."""
+    from sinks.sql import state
+
+    events = scenario(15)
+    reference_engine = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+    reference = make_sink(reference_engine)
+    for batch in batches(events, size=1):
+        reference.write(batch)
+    monkeypatch.setattr(state, "ID_CHUNK", 4)
+    chunked = make_sink(engine)
+    for batch in batches(events, size=len(events)):
+        chunked.write(batch)
+    for family in Family:
+        rows = table_rows(engine, family)
+        assert len(rows) > 4, family  # several chunks
+        assert rows == table_rows(reference_engine, family), family
+    reference_engine.dispose()
