@@ -23,6 +23,7 @@ into the table exactly once when it is fixed.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -131,8 +132,10 @@ def _copy_events(
     with driver.cursor() as cursor:
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table.name}) ON COMMIT DELETE ROWS")
         with cursor.copy(f"COPY {stage} ({column_list}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([*(row[name] for name in names), landed_at])
+            # by columns: `Rows` hand over the ones the gate already transposed
+            landed = itertools.repeat(landed_at, len(rows))
+            for values in zip(*column_lists(names, rows), landed, strict=True):
+                copy.write_row(values)
         cursor.execute(
             f"INSERT INTO {table.name} ({column_list}) SELECT {column_list} FROM {stage} "
             "ON CONFLICT (event_id) DO NOTHING"
