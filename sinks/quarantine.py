@@ -185,7 +185,7 @@ def _split(
             metrics.QUALITY_GATE.labels(table=family.table, result="passed").inc()
         return Screened(_kept(rows), list(sources), [])
     metrics.QUALITY_GATE.labels(table=family.table, result="quarantined").inc()
-    passed_rows: list[Row] = Rows(family) if isinstance(rows, Rows) else []
+    passed_rows: list[Row] = []
     passed_sources, kept = [], []
     for position, (row, source) in enumerate(zip(rows, sources, strict=True)):
         failures = verdict.failures_of(position)
@@ -194,6 +194,8 @@ def _split(
         else:
             passed_rows.append(row)
             passed_sources.append(source)
+    if isinstance(rows, Rows):
+        passed_rows = Rows(family, passed_rows)
     return Screened(passed_rows, passed_sources, kept)
 
 

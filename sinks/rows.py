@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, SupportsIndex
 
 import msgspec
 import orjson
@@ -181,7 +181,7 @@ def decode_batch(family: Family, batch: Batch) -> DecodedBatch:
 def decode_group(family: Family, batches: Sequence[Batch]) -> tuple[DecodedBatch, list[list[Rejected]]]:
     """Decode batches of one family (several partitions) into one set of rows (first occurrence per
     `event_id` across them) and the rejected records of each batch."""
-    rows = Rows(family)
+    rows: list[Row] = []
     sources: list[SourceRecord] = []
     seen: set[str] = set()
     duplicates = 0
@@ -198,7 +198,7 @@ def decode_group(family: Family, batches: Sequence[Batch]) -> tuple[DecodedBatch
             rows.append(row)
             sources.append(source)
     flat = [item for items in rejected for item in items]
-    return DecodedBatch(rows, sources, flat, duplicates), rejected
+    return DecodedBatch(Rows(family, rows), sources, flat, duplicates), rejected
 
 
 @cache
@@ -209,27 +209,75 @@ def column_names(family: Family) -> tuple[str, ...]:
 
 class Rows(list[Row]):
     """Rows of one table as `decode_row` makes them -- every row's keys are `column_names(family)`,
-    in that order -- which transpose into columns once (`column_lists`): the quality gate and the
-    writer of a checkpoint read the same columns. The columns are remembered for the length they
-    were made at, so build the list completely first."""
+    in that order (checked for every row when transposed) -- which transpose into columns once
+    (`column_lists`): the quality gate and the writer of a checkpoint read the same columns. Any
+    change to the list makes them again; the row dicts themselves are the decoded records and are
+    not edited."""
 
     def __init__(self, family: Family, rows: Iterable[Row] = ()) -> None:
         super().__init__(rows)
         self.family = family
-        self._columns: list[tuple[Any, ...]] = []
-        self._length = -1
+        self._columns: list[tuple[Any, ...]] | None = None
 
     def columns(self) -> list[tuple[Any, ...]]:
         """The values column by column, in `column_names(family)` order."""
-        if self._length != len(self):
+        if self._columns is None:
             names = column_names(self.family)
-            if self and tuple(self[0]) != names:
-                raise ValueError(f"rows of {self.family.table} not made by decode_row: {list(self[0])}")
+            for row in self:
+                if tuple(row) != names:
+                    raise ValueError(f"rows of {self.family.table} not made by decode_row: {list(row)}")
             # every row's values are in column order: one C-level transpose, no lookups by name
             values = [tuple(row.values()) for row in self]
             self._columns = list(zip(*values, strict=True)) if values else [() for _ in names]
-            self._length = len(self)
         return self._columns
+
+    def _changed(self) -> None:
+        self._columns = None
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        super().__setitem__(index, value)
+        self._changed()
+
+    def __delitem__(self, index: Any) -> None:
+        super().__delitem__(index)
+        self._changed()
+
+    def __iadd__(self, other: Iterable[Row]) -> Rows:  # type: ignore[override,misc]
+        self._changed()
+        super().__iadd__(other)
+        return self
+
+    def append(self, row: Row) -> None:
+        super().append(row)
+        self._changed()
+
+    def extend(self, rows: Iterable[Row]) -> None:
+        super().extend(rows)
+        self._changed()
+
+    def insert(self, index: SupportsIndex, row: Row) -> None:
+        super().insert(index, row)
+        self._changed()
+
+    def pop(self, index: SupportsIndex = -1) -> Row:
+        self._changed()
+        return super().pop(index)
+
+    def remove(self, row: Row) -> None:
+        super().remove(row)
+        self._changed()
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        super().sort(*args, **kwargs)
+        self._changed()
+
+    def reverse(self) -> None:
+        super().reverse()
+        self._changed()
 
 
 def column_lists(names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:

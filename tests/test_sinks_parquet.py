@@ -229,3 +229,24 @@ def test_an_event_re_sent_at_another_offset_lands_once_but_replays_still_rewrite
     reopened = ParquetSink(tmp_path, TOPICS)  # claims are durable
     reopened.write(order_batch(rows[4:6], first_offset=20))
     assert read(tmp_path).num_rows == 10
+
+
+def test_files_are_written_from_decoded_rows_transposed_by_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate's and the files' transposes take the decoded rows as `Rows` (`sinks.rows`)."""
+    import sinks.parquet.sink as parquet_sink
+    from sinks.rows import Rows
+
+    seen: list[type] = []
+    real_to_table = parquet_sink.to_table
+
+    def to_table(family: Family, rows: Sequence[Row]) -> pa.Table:
+        seen.append(type(rows))
+        return real_to_table(family, rows)
+
+    monkeypatch.setattr(parquet_sink, "to_table", to_table)
+    rows = orders(60)
+    assert ParquetSink(tmp_path, TOPICS).write(order_batch(rows)) == []
+    assert seen and all(kind is Rows for kind in seen)
+    assert sorted(read(tmp_path).column("event_id").to_pylist()) == sorted(r["event_id"] for r in rows)

@@ -104,6 +104,12 @@ def test_decoded_rows_transpose_once_into_the_columns_the_generic_path_gives() -
     assert column_lists(subset, decoded.rows) == [(1, 2, 3, 4, 5), ("o0", "o1", "o2", "o3", "o4")]
     decoded.rows.append(decoded.rows[0])
     assert column_lists(names, decoded.rows) == column_lists(names, list(decoded.rows))  # made again
+    decoded.rows[1] = decoded.rows[2]  # the same length, another row: made again too
+    assert column_lists(["order_id"], decoded.rows) == [("o0", "o2", "o2", "o3", "o4", "o0")]
+    assert column_lists(names, decoded.rows)[names.index("order_id")] == ("o0", "o2", "o2", "o3", "o4", "o0")
+    del decoded.rows[0]
+    decoded.rows.sort(key=lambda row: str(row["order_id"]), reverse=True)
+    assert column_lists(names, decoded.rows) == column_lists(names, list(decoded.rows))
     assert column_lists(names, Rows(Family.ORDER)) == [() for _ in names]
 
 
@@ -114,6 +120,8 @@ def test_rows_not_in_column_order_are_refused() -> None:
     reordered = dict(reversed(list(row.items())))
     with pytest.raises(ValueError, match="not made by decode_row"):
         Rows(Family.ORDER, [reordered]).columns()
+    with pytest.raises(ValueError, match="not made by decode_row"):  # any row, not only the first
+        Rows(Family.ORDER, [row, row, reordered]).columns()
     assert Rows(Family.ORDER, [row]).columns()[0] == (row[column_names(Family.ORDER)[0]],)
 
 

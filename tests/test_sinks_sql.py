@@ -376,3 +376,22 @@ def test_state_rebuilt_many_entities_per_statement_is_the_state_rebuilt_one_by_o
         assert len(rows) > 4, family  # several chunks
         assert rows == table_rows(reference_engine, family), family
     reference_engine.dispose()
+
+
+def test_postgresql_binds_the_state_ids_as_one_array_whatever_their_number() -> None:
+    """The statement's text never depends on the ids, so psycopg can cache and prepare it."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from sinks.sql.state import _statements
+
+    for family in Family:
+        for statement in _statements(family, "postgresql"):
+            compiled = statement.compile(dialect=postgresql.dialect())
+            unbound = {name for name, value in compiled.params.items() if value is None}
+            assert unbound == {"ids"}, family  # the rest are the statement's own constants
+            assert "= ANY (%(ids)s::VARCHAR[])" in str(compiled), family
+            assert " IN (" not in str(compiled), family
+        for statement in _statements(family, "sqlite"):
+            compiled = statement.compile(dialect=sqlite.dialect())
+            unbound = {name for name, value in compiled.params.items() if value is None}
+            assert unbound == {"ids"} and "IN (__[POSTCOMPILE_ids])" in str(compiled), family

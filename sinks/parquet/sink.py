@@ -163,6 +163,8 @@ class ParquetSink:
             by_partition.setdefault((source.topic, source.partition), []).append(position)
         for positions in by_partition.values():
             rows = [screened.rows[p] for p in positions]
+            if isinstance(screened.rows, Rows):  # decoded rows: transposed by values when written
+                rows = Rows(family, rows)
             self._write_files(family, rows, [screened.sources[p] for p in positions])
         metrics.ROWS_WRITTEN.labels(sink=self.name, table=family.table).inc(len(screened.rows))
 
@@ -175,7 +177,7 @@ class ParquetSink:
         whose quarantine file exists stay quarantined; the rest is for the gate to decide."""
         rows, sources = decoded.rows, decoded.sources
         claims = self.claims.claim(family.table, [row["event_id"] for row in rows], sources)
-        undecided = Undecided(Rows(family), [], [])  # decoded rows: their columns are made once
+        undecided = Undecided([], [], [])
         skipped = 0
         for row, source, claim in zip(rows, sources, claims, strict=True):
             if not claim.owned or claim.status == RELEASED:
@@ -188,7 +190,8 @@ class ParquetSink:
             undecided.rows.append(row)
             undecided.sources.append(source)
         metrics.DUPLICATES.labels(family=family.value).inc(decoded.duplicates + skipped)
-        return undecided
+        # decoded rows, as `Rows`: the gate and the files transpose them once each
+        return Undecided(Rows(family, undecided.rows), undecided.sources, undecided.marked)
 
     def _quarantine(self, family: Family, entries: Sequence[QuarantinedRow]) -> None:
         """Mark the claims `q` (durable), then write the files: a file never exists unmarked."""
