@@ -20,6 +20,7 @@ current profile; `changed_fields` lists (comma-separated, sorted) what a `member
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 from schemas.topics import Family
@@ -107,6 +108,7 @@ def columns(family: Family) -> tuple[Column, ...]:
     return ENVELOPE_COLUMNS + _PAYLOAD_COLUMNS[family]
 
 
+@cache
 def column_names(family: Family) -> tuple[str, ...]:
     """The keys of an enriched record of `family`, in table order."""
     return tuple(c.name for c in columns(family))

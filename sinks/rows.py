@@ -25,7 +25,7 @@ import orjson
 
 from schemas.reasons import DeadLetterReason
 from schemas.topics import Family
-from schemas.warehouse import ColumnKind, columns
+from schemas.warehouse import ColumnKind, column_names, columns
 from sinks.batch import Batch, Rejected, SourceRecord
 from sinks.errors import TerminalRecordError
 
@@ -199,12 +199,6 @@ def decode_group(family: Family, batches: Sequence[Batch]) -> tuple[DecodedBatch
             sources.append(source)
     flat = [item for items in rejected for item in items]
     return DecodedBatch(Rows(family, rows), sources, flat, duplicates), rejected
-
-
-@cache
-def column_names(family: Family) -> tuple[str, ...]:
-    """The keys of every row `decode_row` makes for `family`, in order."""
-    return tuple(c.name for c in columns(family))
 
 
 class Rows(list[Row]):

@@ -89,8 +89,9 @@ def _order_batch(count: int) -> list[dict[str, object]]:
 
 
 def test_decoded_rows_transpose_once_into_the_columns_the_generic_path_gives() -> None:
+    from schemas.warehouse import column_names
     from sinks.batch import Batch, SourceRecord
-    from sinks.rows import Rows, column_lists, column_names, decode_group
+    from sinks.rows import Rows, column_lists, decode_group
 
     encoded = [orjson.dumps(r) for r in _order_batch(5)]
     batch = Batch("t", 0, tuple(SourceRecord("t", 0, i, None, v) for i, v in enumerate(encoded)))
@@ -114,7 +115,8 @@ def test_decoded_rows_transpose_once_into_the_columns_the_generic_path_gives() -
 
 
 def test_rows_not_in_column_order_are_refused() -> None:
-    from sinks.rows import Rows, column_names
+    from schemas.warehouse import column_names
+    from sinks.rows import Rows
 
     row = decode_row(Family.ORDER, orjson.dumps(_order_batch(1)[0]))
     reordered = dict(reversed(list(row.items())))

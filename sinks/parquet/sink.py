@@ -163,8 +163,6 @@ class ParquetSink:
             by_partition.setdefault((source.topic, source.partition), []).append(position)
         for positions in by_partition.values():
             rows = [screened.rows[p] for p in positions]
-            if isinstance(screened.rows, Rows):  # decoded rows: transposed by values when written
-                rows = Rows(family, rows)
             self._write_files(family, rows, [screened.sources[p] for p in positions])
         metrics.ROWS_WRITTEN.labels(sink=self.name, table=family.table).inc(len(screened.rows))
 
@@ -211,9 +209,8 @@ class ParquetSink:
             for chunk in rotate(day_rows, self.rotation):
                 first, last = sources[positions[chunk[0]]], sources[positions[chunk[-1]]]
                 name = FileName(first.topic, first.partition, first.offset, last.offset)
-                chunk_rows = [day_rows[i] for i in chunk]
-                # decoded rows transpose faster as `Rows` (their values are in column order)
-                table = to_table(family, Rows(family, chunk_rows) if isinstance(rows, Rows) else chunk_rows)
+                # decoded rows: as `Rows` they transpose by values (in column order), not by name
+                table = to_table(family, Rows(family, (day_rows[i] for i in chunk)))
                 path = partition_dir(self.root, family.table, day) / str(name)
                 write_atomically(path, _parquet_writer(table))
 
