@@ -41,7 +41,9 @@ still flagged -- not fetchable, polling and fetching nothing, until it was repla
 Whatever the path, the symptom is observable: `UnfetchableWatch` reports partitions that stayed
 assigned, not paused by the sink and not fetchable for `limit_s`, and the runner then starts over
 with a new consumer (a new member gets fresh partition states and reads on from the committed
-offsets). That run healed this way: 60 s after the stall, a new consumer, everything landed.
+offsets). That run healed this way: 60 s after the stall, a new consumer, everything landed (the
+limit is now 20 s, `sinks.runner.RunnerConfig.unfetchable_limit_s`: at 60 s the web page read
+DEGRADED before the new consumer's first commit).
 Legitimate unfetchable spells -- an offset reset or a validation in flight, a listener running --
 last milliseconds to seconds, far below the limit.
 

@@ -17,6 +17,9 @@ from test_sinks_runner import LANDING_TIMEOUT, expected_counts, in_thread, parqu
 
 from mic_pipeline.config import Settings
 from mic_pipeline.kafka_python_compat import UnfetchableWatch, watch_needed, why_unfetchable
+from mic_pipeline.ops.lag_rules import commit_interval
+from mic_pipeline.ops.verdict import Thresholds
+from sinks.runner import RENEWAL_BUDGET_S, RunnerConfig
 
 
 def test_the_watch_is_on_for_the_installed_kafka_python_and_gated_by_version() -> None:
@@ -88,6 +91,15 @@ def _subscription(*partitions: TopicPartition) -> SimpleNamespace:
     for tp in partitions:
         state.assignment[tp].seek(OffsetAndMetadata(offset=0, metadata="", leader_epoch=-1))
     return SimpleNamespace(_subscription=state)
+
+
+@pytest.mark.parametrize("group", ["mic-sink-sql", "mic-sink-parquet"])
+def test_a_stuck_consumer_is_replaced_before_the_web_page_reads_degraded(group: str) -> None:
+    """The watch's limit plus a renewal's rejoin and first checkpoint stay within the lag rule's
+    `not committing` limit for the sinks (commit interval + margin): a sink that heals this way
+    never reads DEGRADED (at a 60 s limit the quick demo's page did)."""
+    limit = commit_interval(group, {}) + Thresholds().lag_margin_seconds
+    assert RunnerConfig(group_id=group).unfetchable_limit_s + RENEWAL_BUDGET_S <= limit
 
 
 def test_a_partition_is_stuck_after_the_limit_seen_unfetchable_at_every_turn() -> None:
