@@ -136,15 +136,18 @@ class Children:
     directory: Path
     started: list[Child] = field(default_factory=list)
 
-    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> Child:
-        """Start `argv` with its output in `<directory>/<name>.log`, in its own session (a Ctrl-C
-        at the terminal reaches the bench, which then stops its children in order)."""
+    def start(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> Child:
+        """Start `argv` (in `cwd`, default ours) with its output in `<directory>/<name>.log`, in its own
+        session (a Ctrl-C at the terminal reaches the bench, which then stops its children in order)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         log = self.directory / f"{name}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
                 list(argv),
                 env=dict(env) if env is not None else None,
+                cwd=cwd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

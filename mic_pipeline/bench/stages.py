@@ -73,25 +73,31 @@ def _owns_partitions(ports: list[int]) -> bool:
     return True
 
 
-def start_workers(ctx: Context, settings: Settings, children: Children, app_id: str, count: int) -> list[int]:
-    """Start `count` stream workers in group `app_id`; their web ports."""
+def start_workers(
+    ctx: Context, settings: Settings, children: Children, app_id: str, count: int, tree: Path | None = None
+) -> list[int]:
+    """Start `count` stream workers in group `app_id`; their web ports. `tree`: another code tree
+    whose worker to run (its directory is then the workers' working directory and PYTHONPATH)."""
     ports = [free_port() for _ in range(count)]
     for index, port in enumerate(ports):
         env = worker_env(settings, app_id, port, ctx.options.member_wait_s)
-        children.start(f"streams-{index + 1}", python_module("mic_pipeline.cli", "streams"), env)
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree)
+        children.start(f"streams-{index + 1}", python_module("mic_pipeline.cli", "streams"), env, tree)
     return ports
 
 
-def worker_stage(ctx: Context, count: int) -> dict[str, Any]:
-    """`count` stream workers in one group over the backlog; events/s from the group's commits."""
-    stage = f"worker_{count}"
+def worker_stage(ctx: Context, count: int, tree: Path | None = None, label: str = "") -> dict[str, Any]:
+    """`count` stream workers in one group over the backlog; events/s from the group's commits.
+    `tree`: run another code tree's worker (`start_workers`), `label` naming its stage."""
+    stage = f"worker_{count}{label}"
     settings = ctx.settings(stage)
     published, publish_s = publish(settings, ctx.backlog.records)
     app_id = settings.topic("mic-streams")
     inputs = [settings.topic(family.topic) for family in Family]
     try:
         with ctx.children(stage) as children, Offsets(settings) as offsets:
-            ports = start_workers(ctx, settings, children, app_id, count)
+            ports = start_workers(ctx, settings, children, app_id, count, tree)
             window = watch_commits(
                 offsets, app_id, inputs, published, children, timeout_s=ctx.options.stage_timeout_s,
                 ready=lambda: count == 1 or _owns_partitions(ports),
