@@ -238,8 +238,10 @@ def quotes_add_up(raw: bytes, spec: PayloadSpec, payload: Payload, wire: WireEnv
     quotes = raw.count(b'"')
     if quotes == expected:
         return True
-    if 0x5C in raw and b'\\"' in raw:  # a backslash at all (int search: memchr), then before a quote
-        if b"\\\\" in raw:
+    # a backslash at all (int search: memchr), then before a quote; `find`, not `in`: CPython 3.11's
+    # `bytes in bytes` first tries the needle as an integer and formats a TypeError (~1.8k instructions)
+    if 0x5C in raw and raw.find(b'\\"') != -1:
+        if raw.find(b"\\\\") != -1:
             return False
         quotes -= raw.count(b'\\"')
         if quotes == expected:

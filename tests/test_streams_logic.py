@@ -822,3 +822,23 @@ def test_a_record_whose_decision_raised_is_a_counted_dead_letter_with_its_identi
         assert (letter.event_id, letter.event_type) == (placed.event_id, "order.placed")
         assert (letter.original_topic, letter.original_offset) == ("mic.orders", 7)
     assert h.live()["quality"]["dead_letters"] == {"schema_violation": 1}
+
+
+def test_payload_types_are_leaves_so_exact_type_tests_decide_as_isinstance_would() -> None:
+    """`streams.rules.apply_event` and the processor test payload types with `type(p) is C` (a failed
+    `isinstance` against a msgspec Struct is ~0.7k instructions): right only while no payload type
+    subclasses another: every type of the registry (and any other, e.g. a test's next version) is a
+    direct, childless subclass of `Payload`."""
+    from schemas.events import Payload
+    from schemas.registry import DEFAULT_REGISTRY
+
+    types = {spec.payload_type for spec in DEFAULT_REGISTRY.all_specs()}
+    assert types and types <= set(Payload.__subclasses__())
+    assert all(not kind.__subclasses__() for kind in Payload.__subclasses__())
+
+
+def test_day_text_is_the_iso_date_of_the_ordinal() -> None:
+    from streams.rules import day_text
+
+    for moment in (datetime(2000, 1, 1, tzinfo=UTC), datetime(2099, 12, 31, 23, 59, tzinfo=UTC)):
+        assert day_text(moment.toordinal()) == moment.date().isoformat()
