@@ -151,7 +151,7 @@ class EventProcessor(WaitingRoom):
                 self._repeat(outcome, event, record, position, decision=ours[3])
                 return outcome
         queue = self._queue(key, origin)
-        behind = bool(queue) and queue[0] != origin and not self._may_overtake(event, queue)
+        behind = bool(queue) and queue[0] != origin and not self._may_overtake(event)
         if behind and waited_s is not None and waited_s >= self.member_wait_s:
             behind = False  # the events ahead did not resolve in time: decide this one on its own
         missing, company, related = self._members(event)
@@ -200,7 +200,7 @@ class EventProcessor(WaitingRoom):
         self._mark(event, record, position, OK, key, queued=bool(queue))
         return outcome
 
-    def _may_overtake(self, event: Event, queue: list[str]) -> bool:
+    def _may_overtake(self, event: Event) -> bool:
         """Whether `event` is decided before the entity's parked records (`queue`): only the join of a
         member that is not active, which is what they wait for. A join of an active member waits
         behind them: the parked records (an update or leave that came before the member's first join)
