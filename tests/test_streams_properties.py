@@ -468,7 +468,10 @@ def test_a_rejoin_decides_the_same_whether_its_batch_also_holds_the_release_of_a
     reason="known defect, found 2026-12-02 by this machine with derandomize=False and 400 examples (also "
     "at a6c037b, before the re-join fix): after a leave parked before the member's first join, an "
     "update parked behind it and a re-join, a crash leaves the re-join parked again (pending) and the "
-    "live aggregates no longer equal the offline recomputation over the outputs sent; not yet analysed",
+    "live aggregates no longer equal the offline recomputation over the outputs sent. Only the members "
+    "section differs: the live side reads the member replica, which holds the state the re-join sent "
+    "before the crash; the offline side leaves pending records out. Whether the invariant's model or "
+    "the processor is wrong is not settled",
 )
 def test_a_parked_update_and_a_rejoin_replayed_after_a_crash_keep_the_aggregates_equal() -> None:
     m = StreamMachine()
