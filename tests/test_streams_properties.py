@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -483,4 +484,25 @@ def test_a_parked_update_and_a_rejoin_replayed_after_a_crash_keep_the_aggregates
         m.member_event(company=company, kind=kind)
     _checked(m)
     m.crash()
+    _checked(m)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known, found 2026-12-02 by this machine with derandomize off and 1,000 examples (also at "
+    "a6c037b), not analysed: a leave parked before its member's first join is released at the wait's "
+    "end after the join, so its decision is held until the state is durable (streams.outbox); a re-join "
+    "decided meanwhile is sent first, so the member rows' topic order (join, join, leave) differs from "
+    "the decision order the replica and the state followed, and the offline members section disagrees",
+)
+def test_a_held_leave_and_a_rejoin_keep_the_members_section_equal() -> None:
+    m = StreamMachine()
+    company = COMPANIES[0]
+    m.member_event(company=company, kind="left")  # parks: not a member (yet)
+    m.tick(2.0)
+    m.tick(2.0)
+    m.member_event(company=company, kind="joined")
+    m.tick(2.0)  # the leave's wait ends: decided against the joined member, held
+    _checked(m)
+    m.member_event(company=company, kind="joined")  # a re-join, sent before the held leave
     _checked(m)
